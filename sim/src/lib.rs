@@ -1,0 +1,149 @@
+//! `mesos-sim`: a simulated Apache Mesos cluster (masters and agents) served over real
+//! HTTP/1.1 on loopback, for asgard-stats' integration tests, README demo and benchmark.
+//!
+//! This file owns the public vocabulary (what a cluster looks like, which faults exist,
+//! what tests can learn about tasks); the running cluster lives in `cluster.rs`. The
+//! simulator uses std threads and std::net only, so tests need no async runtime.
+//!
+//! ```no_run
+//! let cluster = mesos_sim::Cluster::start(mesos_sim::ClusterSpec::default())?;
+//! println!("leader at {}", cluster.leader_url());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+mod body;
+mod cluster;
+mod http;
+mod ids;
+mod server;
+mod services;
+mod tls;
+mod workload;
+
+use std::time::Duration;
+
+pub use cluster::Cluster;
+
+/// The shape of a simulated cluster; see [`Cluster::start`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSpec {
+    /// Number of agents that are listed active and served.
+    pub agents: usize,
+    /// Tasks (executors) per agent.
+    pub tasks_per_agent: usize,
+    /// Extra masters that answer `307` pointing at the leader.
+    pub standby_masters: usize,
+    /// Extra agents listed with `"active": false` and not served.
+    pub inactive_agents: usize,
+    /// Every Nth task of an agent (task index % N == N-1) has no CFS fields
+    /// (`cpus_throttled_time_secs`, `cpus_nr_periods`, `cpus_nr_throttled`); 0 = none.
+    pub no_cfs_every: usize,
+    /// Every Nth task of an agent (task index % N == N-1) gets a new executor id on every
+    /// statistics request its agent serves; 0 = none.
+    pub churn_every: usize,
+    /// Agents bind 127.a.b.c counting up from 127.`first_ip` (skipping .0 and .255 in the
+    /// last octet); masters bind 127.0.0.1.
+    pub first_ip: [u8; 3],
+    /// When set, every master and agent requires HTTP basic auth with this
+    /// (principal, secret), answering 401 otherwise.
+    pub credentials: Option<(String, String)>,
+    /// When set, masters and agents speak https with this identity.
+    pub tls: Option<TlsIdentity>,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            agents: 3,
+            tasks_per_agent: 5,
+            standby_masters: 0,
+            inactive_agents: 0,
+            no_cfs_every: 0,
+            churn_every: 0,
+            first_ip: [1, 0, 1],
+            credentials: None,
+            tls: None,
+        }
+    }
+}
+
+/// A PEM certificate chain (leaf first) and its PEM private key (PKCS#8, PKCS#1 or SEC1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsIdentity {
+    pub cert_chain_pem: String,
+    pub key_pem: String,
+}
+
+/// How an agent misbehaves; see [`Cluster::set_agent_fault`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentFault {
+    /// Answers normally.
+    Healthy,
+    /// The listener is closed, so connections are refused; it is bound again on the same
+    /// address when the fault is lifted.
+    Refuse,
+    /// Accepts and reads the request, then never answers, keeping the socket open until
+    /// the cluster is dropped.
+    Hang,
+    /// Waits this long after reading the request, then answers normally; other
+    /// connections to the agent are still served meanwhile.
+    Slow(Duration),
+    /// Answers this status with a short text body.
+    Status(u16),
+    /// Sends the headers with the full Content-Length, then half the body, then closes.
+    Truncated,
+    /// Answers 200 with exactly this body.
+    Body(String),
+    /// Answers 200 with a valid JSON array padded with whitespace to at least this many
+    /// bytes.
+    Oversized(usize),
+}
+
+/// How a master misbehaves; see [`Cluster::set_master_fault`]. Same meanings as the
+/// [`AgentFault`] variants of the same names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MasterFault {
+    Healthy,
+    Refuse,
+    Hang,
+    Status(u16),
+}
+
+/// An active agent as the leader lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentInfo {
+    /// `"<cluster-uuid>-S<index>"`.
+    pub id: String,
+    /// `"127.1.0.1:45123"`.
+    pub address: String,
+    /// Position among the active agents (the `agent` argument of the fault setters).
+    pub index: usize,
+}
+
+/// How fast a task's counters grow, per second of wall-clock time, and its fixed sizes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TaskRates {
+    /// `cpus_user_time_secs` per second.
+    pub user: f64,
+    /// `cpus_system_time_secs` per second.
+    pub system: f64,
+    /// `cpus_throttled_time_secs` per second; None when the task has no CFS fields.
+    pub throttled: Option<f64>,
+    pub cpus_limit: f64,
+    pub mem_rss_bytes: u64,
+    pub mem_limit_bytes: u64,
+}
+
+/// One task of an active agent, as the simulator serves it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskInfo {
+    /// Index of the agent (as in [`AgentInfo::index`]).
+    pub agent: usize,
+    /// Index of the task on its agent (what `no_cfs_every` and `churn_every` count).
+    pub index: usize,
+    /// The Marathon app id, e.g. `"/prod/web"`.
+    pub app_id: String,
+    /// None for churning tasks, whose id changes on every request.
+    pub executor_id: Option<String>,
+    pub rates: TaskRates,
+}

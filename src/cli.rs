@@ -1,0 +1,278 @@
+//! The command line: clap definitions only. Every setting is a flag and an environment
+//! variable (flags win), with the Python collector's variable names; [`crate::config`]
+//! turns what is parsed here into the validated `Config` the rest of the program reads.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Collects CPU and memory usage of every Mesos task and publishes one JSON document per
+/// task to RabbitMQ. Meant to run from cron every minute.
+#[derive(Debug, Parser)]
+#[command(name = "asgard-stats", version, about, max_term_width = 100)]
+#[command(after_help = EXIT_CODES)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+
+    #[command(flatten)]
+    pub(crate) settings: Settings,
+}
+
+pub(crate) const EXIT_CODES: &str = "\
+Exit codes:
+  0   every agent answered and every document was confirmed
+  1   any other error
+  2   bad command line or configuration
+  3   partial: some agents or documents failed; the rest was delivered
+  69  nothing could be done: no master, Redis or broker reachable
+  75  another pass holds the lock";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run one collection pass: list agents, read their statistics, publish documents.
+    Collect(CollectArgs),
+    /// Check that every master, Redis and the broker can be reached, without collecting.
+    Check,
+    /// Print the man page (roff) generated from these definitions.
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CollectArgs {
+    /// Do a normal pass but write nothing anywhere (no Redis writes, no lock, no broker)
+    /// and print the documents to stdout.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    /// How --dry-run prints documents [default: json, or table on a terminal]
+    #[arg(long, value_enum)]
+    pub(crate) output: Option<OutputFormat>,
+
+    /// With --dry-run, seconds between the two readings of tasks that have no previous
+    /// reading in Redis.
+    #[arg(long, env = "STATS_COLLECTOR_DRY_RUN_INTERVAL", default_value_t = 2.0)]
+    pub(crate) dry_run_interval: f64,
+
+    /// Declare a durable queue named after the routing key before publishing (for demos
+    /// and first installs; production queues belong to the consumers).
+    #[arg(long)]
+    pub(crate) declare_queue: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// One JSON document per line.
+    Json,
+    /// An aligned table sorted by cpu_pct.
+    Table,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Plain text lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct Settings {
+    /// Mesos master URL (http://IP:PORT), repeatable, tried in order. Without it:
+    /// HOLLOWMAN_MESOS_ADDRESS, then HOLLOWMAN_MESOS_ADDRESS_0, _1, ... up to the first
+    /// missing index; else STATS_COLLECTOR_MESOS_MASTER_IP.
+    #[arg(long = "master", value_name = "URL", global = true)]
+    pub(crate) masters: Vec<String>,
+
+    /// One master IP without port, meaning http://IP:5050, used when no
+    /// HOLLOWMAN_MESOS_ADDRESS* is set.
+    #[arg(
+        long,
+        value_name = "IP",
+        env = "STATS_COLLECTOR_MESOS_MASTER_IP",
+        global = true
+    )]
+    pub(crate) mesos_master_ip: Option<String>,
+
+    /// Principal for HTTP basic authentication to masters and agents.
+    #[arg(long, env = "STATS_COLLECTOR_MESOS_PRINCIPAL", global = true)]
+    pub(crate) mesos_principal: Option<String>,
+
+    /// Secret for HTTP basic authentication to masters and agents.
+    #[arg(
+        long,
+        env = "STATS_COLLECTOR_MESOS_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub(crate) mesos_secret: Option<String>,
+
+    /// PEM file of the CA that signed the masters' and agents' certificates (https).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STATS_COLLECTOR_MESOS_CA_FILE",
+        global = true
+    )]
+    pub(crate) mesos_ca_file: Option<PathBuf>,
+
+    /// Seconds to connect to a master or agent.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "STATS_CONNECT_TIMEOUT",
+        default_value_t = 2.0,
+        global = true
+    )]
+    pub(crate) connect_timeout: f64,
+
+    /// Seconds for a whole request to a master or agent, body included.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "STATS_REQUEST_TIMEOUT",
+        default_value_t = 5.0,
+        global = true
+    )]
+    pub(crate) request_timeout: f64,
+
+    /// Largest agent answer accepted, in bytes.
+    #[arg(long, value_name = "BYTES", env = "STATS_COLLECTOR_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024, global = true)]
+    pub(crate) max_body_bytes: u64,
+
+    /// Agents fetched and processed at once.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "STATS_COLLECTOR_WORKERS",
+        default_value_t = 32,
+        global = true
+    )]
+    pub(crate) workers: usize,
+
+    /// Seconds a whole pass may take; work not done by then is abandoned.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "STATS_COLLECTOR_DEADLINE",
+        default_value_t = 50.0,
+        global = true
+    )]
+    pub(crate) deadline: f64,
+
+    /// Handle only the agents whose id hashes to shard K of N (1 <= K <= N), with a lock
+    /// of its own, so N cron hosts split one cluster.
+    #[arg(long, value_name = "K/N", env = "STATS_COLLECTOR_SHARD", global = true)]
+    pub(crate) shard: Option<String>,
+
+    /// Redis URL (redis:// or rediss://) holding previous readings and the pass lock.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "STATS_COLLECTOR_REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1/0",
+        global = true
+    )]
+    pub(crate) redis_url: String,
+
+    /// Redis connections kept open at least.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "STATS_COLLECTOR_REDIS_POOL_MIN",
+        default_value_t = 0,
+        global = true
+    )]
+    pub(crate) redis_pool_min: u32,
+
+    /// Redis connections open at most.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "STATS_COLLECTOR_REDIS_POOL_MAX",
+        default_value_t = 10,
+        global = true
+    )]
+    pub(crate) redis_pool_max: u32,
+
+    /// Prefix of every Redis key this program writes.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        env = "STATS_COLLECTOR_KEY_PREFIX",
+        default_value = "asgard-stats:task:",
+        global = true
+    )]
+    pub(crate) key_prefix: String,
+
+    /// Seconds a stored reading lives; a task that ended leaves nothing behind after it.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "STATS_COLLECTOR_STATE_TTL",
+        default_value_t = 600,
+        global = true
+    )]
+    pub(crate) state_ttl: u64,
+
+    /// RabbitMQ host, optionally host:port (port 5672 when left out).
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        env = "STATS_COLLECTOR_RABBITMQ_HOST",
+        global = true
+    )]
+    pub(crate) rabbitmq_host: Option<String>,
+
+    /// RabbitMQ user.
+    #[arg(long, env = "STATS_COLLECTOR_RABBITMQ_USER", global = true)]
+    pub(crate) rabbitmq_user: Option<String>,
+
+    /// RabbitMQ password.
+    #[arg(
+        long,
+        env = "STATS_COLLECTOR_RABBITMQ_PWD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub(crate) rabbitmq_password: Option<String>,
+
+    /// RabbitMQ virtual host.
+    #[arg(
+        long,
+        env = "STATS_COLLECTOR_RABBITMQ_VHOST",
+        default_value = "/",
+        global = true
+    )]
+    pub(crate) rabbitmq_vhost: String,
+
+    /// Routing key of every document; the exchange is always the default one ("").
+    #[arg(long, env = "STATS_COLLECTOR_RABBITMQ_RK", global = true)]
+    pub(crate) routing_key: Option<String>,
+
+    /// Seconds to wait for the broker to confirm a batch of documents.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "STATS_COLLECTOR_CONFIRM_TIMEOUT",
+        default_value_t = 10.0,
+        global = true
+    )]
+    pub(crate) confirm_timeout: f64,
+
+    /// Add `stats: {before, now}` (both raw readings) to each document (0 or 1).
+    #[arg(long, value_name = "0|1", env = "STATS_COLLECTOR_INCLUDE_RAW_METRICS", default_value = "0", value_parser = ["0", "1"], global = true)]
+    pub(crate) include_raw_metrics: String,
+
+    /// Log line format on stderr; the level comes from RUST_LOG (default info).
+    #[arg(
+        long,
+        value_enum,
+        env = "STATS_COLLECTOR_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub(crate) log_format: LogFormat,
+}

@@ -1,0 +1,55 @@
+//! Logging to stderr through `log` and env_logger: plain lines for people, or one JSON
+//! object per line (`--log-format json`) for log pipelines. `RUST_LOG` sets the level,
+//! `info` by default. Structured fields given as `log` key-values (agent, reason, the
+//! summary's counts) become JSON fields, or trail the plain line.
+
+use crate::cli::LogFormat;
+use log::kv::{Key, Value, VisitSource};
+use std::io::Write;
+
+pub(crate) fn init(format: LogFormat) {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    match format {
+        LogFormat::Text => builder.format(|buf, record| {
+            writeln!(
+                buf,
+                "{} {:<5} {}",
+                buf.timestamp_millis(),
+                record.level(),
+                record.args()
+            )
+        }),
+        LogFormat::Json => builder.format(|buf, record| {
+            let mut line = serde_json::Map::new();
+            line.insert("time".into(), buf.timestamp_millis().to_string().into());
+            line.insert("level".into(), record.level().as_str().into());
+            line.insert("message".into(), record.args().to_string().into());
+            let mut fields = JsonFields(&mut line);
+            // A visitor that only inserts cannot fail.
+            let _ = record.key_values().visit(&mut fields);
+            writeln!(buf, "{}", serde_json::Value::Object(line))
+        }),
+    };
+    // A second initialisation (tests) keeps the first logger, which is fine.
+    let _ = builder.try_init();
+}
+
+/// Copies a record's key-values into the JSON object, numbers as numbers.
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
+        let json = if let Some(n) = value.to_u64() {
+            n.into()
+        } else if let Some(x) = value.to_f64() {
+            serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, Into::into)
+        } else if let Some(b) = value.to_bool() {
+            b.into()
+        } else {
+            value.to_string().into()
+        };
+        self.0.insert(key.as_str().to_string(), json);
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+//! `asgard-stats`: collects per-task CPU and memory usage from an Apache Mesos cluster
+//! and publishes one JSON document per task to RabbitMQ. `main` only parses the command
+//! line, runs the subcommand and maps its result to an exit code; see ARCHITECTURE.md.
+
+mod appname;
+mod broker;
+mod check;
+mod cli;
+mod config;
+mod document;
+mod logging;
+mod mesos;
+mod pass;
+mod printer;
+mod reading;
+mod state;
+mod tally;
+
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command, OutputFormat};
+use config::Config;
+use std::io::IsTerminal;
+use std::time::Duration;
+use tally::exit;
+
+fn main() {
+    std::process::exit(run());
+}
+
+fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; clap knows which is which.
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+        }
+    };
+    logging::init(cli.settings.log_format);
+    if let Command::Man = cli.command {
+        return print_man_page();
+    }
+    let config = match Config::from_settings(&cli.settings, |name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            log::error!("configuration: {e}");
+            return exit::USAGE;
+        }
+    };
+    log::debug!("{config:?}");
+    match cli.command {
+        Command::Collect(args) => {
+            let mode = if args.dry_run {
+                let interval = Duration::try_from_secs_f64(args.dry_run_interval)
+                    .unwrap_or(Duration::from_secs(2));
+                let terminal = std::io::stdout().is_terminal();
+                let output = args.output.unwrap_or(if terminal {
+                    OutputFormat::Table
+                } else {
+                    OutputFormat::Json
+                });
+                pass::Mode::DryRun { interval, output }
+            } else {
+                pass::Mode::Collect {
+                    declare_queue: args.declare_queue,
+                }
+            };
+            match pass::run(&config, mode) {
+                Ok(summary) => {
+                    summary.log();
+                    summary.exit_code()
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    e.code
+                }
+            }
+        }
+        Command::Check => check::run(&config),
+        Command::Man => exit::OK,
+    }
+}
+
+fn print_man_page() -> i32 {
+    let man = clap_mangen::Man::new(Cli::command());
+    match man.render(&mut std::io::stdout()) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            log::error!("cannot write the man page: {e}");
+            exit::OTHER
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! Everything that talks to Mesos over HTTP: finding the leading master, listing its
+//! agents, and fetching one agent's `/monitor/statistics`.
+//!
+//! One `ureq` agent is shared by every worker thread. Its timeouts are always set (ureq 3
+//! has none by default), proxies from the environment are ignored (agents are reached
+//! directly), and redirects are followed here rather than by ureq, because ureq drops
+//! the `Authorization` header on a redirect and Mesos standbys answer with a
+//! protocol-relative `Location`.
+
+use crate::config::HttpSettings;
+use serde::Deserialize;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+use ureq::http::{header, StatusCode};
+
+/// How many 307s a master listing may follow before giving up.
+const MAX_REDIRECTS: usize = 3;
+
+/// An active agent: its id (for sharding) and its `hostname:port` (the document's host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Agent {
+    pub(crate) id: String,
+    pub(crate) address: String,
+}
+
+/// The agents of the leading master, and which master answered.
+#[derive(Debug)]
+pub(crate) struct AgentList {
+    pub(crate) leader: String,
+    pub(crate) agents: Vec<Agent>,
+    /// Agents the master listed as inactive, which are not collected.
+    pub(crate) inactive: usize,
+}
+
+/// Every master failed; each with its reason, in the order tried.
+#[derive(Debug, thiserror::Error)]
+#[error("no Mesos master answered: {}", self.describe())]
+pub(crate) struct NoMaster {
+    pub(crate) attempts: Vec<(String, FetchError)>,
+}
+
+impl NoMaster {
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .attempts
+            .iter()
+            .map(|(url, why)| format!("{url}: {why}"))
+            .collect();
+        parts.join("; ")
+    }
+}
+
+/// Why one HTTP request to a master or agent failed. `kind` names it for the summary.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    #[error("connection refused")]
+    Refused,
+    #[error("timed out")]
+    Timeout,
+    #[error("authentication failed (HTTP {0}): check STATS_COLLECTOR_MESOS_PRINCIPAL/_SECRET")]
+    Unauthorized(u16),
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("no leading master (HTTP 503)")]
+    NoLeader,
+    #[error("answer larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("answer cut short: {0}")]
+    Truncated(String),
+    #[error("bad redirect: {0}")]
+    BadRedirect(String),
+    #[error("unreadable answer: {0}")]
+    BadAnswer(String),
+    #[error("{0}")]
+    Connection(String),
+}
+
+impl FetchError {
+    /// A short stable name for counting failures by reason.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Refused => "refused",
+            FetchError::Timeout => "timeout",
+            FetchError::Unauthorized(_) => "unauthorized",
+            FetchError::Status(_) | FetchError::NoLeader => "http-status",
+            FetchError::TooLarge(_) => "too-large",
+            FetchError::Truncated(_) => "truncated",
+            FetchError::BadRedirect(_) | FetchError::BadAnswer(_) => "bad-answer",
+            FetchError::Connection(_) => "connection",
+        }
+    }
+}
+
+/// The HTTP client for masters and agents.
+pub(crate) struct MesosClient {
+    http: ureq::Agent,
+    authorization: Option<String>,
+    settings: HttpSettings,
+}
+
+impl MesosClient {
+    pub(crate) fn new(settings: &HttpSettings) -> anyhow::Result<MesosClient> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(path) = &settings.ca_file {
+            tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(read_ca_file(
+                path,
+            )?)));
+        }
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(settings.connect_timeout))
+            .timeout_global(Some(settings.request_timeout))
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .proxy(None)
+            .user_agent(concat!("asgard-stats/", env!("CARGO_PKG_VERSION")))
+            // Agents are many distinct hosts asked once a pass: pooling buys nothing.
+            .max_idle_connections(0)
+            .tls_config(tls.build())
+            .build();
+        let authorization = settings
+            .credentials
+            .as_ref()
+            .map(|c| basic_authorization(&c.principal, c.secret.expose()));
+        Ok(MesosClient {
+            http: config.into(),
+            authorization,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Asks each master in turn for its agents, following standbys to the leader.
+    pub(crate) fn list_agents(&self, masters: &[String]) -> Result<AgentList, NoMaster> {
+        let mut attempts = Vec::new();
+        for master in masters {
+            match self.list_from(master) {
+                Ok(list) => return Ok(list),
+                Err(why) => {
+                    log::warn!(master = master.as_str(), reason = why.to_string().as_str(); "master {master} failed: {why}");
+                    attempts.push((master.clone(), why));
+                }
+            }
+        }
+        Err(NoMaster { attempts })
+    }
+
+    fn list_from(&self, master: &str) -> Result<AgentList, FetchError> {
+        let mut url = format!("{master}/master/slaves");
+        for _ in 0..=MAX_REDIRECTS {
+            let deadline = Instant::now() + self.settings.request_timeout;
+            match self.get(&url, deadline)? {
+                Answer::Body(body) => {
+                    let base = url.trim_end_matches("/master/slaves").to_string();
+                    return parse_agent_list(&body, base);
+                }
+                Answer::Redirect(location) => {
+                    url = resolve_redirect(&url, &location)?;
+                    log::info!("{master} is not leading; following it to {url}");
+                }
+            }
+        }
+        Err(FetchError::BadRedirect(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    /// Fetches an agent's statistics; the request ends by `deadline` at the latest.
+    pub(crate) fn fetch_statistics(
+        &self,
+        scheme: Scheme,
+        agent: &Agent,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, FetchError> {
+        let url = format!("{scheme}://{}/monitor/statistics", agent.address);
+        match self.get(&url, deadline)? {
+            Answer::Body(body) => Ok(body),
+            Answer::Redirect(_) => Err(FetchError::Status(307)),
+        }
+    }
+
+    fn get(&self, url: &str, deadline: Instant) -> Result<Answer, FetchError> {
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.settings.request_timeout);
+        if budget.is_zero() {
+            return Err(FetchError::Timeout);
+        }
+        let mut request = self
+            .http
+            .get(url)
+            .config()
+            .timeout_global(Some(budget))
+            .build();
+        if let Some(auth) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        let mut response = request.call().map_err(classify)?;
+        let status = response.status();
+        match status {
+            StatusCode::TEMPORARY_REDIRECT | StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => {
+                let location = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| FetchError::BadRedirect("no Location header".into()))?;
+                Ok(Answer::Redirect(location.to_string()))
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(FetchError::Unauthorized(status.as_u16()))
+            }
+            StatusCode::SERVICE_UNAVAILABLE => Err(FetchError::NoLeader),
+            s if !s.is_success() => Err(FetchError::Status(s.as_u16())),
+            _ => {
+                let body = response
+                    .body_mut()
+                    .with_config()
+                    .limit(self.settings.max_body_bytes)
+                    .read_to_vec()
+                    .map_err(classify)?;
+                Ok(Answer::Body(body))
+            }
+        }
+    }
+}
+
+/// The scheme agents are reached with: the same as the leading master's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub(crate) fn of(url: &str) -> Scheme {
+        if url.starts_with("https://") {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        })
+    }
+}
+
+enum Answer {
+    Body(Vec<u8>),
+    Redirect(String),
+}
+
+fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {
+    use anyhow::Context;
+    let pem = std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading CA file {}", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "CA file {} holds no certificate",
+        path.display()
+    );
+    Ok(certs)
+}
+
+fn basic_authorization(principal: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64(format!("{principal}:{secret}").as_bytes())
+    )
+}
+
+/// Standard base64 with padding; small enough not to warrant a dependency.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let bytes = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Resolves a `Location` (absolute, protocol-relative `//host:port/path`, or a path)
+/// against the URL that was asked.
+fn resolve_redirect(asked: &str, location: &str) -> Result<String, FetchError> {
+    let scheme = Scheme::of(asked);
+    if location.starts_with("http://") || location.starts_with("https://") {
+        Ok(location.to_string())
+    } else if let Some(rest) = location.strip_prefix("//") {
+        Ok(format!("{scheme}://{rest}"))
+    } else if location.starts_with('/') {
+        let authority = asked
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+            .unwrap_or_default();
+        Ok(format!("{scheme}://{authority}{location}"))
+    } else {
+        Err(FetchError::BadRedirect(format!(
+            "unusable Location {location:?}"
+        )))
+    }
+}
+
+#[derive(Deserialize)]
+struct SlavesAnswer {
+    slaves: Vec<SlaveEntry>,
+}
+
+#[derive(Deserialize)]
+struct SlaveEntry {
+    id: String,
+    hostname: String,
+    port: u16,
+    #[serde(default = "active_by_default")]
+    active: bool,
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+fn parse_agent_list(body: &[u8], leader: String) -> Result<AgentList, FetchError> {
+    let answer: SlavesAnswer = serde_json::from_slice(body)
+        .map_err(|e| FetchError::BadAnswer(format!("agent list: {e}")))?;
+    let total = answer.slaves.len();
+    let agents: Vec<Agent> = answer
+        .slaves
+        .into_iter()
+        .filter(|s| s.active)
+        .map(|s| Agent {
+            address: format!("{}:{}", s.hostname, s.port),
+            id: s.id,
+        })
+        .collect();
+    Ok(AgentList {
+        leader,
+        inactive: total - agents.len(),
+        agents,
+    })
+}
+
+/// Maps ureq's errors to the reasons operators act on.
+fn classify(error: ureq::Error) -> FetchError {
+    match error {
+        ureq::Error::Timeout(_) => FetchError::Timeout,
+        ureq::Error::BodyExceedsLimit(limit) => FetchError::TooLarge(limit),
+        ureq::Error::Io(e) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => FetchError::Refused,
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => FetchError::Timeout,
+            std::io::ErrorKind::UnexpectedEof => FetchError::Truncated(e.to_string()),
+            _ => FetchError::Connection(e.to_string()),
+        },
+        ureq::Error::Protocol(e) => FetchError::Truncated(e.to_string()),
+        ureq::Error::ConnectionFailed => FetchError::Refused,
+        other => FetchError::Connection(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_resolve_against_the_asked_url() {
+        let asked = "http://10.0.0.1:5050/master/slaves";
+        assert_eq!(
+            resolve_redirect(asked, "//10.0.0.2:5050/master/slaves").expect("ok"),
+            "http://10.0.0.2:5050/master/slaves"
+        );
+        assert_eq!(
+            resolve_redirect("https://m:1/master/slaves", "//l:2/master/slaves").expect("ok"),
+            "https://l:2/master/slaves"
+        );
+        assert_eq!(
+            resolve_redirect(asked, "/master/slaves").expect("ok"),
+            "http://10.0.0.1:5050/master/slaves"
+        );
+        assert_eq!(
+            resolve_redirect(asked, "http://x/y").expect("ok"),
+            "http://x/y"
+        );
+        assert!(resolve_redirect(asked, "nonsense").is_err());
+    }
+
+    #[test]
+    fn base64_matches_the_rfc_vectors() {
+        let vectors = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (input, output) in vectors {
+            assert_eq!(base64(input.as_bytes()), output);
+        }
+        assert_eq!(
+            basic_authorization("ops", "s3cret"),
+            "Basic b3BzOnMzY3JldA=="
+        );
+    }
+
+    #[test]
+    fn agent_list_skips_inactive_agents() {
+        let body = br#"{"slaves":[
+            {"id":"S0","hostname":"10.0.111.32","port":5051,"active":true,"pid":"x"},
+            {"id":"S1","hostname":"10.0.111.33","port":5051,"active":false},
+            {"id":"S2","hostname":"h","port":5052}],"recovered_slaves":[{"id":"S9"}]}"#;
+        let list = parse_agent_list(body, "http://m:5050".into()).expect("parses");
+        let addresses: Vec<_> = list.agents.iter().map(|a| a.address.as_str()).collect();
+        assert_eq!(addresses, ["10.0.111.32:5051", "h:5052"]);
+        assert_eq!(list.inactive, 1);
+        assert!(parse_agent_list(b"{}", String::new()).is_err());
+        assert!(parse_agent_list(b"<html>", String::new()).is_err());
+    }
+}

@@ -1,0 +1,212 @@
+//! The `--dry-run` implementation of [`Publisher`]: documents go to stdout instead of the
+//! broker, as JSON lines or as an aligned table sorted by `cpu_pct`, and every one counts
+//! as delivered. Nothing else in the pass changes, which is what makes a dry run honest.
+
+use crate::broker::{DeliveryError, Outgoing, Publisher};
+use crate::cli::OutputFormat;
+use serde_json::Value;
+use std::io::Write;
+use std::sync::Mutex;
+
+/// Prints documents instead of publishing them.
+pub(crate) struct Printer {
+    format: OutputFormat,
+    /// Table rows wait here until the pass ends, to be sorted.
+    rows: Mutex<Vec<Row>>,
+}
+
+impl Printer {
+    pub(crate) fn new(format: OutputFormat) -> Printer {
+        Printer {
+            format,
+            rows: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Publisher for Printer {
+    fn publish_batch(&self, batch: &[Outgoing]) -> Vec<Result<(), DeliveryError>> {
+        match self.format {
+            OutputFormat::Json => {
+                let mut out = std::io::stdout().lock();
+                for doc in batch {
+                    // A closed stdout (`| head`) is not a delivery failure of the pass.
+                    let _ = out.write_all(&doc.body).and_then(|()| out.write_all(b"\n"));
+                }
+            }
+            OutputFormat::Table => {
+                let rows = batch.iter().filter_map(|doc| Row::from_json(&doc.body));
+                lock(&self.rows).extend(rows);
+            }
+        }
+        vec![Ok(()); batch.len()]
+    }
+
+    fn finish(self: Box<Self>) -> anyhow::Result<()> {
+        if self.format == OutputFormat::Table {
+            let mut rows = std::mem::take(&mut *lock(&self.rows));
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(render_table(&mut rows).as_bytes());
+        }
+        Ok(())
+    }
+}
+
+/// A poisoned lock only means another thread panicked while pushing rows; the rows
+/// already there are still whole.
+fn lock(rows: &Mutex<Vec<Row>>) -> std::sync::MutexGuard<'_, Vec<Row>> {
+    rows.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    app: String,
+    task: String,
+    host: String,
+    cpu_pct: Option<f64>,
+    thr_pct: Option<f64>,
+    mem_pct: Option<f64>,
+    mem_bytes: Option<u64>,
+}
+
+impl Row {
+    fn from_json(body: &[u8]) -> Option<Row> {
+        let doc: Value = serde_json::from_slice(body).ok()?;
+        let text = |field: &str| {
+            doc.get(field)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        Some(Row {
+            app: text("appname"),
+            task: text("taskname"),
+            host: text("host"),
+            cpu_pct: doc.get("cpu_pct").and_then(Value::as_f64),
+            thr_pct: doc.get("cpu_thr_pct").and_then(Value::as_f64),
+            mem_pct: doc.get("mem_pct").and_then(Value::as_f64),
+            mem_bytes: doc.get("mem_bytes").and_then(Value::as_u64),
+        })
+    }
+}
+
+/// Sorts rows by cpu_pct (highest first, missing last) and lays them out in columns that
+/// fit 80 characters: long names are shortened in the middle.
+fn render_table(rows: &mut [Row]) -> String {
+    rows.sort_by(|a, b| {
+        let key = |r: &Row| r.cpu_pct.unwrap_or(f64::NEG_INFINITY);
+        key(b).total_cmp(&key(a))
+    });
+    let mut out = format!(
+        "{:<16} {:<15} {:<21} {:>6} {:>5} {:>5} {:>6}\n",
+        "APP", "TASK", "HOST", "CPU%", "THR%", "MEM%", "MEM"
+    );
+    for r in rows.iter() {
+        out.push_str(&format!(
+            "{:<16} {:<15} {:<21} {:>6} {:>5} {:>5} {:>6}\n",
+            shorten(&r.app, 16),
+            shorten(&r.task, 15),
+            shorten(&r.host, 21),
+            percent(r.cpu_pct),
+            percent(r.thr_pct),
+            percent(r.mem_pct),
+            r.mem_bytes.map_or("-".to_string(), human_bytes),
+        ));
+    }
+    out
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or("-".to_string(), |v| format!("{v:.1}"))
+}
+
+/// Keeps the start and the end of a long name, which tell tasks apart best.
+fn shorten(text: &str, width: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= width {
+        return text.to_string();
+    }
+    let head = (width - 1) / 2;
+    let tail = width - 1 - head;
+    let mut short: String = chars[..head].iter().collect();
+    short.push('…');
+    short.extend(&chars[chars.len() - tail..]);
+    short
+}
+
+/// Bytes in binary units with one decimal, as `free -h` prints them.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "K", "M", "G", "T", "P"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(app: &str, cpu: Option<f64>) -> Row {
+        Row {
+            app: app.into(),
+            task: format!("{app}.task-with-a-very-long-identifier-0000"),
+            host: "127.1.0.1:5051".into(),
+            cpu_pct: cpu,
+            thr_pct: Some(1.25),
+            mem_pct: None,
+            mem_bytes: Some(5 * 1024 * 1024 + 512 * 1024),
+        }
+    }
+
+    #[test]
+    fn table_is_sorted_by_cpu_and_fits_80_columns() {
+        let mut rows = vec![
+            row("/low", Some(1.0)),
+            row("/none", None),
+            row("/high", Some(250.5)),
+        ];
+        let table = render_table(&mut rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("APP"));
+        assert!(
+            lines[1].starts_with("/high")
+                && lines[2].starts_with("/low")
+                && lines[3].starts_with("/none")
+        );
+        assert!(
+            lines[1].contains("250.5") && lines[1].contains("5.5M") && lines[3].contains(" - ")
+        );
+        for line in &lines {
+            assert!(line.chars().count() <= 80, "{line:?} is wider than 80");
+        }
+        let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
+        assert!(
+            widths.windows(2).all(|w| w[0] == w[1]),
+            "aligned: {widths:?}"
+        );
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(human_bytes(512), "512B");
+        assert_eq!(human_bytes(1536), "1.5K");
+        assert_eq!(human_bytes(5105614848), "4.8G");
+        assert_eq!(shorten("abcdefghij", 5), "ab…ij");
+        assert_eq!(shorten("abc", 5), "abc");
+        let doc = br#"{"appname":"/a","taskname":"t","host":"h","cpu_pct":3.5,"mem_bytes":10}"#;
+        let r = Row::from_json(doc).expect("parses");
+        assert_eq!(
+            (r.cpu_pct, r.mem_bytes, r.thr_pct),
+            (Some(3.5), Some(10), None)
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! Parses an agent's `/monitor/statistics` answer (and readings stored in Redis) into
+//! [`Reading`]s, without ever panicking or giving up on a whole agent for one bad entry.
+//!
+//! Each reading keeps the agent's entry byte for byte, so what Redis stores and what raw
+//! metrics show is exactly what the agent sent (floats keep every digit, integers past
+//! 2^53 stay integers); the numbers the arithmetic needs are parsed beside it.
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::fmt;
+
+/// One executor's entry of an agent's answer: its id, its exact JSON, and its numbers.
+#[derive(Debug, Clone)]
+pub(crate) struct Reading {
+    pub(crate) executor_id: String,
+    /// The whole entry as the agent sent it; this is what Redis stores.
+    pub(crate) entry: Box<RawValue>,
+    /// The entry's `statistics` object as the agent sent it, for raw metrics.
+    pub(crate) statistics: Box<RawValue>,
+    pub(crate) sample: Sample,
+    /// Names of fields that held something other than a usable number; treated as missing.
+    pub(crate) malformed_fields: Vec<&'static str>,
+}
+
+/// The numbers of one reading that the document is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Sample {
+    pub(crate) timestamp: f64,
+    pub(crate) cpus_limit: Option<f64>,
+    pub(crate) cpus_user_time_secs: Option<f64>,
+    pub(crate) cpus_system_time_secs: Option<f64>,
+    pub(crate) cpus_throttled_time_secs: Option<f64>,
+    pub(crate) mem_rss_bytes: Option<u64>,
+    pub(crate) mem_limit_bytes: Option<u64>,
+}
+
+/// Why a whole answer could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AnswerError {
+    #[error("the answer is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the answer is JSON but not an array of executors")]
+    NotAnArray,
+}
+
+/// Why one entry was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum EntryError {
+    #[error("entry is not an object")]
+    NotAnObject,
+    #[error("entry has no executor_id string")]
+    NoExecutorId,
+    #[error("entry has no statistics object")]
+    NoStatistics,
+    #[error("entry has no numeric timestamp")]
+    NoTimestamp,
+}
+
+/// An agent's answer: the readings that could be read, and the entries that could not.
+#[derive(Debug, Default)]
+pub(crate) struct Answer {
+    pub(crate) readings: Vec<Reading>,
+    /// (position in the array, why) of every entry that was skipped.
+    pub(crate) skipped: Vec<(usize, EntryError)>,
+}
+
+/// Reads an agent's whole answer: a JSON array of executor entries.
+pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
+    let entries: Vec<Box<RawValue>> = match serde_json::from_slice(body) {
+        Ok(entries) => entries,
+        Err(err) => {
+            return Err(match serde_json::from_slice::<IgnoredAny>(body) {
+                Ok(_) => AnswerError::NotAnArray,
+                Err(_) => AnswerError::NotJson(err),
+            })
+        }
+    };
+    let mut answer = Answer {
+        readings: Vec::with_capacity(entries.len()),
+        skipped: Vec::new(),
+    };
+    for (position, entry) in entries.into_iter().enumerate() {
+        match parse_entry(entry) {
+            Ok(reading) => answer.readings.push(reading),
+            Err(why) => answer.skipped.push((position, why)),
+        }
+    }
+    Ok(answer)
+}
+
+/// Reads one entry, as found in an agent's answer or stored in Redis.
+pub(crate) fn parse_entry(entry: Box<RawValue>) -> Result<Reading, EntryError> {
+    // Serde would also read a struct from an array; only an object is an entry.
+    if !entry.get().trim_start().starts_with('{') {
+        return Err(EntryError::NotAnObject);
+    }
+    let head: EntryHead = serde_json::from_str(entry.get()).map_err(|_| EntryError::NotAnObject)?;
+    let executor_id = head
+        .executor_id
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        .filter(|id| !id.is_empty())
+        .ok_or(EntryError::NoExecutorId)?;
+    let statistics = head.statistics.ok_or(EntryError::NoStatistics)?;
+    let fields: SampleFields =
+        serde_json::from_str(statistics.get()).map_err(|_| EntryError::NoStatistics)?;
+    let statistics = statistics.to_owned();
+    let (sample, malformed_fields) = fields.into_sample()?;
+    Ok(Reading {
+        executor_id,
+        entry,
+        statistics,
+        sample,
+        malformed_fields,
+    })
+}
+
+/// The two parts of an entry this program reads; everything else is kept only as raw JSON.
+#[derive(Deserialize)]
+struct EntryHead<'a> {
+    #[serde(borrow, default)]
+    executor_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    statistics: Option<&'a RawValue>,
+}
+
+/// The statistics fields the document uses, each as loosely typed as agents send them.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SampleFields {
+    timestamp: Field,
+    cpus_limit: Field,
+    cpus_user_time_secs: Field,
+    cpus_system_time_secs: Field,
+    cpus_throttled_time_secs: Field,
+    mem_rss_bytes: Field,
+    mem_limit_bytes: Field,
+}
+
+impl SampleFields {
+    fn into_sample(self) -> Result<(Sample, Vec<&'static str>), EntryError> {
+        let timestamp = self.timestamp.float().ok_or(EntryError::NoTimestamp)?;
+        let mut malformed = Vec::new();
+        let mut float = |name: &'static str, field: Field| {
+            let value = field.float();
+            if value.is_none() && field != Field::Missing {
+                malformed.push(name);
+            }
+            value
+        };
+        let cpus_limit = float("cpus_limit", self.cpus_limit);
+        let cpus_user_time_secs = float("cpus_user_time_secs", self.cpus_user_time_secs);
+        let cpus_system_time_secs = float("cpus_system_time_secs", self.cpus_system_time_secs);
+        let cpus_throttled_time_secs =
+            float("cpus_throttled_time_secs", self.cpus_throttled_time_secs);
+        let mut bytes = |name: &'static str, field: Field| {
+            let value = field.bytes();
+            if value.is_none() && field != Field::Missing {
+                malformed.push(name);
+            }
+            value
+        };
+        let mem_rss_bytes = bytes("mem_rss_bytes", self.mem_rss_bytes);
+        let mem_limit_bytes = bytes("mem_limit_bytes", self.mem_limit_bytes);
+        let sample = Sample {
+            timestamp,
+            cpus_limit,
+            cpus_user_time_secs,
+            cpus_system_time_secs,
+            cpus_throttled_time_secs,
+            mem_rss_bytes,
+            mem_limit_bytes,
+        };
+        Ok((sample, malformed))
+    }
+}
+
+/// A statistics value as found: absent, a JSON number, or something else.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+enum Field {
+    #[default]
+    Missing,
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    NotANumber,
+}
+
+impl Field {
+    /// The value as a finite float, if it is a number.
+    fn float(self) -> Option<f64> {
+        let value = match self {
+            Field::Unsigned(n) => n as f64,
+            Field::Signed(n) => n as f64,
+            Field::Float(x) => x,
+            Field::Missing | Field::NotANumber => return None,
+        };
+        value.is_finite().then_some(value)
+    }
+
+    /// The value as a byte count: a non-negative whole number.
+    fn bytes(self) -> Option<u64> {
+        match self {
+            Field::Unsigned(n) => Some(n),
+            Field::Signed(n) => u64::try_from(n).ok(),
+            // A whole float below 2^64 converts exactly; anything else is not a byte count.
+            Field::Float(x) if x >= 0.0 && x.fract() == 0.0 && x < 18_446_744_073_709_551_616.0 => {
+                Some(x as u64)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldVisitor)
+    }
+}
+
+/// Accepts any JSON value, so a string or an object where a number belongs makes that
+/// one field unusable instead of failing the whole entry.
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Field, E> {
+        Ok(Field::Unsigned(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Field, E> {
+        Ok(Field::Signed(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Field, E> {
+        Ok(Field::Float(v))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Field, E> {
+        Ok(Field::NotANumber)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Field, E> {
+        Ok(Field::NotANumber)
+    }
+    fn visit_unit<E>(self) -> Result<Field, E> {
+        Ok(Field::NotANumber)
+    }
+    fn visit_none<E>(self) -> Result<Field, E> {
+        Ok(Field::NotANumber)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Field::NotANumber)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Field::NotANumber)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(text: &str) -> Answer {
+        parse_answer(text.as_bytes()).expect("answer parses")
+    }
+
+    #[test]
+    fn reads_a_full_entry_and_keeps_its_bytes() {
+        let text = r#"[{"executor_id":"a.1","framework_id":"f","statistics":{"timestamp":1541084157.12885,"cpus_limit":8.25,"cpus_user_time_secs":96348.84,"cpus_system_time_secs":2178.139999999,"cpus_throttled_time_secs":352.597023453,"mem_rss_bytes":18446744073709551615,"mem_limit_bytes":7650410496, "extra": [1,2]}}]"#;
+        let a = answer(text);
+        assert!(a.skipped.is_empty());
+        let r = &a.readings[0];
+        assert_eq!(r.executor_id, "a.1");
+        assert_eq!(r.entry.get(), &text[1..text.len() - 1]);
+        assert!(r.statistics.get().contains("2178.139999999"));
+        assert!(r.statistics.get().contains("18446744073709551615"));
+        assert_eq!(r.sample.timestamp, 1541084157.12885);
+        assert_eq!(r.sample.cpus_system_time_secs, Some(2178.139999999));
+        assert_eq!(r.sample.mem_rss_bytes, Some(u64::MAX));
+        assert_eq!(r.sample.mem_limit_bytes, Some(7650410496));
+        assert!(r.malformed_fields.is_empty());
+    }
+
+    #[test]
+    fn whole_answers_that_are_not_arrays_are_errors() {
+        assert!(matches!(
+            parse_answer(b"<html>"),
+            Err(AnswerError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_answer(b"[{\"a\":"),
+            Err(AnswerError::NotJson(_))
+        ));
+        assert!(matches!(parse_answer(b""), Err(AnswerError::NotJson(_))));
+        assert!(matches!(
+            parse_answer(b"{\"executor_id\":\"x\"}"),
+            Err(AnswerError::NotAnArray)
+        ));
+        assert!(matches!(parse_answer(b"42"), Err(AnswerError::NotAnArray)));
+        assert_eq!(answer("[]").readings.len(), 0);
+    }
+
+    #[test]
+    fn bad_entries_are_skipped_and_the_rest_kept() {
+        let a = answer(
+            r#"[1, "x", null, [], {}, {"executor_id": 5, "statistics": {"timestamp": 1}},
+               {"executor_id": "", "statistics": {"timestamp": 1}},
+               {"executor_id": "a", "statistics": 3},
+               {"executor_id": "b"},
+               {"executor_id": "c", "statistics": {"timestamp": "1"}},
+               {"executor_id": "d", "statistics": {}},
+               {"executor_id": "ok", "statistics": {"timestamp": 2.5}}]"#,
+        );
+        let reasons: Vec<_> = a.skipped.iter().map(|(_, why)| *why).collect();
+        use EntryError::*;
+        assert_eq!(
+            reasons,
+            vec![
+                NotAnObject,
+                NotAnObject,
+                NotAnObject,
+                NotAnObject,
+                NoExecutorId,
+                NoExecutorId,
+                NoExecutorId,
+                NoStatistics,
+                NoStatistics,
+                NoTimestamp,
+                NoTimestamp
+            ]
+        );
+        assert_eq!(a.readings.len(), 1);
+        assert_eq!(a.readings[0].executor_id, "ok");
+        assert_eq!(a.readings[0].sample.timestamp, 2.5);
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_are_missing_and_named() {
+        let a = answer(
+            r#"[{"executor_id":"x","statistics":{"timestamp":10,"cpus_limit":"1.1",
+                "cpus_user_time_secs":{"a":1},"cpus_system_time_secs":[1],
+                "cpus_throttled_time_secs":null,"mem_rss_bytes":-5,"mem_limit_bytes":1.5}}]"#,
+        );
+        let r = &a.readings[0];
+        assert_eq!(
+            r.sample,
+            Sample {
+                timestamp: 10.0,
+                ..Sample::default()
+            }
+        );
+        assert_eq!(
+            r.malformed_fields,
+            vec![
+                "cpus_limit",
+                "cpus_user_time_secs",
+                "cpus_system_time_secs",
+                "cpus_throttled_time_secs",
+                "mem_rss_bytes",
+                "mem_limit_bytes"
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_of_every_json_form_are_read() {
+        let a = answer(
+            r#"[{"executor_id":"x","statistics":{"timestamp":1e9,"cpus_limit":-1,
+                "cpus_user_time_secs":1E2,"mem_rss_bytes":4096.0,"mem_limit_bytes":1e300}}]"#,
+        );
+        let s = a.readings[0].sample;
+        assert_eq!(s.timestamp, 1e9);
+        assert_eq!(s.cpus_limit, Some(-1.0));
+        assert_eq!(s.cpus_user_time_secs, Some(100.0));
+        assert_eq!(s.mem_rss_bytes, Some(4096));
+        assert_eq!(s.mem_limit_bytes, None, "1e300 bytes is past u64");
+        assert_eq!(a.readings[0].malformed_fields, vec!["mem_limit_bytes"]);
+    }
+}

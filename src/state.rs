@@ -1,0 +1,229 @@
+//! Previous readings and the pass lock, kept in Redis (design section 6).
+//!
+//! Keys are `<prefix><executor_id>` holding the agent's entry as JSON, each written with
+//! a TTL so tasks that ended leave nothing behind. One `MGET` per agent loads, one
+//! pipeline of `SET … EX` per agent stores; nothing ever scans the keyspace. The lock is
+//! `SET <prefix>lock NX PX` and is released only by its owner (compare-and-delete).
+
+use crate::config::{RedisSettings, Shard};
+use r2d2::{Pool, PooledConnection};
+use std::time::Duration;
+
+/// Deletes the lock only if it still holds our token, so a pass never frees another's.
+const RELEASE_LOCK: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("DEL", KEYS[1])
+end
+return 0"#;
+
+/// A Redis failure, with the (password-free) URL in its message.
+#[derive(Debug, thiserror::Error)]
+#[error("Redis {url}: {message}")]
+pub(crate) struct StateError {
+    url: String,
+    message: String,
+}
+
+/// The store of previous readings and of the pass lock.
+pub(crate) struct StateStore {
+    pool: Pool<RedisConnector>,
+    settings: RedisSettings,
+}
+
+impl StateStore {
+    /// Creates the pool; no connection is made until the first command.
+    pub(crate) fn new(settings: &RedisSettings) -> Result<StateStore, StateError> {
+        let error = |message: String| StateError {
+            url: settings.shown_url.clone(),
+            message,
+        };
+        let client = redis::Client::open(settings.url.expose())
+            .map_err(|e| error(format!("bad URL: {}", e.category())))?;
+        let connector = RedisConnector {
+            client,
+            timeout: settings.timeout,
+        };
+        // r2d2 builds `min_idle` connections before returning and would block on a dead
+        // Redis, so the pool starts empty and fills on demand.
+        let pool = Pool::builder()
+            .max_size(settings.pool_max)
+            .min_idle(Some(settings.pool_min))
+            .connection_timeout(settings.timeout)
+            .test_on_check_out(false)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(connector);
+        Ok(StateStore {
+            pool,
+            settings: settings.clone(),
+        })
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> StateError {
+        StateError {
+            url: self.settings.shown_url.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn connection(&self) -> Result<PooledConnection<RedisConnector>, StateError> {
+        self.pool
+            .get()
+            .map_err(|e| self.error(format!("cannot connect: {}", describe_pool_error(&e))))
+    }
+
+    fn run<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StateError> {
+        let mut conn = self.connection()?;
+        command(&mut conn).map_err(|e| self.error(format!("{what}: {}", describe(&e))))
+    }
+
+    /// Answers PING and reports the server version.
+    pub(crate) fn ping(&self) -> Result<String, StateError> {
+        self.run("PING", |c| redis::cmd("PING").query::<String>(c))?;
+        let info: String = self.run("INFO", |c| redis::cmd("INFO").arg("server").query(c))?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("unknown")
+            .trim()
+            .to_string())
+    }
+
+    /// The key of a task's reading.
+    fn task_key(&self, executor_id: &str) -> String {
+        format!("{}{executor_id}", self.settings.key_prefix)
+    }
+
+    /// Loads the stored entries of these executors, in order, in one round trip.
+    pub(crate) fn load(&self, executor_ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+        if executor_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = executor_ids.iter().map(|id| self.task_key(id)).collect();
+        self.run("MGET", |c| redis::cmd("MGET").arg(&keys).query(c))
+    }
+
+    /// Stores (executor id, entry JSON) pairs with the TTL, in one pipelined round trip.
+    pub(crate) fn store<'a>(
+        &self,
+        readings: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), StateError> {
+        if readings.len() == 0 {
+            return Ok(());
+        }
+        let ttl = self.settings.state_ttl.as_secs();
+        let mut pipe = redis::pipe();
+        for (id, entry) in readings {
+            pipe.cmd("SET")
+                .arg(self.task_key(id))
+                .arg(entry)
+                .arg("EX")
+                .arg(ttl)
+                .ignore();
+        }
+        self.run("SET pipeline", |c| pipe.query::<()>(c))
+    }
+
+    /// The lock key of a pass (or of one shard's passes).
+    pub(crate) fn lock_key(&self, shard: Option<Shard>) -> String {
+        match shard {
+            None => format!("{}lock", self.settings.key_prefix),
+            Some(s) => format!(
+                "{}lock:{}-of-{}",
+                self.settings.key_prefix, s.index, s.count
+            ),
+        }
+    }
+
+    /// Takes the lock for `ttl` unless another pass holds it; true when taken.
+    pub(crate) fn try_lock(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let answer: Option<String> = self.run("SET NX", |c| {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis)
+                .query(c)
+        })?;
+        Ok(answer.is_some())
+    }
+
+    /// Releases the lock if (and only if) it still holds `token`; true when released.
+    pub(crate) fn unlock(&self, key: &str, token: &str) -> Result<bool, StateError> {
+        let deleted: i64 = self.run("unlock", |c| {
+            redis::Script::new(RELEASE_LOCK)
+                .key(key)
+                .arg(token)
+                .invoke(c)
+        })?;
+        Ok(deleted == 1)
+    }
+
+    /// Whether any pass holds the lock now.
+    pub(crate) fn lock_holder(&self, key: &str) -> Result<Option<String>, StateError> {
+        self.run("GET", |c| redis::cmd("GET").arg(key).query(c))
+    }
+}
+
+/// A Redis error in words, without the URL or credentials the crate might add.
+fn describe(error: &redis::RedisError) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connection_refusal() {
+        "connection refused".into()
+    } else if error.is_connection_dropped() || error.is_io_error() {
+        "connection lost".into()
+    } else {
+        error.to_string()
+    }
+}
+
+/// r2d2 reports the last connection error as text; name the usual causes plainly.
+fn describe_pool_error(error: &r2d2::Error) -> String {
+    let text = error.to_string();
+    let lower = text.to_lowercase();
+    if lower.contains("refused") {
+        "connection refused".into()
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        "timed out".into()
+    } else {
+        text
+    }
+}
+
+/// Makes pooled connections with connect, read and write timeouts, which the redis
+/// crate's own r2d2 support does not set: a hung Redis must fail a pass, not stall it.
+struct RedisConnector {
+    client: redis::Client,
+    timeout: Duration,
+}
+
+impl r2d2::ManageConnection for RedisConnector {
+    type Connection = redis::Connection;
+    type Error = redis::RedisError;
+
+    fn connect(&self) -> Result<redis::Connection, redis::RedisError> {
+        let conn = self.client.get_connection_with_timeout(self.timeout)?;
+        conn.set_read_timeout(Some(self.timeout))?;
+        conn.set_write_timeout(Some(self.timeout))?;
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut redis::Connection) -> Result<(), redis::RedisError> {
+        redis::cmd("PING").query::<String>(conn).map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut redis::Connection) -> bool {
+        !redis::ConnectionLike::is_open(conn)
+    }
+}

@@ -1,0 +1,259 @@
+//! What happened during a pass: counters shared by the worker threads, the summary line
+//! that ends every pass, and the exit code that follows from them (design section 8).
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Exit codes of design section 8.
+pub(crate) mod exit {
+    pub(crate) const OK: i32 = 0;
+    pub(crate) const OTHER: i32 = 1;
+    pub(crate) const USAGE: i32 = 2;
+    pub(crate) const PARTIAL: i32 = 3;
+    pub(crate) const UNAVAILABLE: i32 = 69;
+    pub(crate) const LOCKED: i32 = 75;
+}
+
+/// Counts kept while a pass runs; every method can be called from any worker.
+#[derive(Default)]
+pub(crate) struct Tally {
+    agents_listed: AtomicU64,
+    agents_answered: AtomicU64,
+    agents_abandoned: AtomicU64,
+    tasks_seen: AtomicU64,
+    published: AtomicU64,
+    first_sightings: AtomicU64,
+    resets: AtomicU64,
+    not_newer: AtomicU64,
+    skipped_entries: AtomicU64,
+    malformed_fields: AtomicU64,
+    bad_state: AtomicU64,
+    unstored: AtomicU64,
+    agent_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// Failed deliveries by reason, with the first message of each reason.
+    delivery_failures: Mutex<BTreeMap<&'static str, (u64, String)>>,
+}
+
+/// The counters, read once the pass is over.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Summary {
+    pub(crate) agents_listed: u64,
+    pub(crate) agents_answered: u64,
+    pub(crate) agents_abandoned: u64,
+    pub(crate) agent_failures: BTreeMap<&'static str, u64>,
+    pub(crate) tasks_seen: u64,
+    pub(crate) published: u64,
+    pub(crate) first_sightings: u64,
+    pub(crate) resets: u64,
+    pub(crate) not_newer: u64,
+    pub(crate) skipped_entries: u64,
+    pub(crate) malformed_fields: u64,
+    pub(crate) bad_state: u64,
+    pub(crate) delivery_failures: BTreeMap<&'static str, (u64, String)>,
+    pub(crate) unstored: u64,
+    pub(crate) duration: Duration,
+    /// A dry run prints its documents rather than publishing them.
+    pub(crate) dry_run: bool,
+}
+
+/// Poisoning only means a worker panicked mid-update of a map of plain counts, which
+/// stay usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Tally {
+    pub(crate) fn agents_listed(&self, n: usize) {
+        self.agents_listed.store(n as u64, Relaxed);
+    }
+    pub(crate) fn agent_answered(&self, tasks: usize) {
+        self.agents_answered.fetch_add(1, Relaxed);
+        self.tasks_seen.fetch_add(tasks as u64, Relaxed);
+    }
+    pub(crate) fn agent_failed(&self, address: &str, kind: &'static str, why: &dyn Display) {
+        log::warn!(agent = address, reason = kind; "agent {address} failed: {why}");
+        *lock(&self.agent_failures).entry(kind).or_default() += 1;
+    }
+    pub(crate) fn agents_abandoned(&self, n: u64) {
+        self.agents_abandoned.fetch_add(n, Relaxed);
+    }
+    pub(crate) fn published(&self, n: usize) {
+        self.published.fetch_add(n as u64, Relaxed);
+    }
+    pub(crate) fn first_sighting(&self) {
+        self.first_sightings.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn reset(&self) {
+        self.resets.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn not_newer(&self) {
+        self.not_newer.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn skipped_entries(&self, n: usize) {
+        self.skipped_entries.fetch_add(n as u64, Relaxed);
+    }
+    pub(crate) fn malformed_fields(&self, n: usize) {
+        self.malformed_fields.fetch_add(n as u64, Relaxed);
+    }
+    pub(crate) fn bad_state(&self) {
+        self.bad_state.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn unstored(&self, n: usize) {
+        self.unstored.fetch_add(n as u64, Relaxed);
+    }
+    pub(crate) fn delivery_failed(&self, kind: &'static str, why: &dyn Display) {
+        let mut failures = lock(&self.delivery_failures);
+        let entry = failures.entry(kind).or_insert_with(|| (0, why.to_string()));
+        entry.0 += 1;
+    }
+
+    pub(crate) fn summary(&self, duration: Duration) -> Summary {
+        Summary {
+            agents_listed: self.agents_listed.load(Relaxed),
+            agents_answered: self.agents_answered.load(Relaxed),
+            agents_abandoned: self.agents_abandoned.load(Relaxed),
+            agent_failures: lock(&self.agent_failures).clone(),
+            tasks_seen: self.tasks_seen.load(Relaxed),
+            published: self.published.load(Relaxed),
+            first_sightings: self.first_sightings.load(Relaxed),
+            resets: self.resets.load(Relaxed),
+            not_newer: self.not_newer.load(Relaxed),
+            skipped_entries: self.skipped_entries.load(Relaxed),
+            malformed_fields: self.malformed_fields.load(Relaxed),
+            bad_state: self.bad_state.load(Relaxed),
+            delivery_failures: lock(&self.delivery_failures).clone(),
+            unstored: self.unstored.load(Relaxed),
+            duration,
+            dry_run: false,
+        }
+    }
+}
+
+impl Summary {
+    pub(crate) fn agents_failed(&self) -> u64 {
+        self.agent_failures.values().sum()
+    }
+
+    pub(crate) fn deliveries_failed(&self) -> u64 {
+        self.delivery_failures.values().map(|(n, _)| n).sum()
+    }
+
+    /// 0 when everything was delivered, 69 when nothing could be, 3 in between.
+    pub(crate) fn exit_code(&self) -> i32 {
+        let agents_missing = self.agents_failed() + self.agents_abandoned;
+        let documents_missing = self.deliveries_failed() + self.unstored;
+        if agents_missing == 0 && documents_missing == 0 {
+            return exit::OK;
+        }
+        let no_agent_answered = self.agents_listed > 0 && self.agents_answered == 0;
+        let nothing_delivered = self.deliveries_failed() > 0 && self.published == 0;
+        if no_agent_answered || nothing_delivered {
+            exit::UNAVAILABLE
+        } else {
+            exit::PARTIAL
+        }
+    }
+
+    /// Logs one line per kind of failed delivery, then the summary line, last.
+    pub(crate) fn log(&self) {
+        for (kind, (count, first)) in &self.delivery_failures {
+            log::error!(reason = *kind, documents = *count; "{count} documents not delivered ({kind}): {first}");
+        }
+        let failures = |map: &BTreeMap<&'static str, u64>| -> String {
+            map.iter().map(|(k, v)| format!(" {k}={v}")).collect()
+        };
+        let delivery: BTreeMap<&'static str, u64> = self
+            .delivery_failures
+            .iter()
+            .map(|(k, (n, _))| (*k, *n))
+            .collect();
+        log::info!(
+            agents_listed = self.agents_listed,
+            agents_answered = self.agents_answered,
+            agents_failed = self.agents_failed(),
+            agents_abandoned = self.agents_abandoned,
+            tasks_seen = self.tasks_seen,
+            published = self.published,
+            first_sightings = self.first_sightings,
+            resets = self.resets,
+            not_newer = self.not_newer,
+            skipped_entries = self.skipped_entries,
+            malformed_fields = self.malformed_fields,
+            bad_state = self.bad_state,
+            deliveries_failed = self.deliveries_failed(),
+            unstored = self.unstored,
+            duration_secs = self.duration.as_secs_f64(),
+            exit_code = self.exit_code();
+            "pass done: agents listed={} answered={} failed={}{} abandoned={}; tasks seen={} \
+             {}={} first_sightings={} resets={} not_newer={} skipped_entries={} \
+             malformed_fields={} bad_state={} deliveries_failed={}{} unstored={}; \
+             duration={:.3}s exit={}",
+            self.agents_listed,
+            self.agents_answered,
+            self.agents_failed(),
+            failures(&self.agent_failures),
+            self.agents_abandoned,
+            self.tasks_seen,
+            if self.dry_run { "printed" } else { "published" },
+            self.published,
+            self.first_sightings,
+            self.resets,
+            self.not_newer,
+            self.skipped_entries,
+            self.malformed_fields,
+            self.bad_state,
+            self.deliveries_failed(),
+            failures(&delivery),
+            self.unstored,
+            self.duration.as_secs_f64(),
+            self.exit_code(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_what_was_delivered() {
+        let ok = Summary {
+            agents_listed: 2,
+            agents_answered: 2,
+            published: 10,
+            ..Summary::default()
+        };
+        assert_eq!(ok.exit_code(), exit::OK);
+        let mut one_agent_down = ok.clone();
+        one_agent_down.agents_answered = 1;
+        one_agent_down.agent_failures.insert("timeout", 1);
+        assert_eq!(one_agent_down.exit_code(), exit::PARTIAL);
+        let mut all_down = one_agent_down.clone();
+        all_down.agents_answered = 0;
+        all_down.agent_failures.insert("timeout", 2);
+        assert_eq!(all_down.exit_code(), exit::UNAVAILABLE);
+        let mut some_lost = ok.clone();
+        some_lost
+            .delivery_failures
+            .insert("nacked", (1, "x".into()));
+        assert_eq!(some_lost.exit_code(), exit::PARTIAL);
+        let mut none_delivered = some_lost.clone();
+        none_delivered.published = 0;
+        assert_eq!(none_delivered.exit_code(), exit::UNAVAILABLE);
+        let mut unstored = ok.clone();
+        unstored.unstored = 3;
+        assert_eq!(unstored.exit_code(), exit::PARTIAL);
+        let mut abandoned = ok.clone();
+        abandoned.agents_abandoned = 1;
+        assert_eq!(abandoned.exit_code(), exit::PARTIAL);
+        let empty = Summary::default();
+        assert_eq!(
+            empty.exit_code(),
+            exit::OK,
+            "a cluster without agents is not an error"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The collection pass end to end: the real binary against a simulated Mesos cluster on
+//! loopback, a redis-server of its own and a real RabbitMQ queue.
+
+mod common;
+
+use common::*;
+use mesos_sim::{AgentFault, ClusterSpec, TaskInfo};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// The numbers of a published document agree with the rates the simulator grows the
+/// task's counters at.
+fn assert_matches_rates(doc: &Value, task: &TaskInfo) {
+    let r = task.rates;
+    let num = |field: &str| {
+        doc[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} in {doc}"))
+    };
+    let close = |field: &str, want: f64, tolerance: f64| {
+        let got = num(field);
+        assert!(
+            (got - want).abs() <= tolerance,
+            "{field} = {got}, expected {want} ± {tolerance}: {doc}"
+        );
+    };
+    // Percentages come from unrounded deltas, so they match the rates closely.
+    close("cpu_usr_host_pct", r.user * 100.0, 1e-3);
+    close("cpu_sys_host_pct", r.system * 100.0, 1e-3);
+    close("cpu_host_pct", (r.user + r.system) * 100.0, 1e-3);
+    let limit = ((r.cpus_limit - 0.1) * 1e5).round() / 1e5;
+    assert_eq!(
+        num("cpu_limit_raw"),
+        (r.cpus_limit * 1e5).round() / 1e5,
+        "{doc}"
+    );
+    assert_eq!(num("cpu_limit"), limit, "{doc}");
+    close("cpu_usr_pct", r.user * 100.0 / (r.cpus_limit - 0.1), 1e-2);
+    close(
+        "cpu_pct",
+        (r.user + r.system) * 100.0 / (r.cpus_limit - 0.1),
+        1e-2,
+    );
+    let period = num("period_secs");
+    assert!(period > 0.5 && period < 30.0, "period {period}");
+    close("cpu_usr_secs", r.user * period, 1e-4);
+    close("cpu_sys_secs", r.system * period, 1e-4);
+    match r.throttled {
+        Some(thr) => close("cpu_thr_pct", thr * 100.0, 1e-3),
+        None => assert!(
+            doc.get("cpu_thr_pct").is_none() && doc.get("cpu_thr_secs").is_none(),
+            "{doc}"
+        ),
+    }
+    assert_eq!(doc["mem_bytes"].as_u64(), Some(r.mem_rss_bytes), "{doc}");
+    close(
+        "mem_pct",
+        r.mem_rss_bytes as f64 / r.mem_limit_bytes as f64 * 100.0,
+        1e-5,
+    );
+    assert_eq!(doc["appname"], task.app_id.as_str());
+    assert!(doc.get("stats").is_none(), "raw metrics are off by default");
+}
+
+#[test]
+fn the_second_pass_publishes_one_correct_document_per_task() {
+    let world = World::start(ClusterSpec {
+        agents: 4,
+        tasks_per_agent: 6,
+        standby_masters: 1,
+        no_cfs_every: 3,
+        inactive_agents: 1,
+        ..ClusterSpec::default()
+    });
+    let first = world.collect();
+    first.assert_success();
+    assert!(first.stderr.contains("first_sightings=24"), "{first}");
+    assert!(
+        world.messages().is_empty(),
+        "the first pass only stores readings"
+    );
+    assert_eq!(world.stored_keys().len(), 24, "one reading per task");
+
+    std::thread::sleep(Duration::from_millis(1100));
+    world.collect().assert_success();
+    let messages = world.messages();
+    assert_eq!(messages.len(), 24, "one document per task");
+
+    let tasks: BTreeMap<String, TaskInfo> = world
+        .cluster
+        .tasks()
+        .into_iter()
+        .map(|t| (t.executor_id.clone().expect("no churn here"), t))
+        .collect();
+    let agents: Vec<String> = world
+        .cluster
+        .agents()
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    let mut seen = BTreeSet::new();
+    for message in &messages {
+        let doc = &message.body;
+        let taskname = doc["taskname"].as_str().expect("taskname");
+        assert!(
+            seen.insert(taskname.to_string()),
+            "{taskname} published twice"
+        );
+        let task = &tasks[taskname];
+        assert_eq!(doc["host"], agents[task.agent].as_str());
+        assert_matches_rates(doc, task);
+        assert_eq!(message.content_type.as_deref(), Some("application/json"));
+        assert_eq!(message.delivery_mode, Some(2), "persistent");
+        let timestamp = doc["timestamp"].as_f64().expect("timestamp");
+        assert_eq!(message.message_id, Some(format!("{taskname}@{timestamp}")));
+    }
+    assert_eq!(seen.len(), tasks.len());
+}
+
+#[test]
+fn a_dead_agent_fails_only_itself() {
+    let world = World::start(ClusterSpec {
+        agents: 4,
+        tasks_per_agent: 3,
+        first_ip: [1, 1, 1],
+        ..ClusterSpec::default()
+    });
+    let dead = world.cluster.agents()[2].address.clone();
+    world.cluster.set_agent_fault(2, AgentFault::Refuse);
+    world.collect().assert_status(3);
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = world.collect();
+    second.assert_status(3);
+    assert!(
+        second
+            .stderr
+            .contains(&format!("agent {dead} failed: connection refused")),
+        "{second}"
+    );
+    assert!(
+        second.stderr.contains("answered=3 failed=1 refused=1"),
+        "{second}"
+    );
+    let messages = world.messages();
+    assert_eq!(messages.len(), 9, "every healthy agent's documents arrive");
+    assert!(messages.iter().all(|m| m.body["host"] != dead.as_str()));
+}
+
+#[test]
+fn a_dry_run_prints_documents_and_writes_nothing() {
+    let world = World::start(ClusterSpec {
+        agents: 2,
+        tasks_per_agent: 4,
+        first_ip: [1, 2, 1],
+        ..ClusterSpec::default()
+    });
+    // No state yet: every task is read twice, the documents still come out.
+    let run = world
+        .collector()
+        .args(["collect", "--dry-run", "--dry-run-interval", "0.3"])
+        .run();
+    run.assert_success();
+    let docs = run.stdout_json_lines();
+    assert_eq!(docs.len(), 8, "{run}");
+    assert!(docs
+        .iter()
+        .all(|d| d["period_secs"].as_f64().is_some_and(|p| p >= 0.3)));
+    assert!(
+        world.stored_keys().is_empty(),
+        "a dry run writes nothing to Redis"
+    );
+    assert!(world.messages().is_empty(), "a dry run publishes nothing");
+
+    // With state from a real pass, the stored readings are used and left unchanged.
+    world.collect().assert_success();
+    let before = world.stored_values();
+    std::thread::sleep(Duration::from_millis(300));
+    let run = world.collector().args(["collect", "--dry-run"]).run();
+    run.assert_success();
+    assert_eq!(run.stdout_json_lines().len(), 8, "{run}");
+    assert_eq!(world.stored_values(), before);
+    assert!(world.messages().is_empty());
+}
+
+#[test]
+fn configuration_errors_exit_2_with_one_clear_line() {
+    let run = collector().args(["collect"]).run();
+    run.assert_status(2);
+    assert!(run.stderr.contains("no Mesos master configured"), "{run}");
+
+    let run = collector()
+        .env("HOLLOWMAN_MESOS_ADDRESS", "http://127.0.0.1:1")
+        .arg("collect")
+        .run();
+    run.assert_status(2);
+    assert!(run.stderr.contains("no broker configured"), "{run}");
+
+    let run = collector().args(["collect", "--no-such-flag"]).run();
+    run.assert_status(2);
+}
+
+#[test]
+fn help_lists_settings_without_their_secret_values() {
+    let run = collector()
+        .env("STATS_COLLECTOR_RABBITMQ_PWD", "pw-topsecret")
+        .env("STATS_COLLECTOR_MESOS_SECRET", "mesos-topsecret")
+        .env(
+            "STATS_COLLECTOR_REDIS_URL",
+            "redis://:redis-topsecret@127.0.0.1/0",
+        )
+        .args(["collect", "--help"])
+        .run();
+    run.assert_success();
+    for variable in [
+        "STATS_COLLECTOR_MESOS_MASTER_IP",
+        "STATS_COLLECTOR_REDIS_URL",
+        "STATS_COLLECTOR_REDIS_POOL_MIN",
+        "STATS_COLLECTOR_REDIS_POOL_MAX",
+        "STATS_COLLECTOR_RABBITMQ_HOST",
+        "STATS_COLLECTOR_RABBITMQ_USER",
+        "STATS_COLLECTOR_RABBITMQ_PWD",
+        "STATS_COLLECTOR_RABBITMQ_VHOST",
+        "STATS_COLLECTOR_RABBITMQ_RK",
+        "STATS_COLLECTOR_INCLUDE_RAW_METRICS",
+        "STATS_CONNECT_TIMEOUT",
+        "STATS_REQUEST_TIMEOUT",
+        "STATS_COLLECTOR_MESOS_PRINCIPAL",
+        "STATS_COLLECTOR_MESOS_SECRET",
+        "HOLLOWMAN_MESOS_ADDRESS",
+    ] {
+        assert!(
+            run.stdout.contains(variable),
+            "{variable} missing from --help"
+        );
+    }
+    assert!(
+        !run.stdout.contains("topsecret"),
+        "a secret leaked into --help: {run}"
+    );
+}

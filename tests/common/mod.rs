@@ -1,0 +1,796 @@
+//! Shared helpers for the integration tests (`mod common;` in each `tests/*.rs`).
+//!
+//! Every test gets its own redis-server, its own queue names and its own Redis key prefix, so
+//! tests run in parallel without seeing each other. RabbitMQ is one shared, project-private node
+//! (`scripts/services ensure`, port 5673) plus disposable private nodes for fault tests.
+//!
+//! Nothing in this file depends on the `mesos-sim` API: clusters are passed in as plain master
+//! URLs (see `World` in world.rs for the glue).
+#![allow(dead_code)]
+
+// `World` (world.rs, the lead's): cluster + Redis + queue + prefix in one value. It is the only
+// part of the harness that uses the mesos-sim API.
+mod world;
+#[allow(unused_imports)] // not every test file uses it
+pub use world::*;
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use amiquip::{
+    AmqpProperties, Connection, Exchange, Publish, QueueDeclareOptions, QueueDeleteOptions,
+};
+
+/// Root of the asgard-stats repository (where `scripts/` lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `scripts/services ARGS...` (through bash, so a lost executable bit does not matter) and
+/// returns its stdout; panics with its stderr if it fails.
+fn services(args: &[&str]) -> String {
+    let script = repo_root().join("scripts/services");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "scripts/services {} failed ({}):\n{}\n{}",
+        args.join(" "),
+        out.status,
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking test must not poison the helpers for every other test.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// True when something accepts TCP connections on 127.0.0.1:`port`.
+pub fn port_is_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
+}
+
+/// A TCP port that was free a moment ago. A process-wide set makes sure the same port is never
+/// handed out twice in one test binary (the kernel may well return a just-released port again).
+pub fn free_port() -> u16 {
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(Default::default);
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind 127.0.0.1:0")
+            .port();
+        if lock(given).insert(port) {
+            return port;
+        }
+    }
+    panic!("free_port: no unused port found");
+}
+
+/// A name unique across tests and test processes: `prefix-pid-counter-nanos`, only
+/// `[a-z0-9._-]` (usable as a queue name, routing key or Redis key part).
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let raw = format!("{prefix}-{}-{n}-{nanos}", std::process::id());
+    raw.chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '.' | '-' | '_' => c,
+            _ => '-',
+        })
+        .collect()
+}
+
+/// A Redis key prefix private to one test, e.g. `asgard-test-1234-0-5678:`.
+pub fn unique_key_prefix() -> String {
+    format!("{}:", unique_name("asgard-test"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis
+
+/// A redis-server child process private to one test (no persistence). Killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts a redis-server on a free port and waits until it answers PING.
+    pub fn start() -> RedisServer {
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                child: None,
+                port: free_port(),
+            };
+            if server.spawn() {
+                return server;
+            }
+            // Lost a race for the port (or a slow start): try another port.
+        }
+        panic!("redis-server did not come up after 5 attempts");
+    }
+
+    /// Spawns redis-server on `self.port`; true once it answers PING.
+    fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("redis-server not installed: run scripts/services ensure")
+            }
+            Err(e) => panic!("cannot start redis-server: {e}"),
+        };
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    self.child = None; // exited: port taken?
+                    return false;
+                }
+            }
+            if self.ping().is_ok() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.stop();
+        false
+    }
+
+    fn ping(&self) -> redis::RedisResult<String> {
+        let mut conn =
+            redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))?;
+        redis::cmd("PING").query(&mut conn)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.url()))
+    }
+
+    /// Kills the server and waits for it (its port is closed when this returns).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a fresh (empty) server on the same port after `stop()`.
+    pub fn start_again(&mut self) {
+        self.stop();
+        assert!(
+            self.spawn(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RabbitMQ
+
+/// Something that tells where an AMQP broker listens (guest/guest, vhost `/`).
+pub trait AmqpAddr {
+    /// `host:port`
+    fn host_port(&self) -> String;
+
+    fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.host_port())
+    }
+}
+
+impl AmqpAddr for str {
+    fn host_port(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl AmqpAddr for String {
+    fn host_port(&self) -> String {
+        self.clone()
+    }
+}
+
+/// The shared test broker (one per machine, started by `scripts/services ensure`).
+#[derive(Clone, Debug)]
+pub struct Broker {
+    host_port: String,
+}
+
+impl Broker {
+    pub const USER: &'static str = "guest";
+    pub const PASSWORD: &'static str = "guest";
+    pub const VHOST: &'static str = "/";
+
+    /// `ASGARD_TEST_AMQP` (host:port) if set, else runs `scripts/services ensure` once per
+    /// process and uses the address it prints.
+    pub fn shared() -> Broker {
+        static SHARED: OnceLock<String> = OnceLock::new();
+        let host_port = SHARED.get_or_init(|| match std::env::var("ASGARD_TEST_AMQP") {
+            Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
+            _ => {
+                let out = services(&["ensure"]);
+                out.lines()
+                    .find_map(|l| l.trim().strip_prefix("export ASGARD_TEST_AMQP="))
+                    .map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string())
+                    .unwrap_or_else(|| panic!("scripts/services ensure printed no address:\n{out}"))
+            }
+        });
+        Broker {
+            host_port: host_port.clone(),
+        }
+    }
+
+    /// A disposable RabbitMQ node of this test's own (for stopping/restarting the broker).
+    pub fn private() -> PrivateBroker {
+        PrivateBroker::start()
+    }
+
+    pub fn user(&self) -> &'static str {
+        Self::USER
+    }
+    pub fn password(&self) -> &'static str {
+        Self::PASSWORD
+    }
+    pub fn vhost(&self) -> &'static str {
+        Self::VHOST
+    }
+}
+
+impl AmqpAddr for Broker {
+    fn host_port(&self) -> String {
+        self.host_port.clone()
+    }
+}
+
+/// A RabbitMQ node private to one test: own node name, ports and data directory. Stopped and
+/// its directory removed on drop. `stop()` / `start_again()` keep ports and data (durable
+/// queues and persistent messages survive, as with a real broker restart).
+pub struct PrivateBroker {
+    node: String,
+    amqp_port: u16,
+    dist_port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateBroker {
+    fn start() -> PrivateBroker {
+        // Make sure packages and the Erlang cookie exist (cheap when already done).
+        let _ = Broker::shared();
+        let name = unique_name("asgard-priv").replace('.', "-");
+        let dir = std::env::temp_dir().join(format!("asgard-rabbit-{name}"));
+        let node = format!("{name}@localhost");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create private broker dir");
+        let mut broker = PrivateBroker {
+            node,
+            amqp_port: free_port(),
+            dist_port: free_port(),
+            dir,
+        };
+        broker.start_again();
+        broker
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn port(&self) -> u16 {
+        self.amqp_port
+    }
+
+    pub fn user(&self) -> &'static str {
+        Broker::USER
+    }
+    pub fn password(&self) -> &'static str {
+        Broker::PASSWORD
+    }
+    pub fn vhost(&self) -> &'static str {
+        Broker::VHOST
+    }
+
+    /// Stops the node; returns once its AMQP port refuses connections.
+    pub fn stop(&mut self) {
+        services(&["stop-node", &self.dir.to_string_lossy()]);
+    }
+
+    /// (Re)starts the node with the same name, ports and data; returns once it accepts AMQP.
+    pub fn start_again(&mut self) {
+        services(&[
+            "start-node",
+            &self.node,
+            &self.amqp_port.to_string(),
+            &self.dist_port.to_string(),
+            &self.dir.to_string_lossy(),
+        ]);
+    }
+}
+
+impl AmqpAddr for PrivateBroker {
+    fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.amqp_port)
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        // Always stop (a no-op for a node already stopped). No panics in drop: a test may
+        // already be unwinding. The node's process group, read before stopping, is the
+        // fallback if stop-node fails: never leak an Erlang VM.
+        let pgid = std::fs::read_to_string(self.dir.join("server.pid")).unwrap_or_default();
+        let stopped = Command::new("bash")
+            .arg(repo_root().join("scripts/services"))
+            .arg("stop-node")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped || port_is_open(self.amqp_port) {
+            let pgid = pgid.trim();
+            if !pgid.is_empty() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pgid}")])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            // Keep the directory (and its logs) for a post-mortem.
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Opens an AMQP connection (guest/guest, vhost `/`), retrying for a few seconds.
+pub fn amqp_connect(addr: &(impl AmqpAddr + ?Sized)) -> Connection {
+    let url = addr.amqp_url();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Connection::insecure_open(&url) {
+            Ok(c) => return c,
+            Err(e) if Instant::now() >= deadline => panic!(
+                "AMQP connect to {url}: {e} (is the broker up? run: eval \"$(scripts/services ensure)\")"
+            ),
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Declares a durable, non-exclusive, non-auto-delete queue. The collector publishes to the
+/// default exchange, which routes a message to the queue named like its routing key.
+pub fn declare_queue(addr: &(impl AmqpAddr + ?Sized), name: &str) {
+    let mut conn = amqp_connect(addr);
+    let channel = conn.open_channel(None).expect("open channel");
+    let options = QueueDeclareOptions {
+        durable: true,
+        exclusive: false,
+        auto_delete: false,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(name, options)
+        .unwrap_or_else(|e| panic!("declare queue {name}: {e}"));
+    let _ = conn.close();
+}
+
+/// Deletes the queue (no error if it does not exist).
+pub fn delete_queue(addr: &(impl AmqpAddr + ?Sized), name: &str) {
+    let mut conn = amqp_connect(addr);
+    let channel = conn.open_channel(None).expect("open channel");
+    channel
+        .queue_delete(name, QueueDeleteOptions::default())
+        .unwrap_or_else(|e| panic!("delete queue {name}: {e}"));
+    let _ = conn.close();
+}
+
+/// Number of messages in the queue, or None if the queue does not exist.
+pub fn queue_len(addr: &(impl AmqpAddr + ?Sized), name: &str) -> Option<u32> {
+    let mut conn = amqp_connect(addr);
+    let channel = conn.open_channel(None).expect("open channel");
+    // A passive declare of a missing queue closes the channel (404): that means "absent".
+    let len = channel
+        .queue_declare_passive(name)
+        .ok()
+        .map(|q| q.declared_message_count().unwrap_or(0));
+    let _ = conn.close();
+    len
+}
+
+/// Publishes `body` to the default exchange with routing key `routing_key`.
+pub fn publish(
+    addr: &(impl AmqpAddr + ?Sized),
+    routing_key: &str,
+    body: &[u8],
+    properties: AmqpProperties,
+) {
+    let mut conn = amqp_connect(addr);
+    let channel = conn.open_channel(None).expect("open channel");
+    Exchange::direct(&channel)
+        .publish(Publish::with_properties(body, routing_key, properties))
+        .unwrap_or_else(|e| panic!("publish to {routing_key}: {e}"));
+    // A clean close makes the broker process the publish before the connection goes away.
+    conn.close().expect("close AMQP connection");
+}
+
+/// One message taken from a queue.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// The body parsed as JSON (the helpers panic on a non-JSON body).
+    pub body: serde_json::Value,
+    pub raw: Vec<u8>,
+    pub routing_key: String,
+    pub message_id: Option<String>,
+    pub content_type: Option<String>,
+    pub delivery_mode: Option<u8>,
+}
+
+fn get_all(channel: &amiquip::Channel, name: &str, out: &mut Vec<Message>) {
+    let queue = channel
+        .queue_declare_passive(name)
+        .unwrap_or_else(|e| panic!("queue {name} does not exist: {e}"));
+    while let Some(got) = queue
+        .get(true)
+        .unwrap_or_else(|e| panic!("get from {name}: {e}"))
+    {
+        let d = got.delivery;
+        let body = serde_json::from_slice(&d.body).unwrap_or_else(|e| {
+            panic!(
+                "message in {name} is not JSON ({e}): {}",
+                String::from_utf8_lossy(&d.body)
+            )
+        });
+        out.push(Message {
+            body,
+            raw: d.body.clone(),
+            routing_key: d.routing_key.clone(),
+            message_id: d.properties.message_id().clone(),
+            content_type: d.properties.content_type().clone(),
+            delivery_mode: *d.properties.delivery_mode(),
+        });
+    }
+}
+
+/// Takes (basic.get, no-ack) every message currently in the queue. Panics if the queue is
+/// missing.
+pub fn drain_queue(addr: &(impl AmqpAddr + ?Sized), name: &str) -> Vec<Message> {
+    let mut conn = amqp_connect(addr);
+    let channel = conn.open_channel(None).expect("open channel");
+    let mut out = Vec::new();
+    get_all(&channel, name, &mut out);
+    let _ = conn.close();
+    out
+}
+
+/// Drains the queue until at least `n` messages were taken or `timeout` passed; returns all
+/// messages taken (possibly fewer than `n`, possibly more: assert on the result).
+pub fn wait_for_messages(
+    addr: &(impl AmqpAddr + ?Sized),
+    name: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<Message> {
+    let deadline = Instant::now() + timeout;
+    let mut conn = amqp_connect(addr);
+    let channel = conn.open_channel(None).expect("open channel");
+    let mut out = Vec::new();
+    loop {
+        get_all(&channel, name, &mut out);
+        if out.len() >= n || Instant::now() >= deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = conn.close();
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The collector binary
+
+/// The outcome of one collector run.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// Exit code; None if killed by a signal.
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    /// Panics (showing both outputs) unless the exit code was 0.
+    #[track_caller]
+    pub fn assert_success(&self) -> &Run {
+        assert!(self.success(), "collector failed: {self}");
+        self
+    }
+
+    /// Panics (showing both outputs) unless the exit code was `code`.
+    #[track_caller]
+    pub fn assert_status(&self, code: i32) -> &Run {
+        assert_eq!(self.status, Some(code), "unexpected exit status: {self}");
+        self
+    }
+
+    /// Every non-empty stdout line parsed as JSON (panics on a non-JSON line).
+    #[track_caller]
+    pub fn stdout_json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}\n{self}"))
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Builder for one run of the asgard-stats binary, with a clean environment.
+pub struct Collector {
+    cmd: Command,
+    description: String,
+    timeout: Duration,
+}
+
+/// The asgard-stats binary with an empty environment (only PATH and RUST_LOG=info), so the
+/// developer's shell variables never leak into a test.
+pub fn collector() -> Collector {
+    command(env!("CARGO_BIN_EXE_asgard-stats"))
+}
+
+/// Same as [`collector`] for any program (used by the harness's own tests).
+pub fn command(program: impl AsRef<OsStr>) -> Collector {
+    let mut cmd = Command::new(program.as_ref());
+    cmd.env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        )
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    Collector {
+        cmd,
+        description: program.as_ref().to_string_lossy().into_owned(),
+        timeout: Duration::from_secs(60),
+    }
+}
+
+impl Collector {
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn envs<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        self.cmd.envs(vars);
+        self
+    }
+
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.description.push(' ');
+        self.description.push_str(&arg.as_ref().to_string_lossy());
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn args<A: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = A>) -> Self {
+        for a in args {
+            self = self.arg(a);
+        }
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// Kill the child and fail the test if it runs longer than this (default 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Starts the process without waiting (e.g. to stop a broker while it runs).
+    pub fn spawn(mut self) -> Running {
+        let mut child = self
+            .cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.description));
+        let stdout = reader(child.stdout.take());
+        let stderr = reader(child.stderr.take());
+        Running {
+            child,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            deadline: Instant::now() + self.timeout,
+            timeout: self.timeout,
+            description: self.description,
+        }
+    }
+
+    /// Runs to completion and returns exit code and outputs.
+    pub fn run(self) -> Run {
+        self.spawn().wait()
+    }
+}
+
+fn reader(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// A collector process started with [`Collector::spawn`]. Killed if dropped while running.
+pub struct Running {
+    child: Child,
+    stdout: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
+    deadline: Instant,
+    timeout: Duration,
+    description: String,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM (graceful shutdown request).
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits for exit; kills the process and fails the test if the timeout passes first.
+    pub fn wait(mut self) -> Run {
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return self.finish(),
+                Ok(None) if Instant::now() >= self.deadline => {
+                    let _ = self.child.kill();
+                    let run = self.finish();
+                    panic!(
+                        "{} did not finish within {:?}: killed.\n{run}",
+                        self.description, self.timeout
+                    );
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("waiting for {}: {e}", self.description),
+            }
+        }
+    }
+
+    /// Kills the process (SIGKILL) and returns what it printed.
+    pub fn kill(mut self) -> Run {
+        let _ = self.child.kill();
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Run {
+        let status = self.child.wait().expect("wait for child");
+        let join =
+            |h: Option<JoinHandle<String>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+        Run {
+            status: status.code(),
+            stdout: join(self.stdout.take()),
+            stderr: join(self.stderr.take()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The collector's environment for one test: cluster masters, the test's Redis, a broker, the
+/// routing key and a per-test Redis key prefix.
+pub fn collector_env(
+    cluster_master_urls: &[String],
+    redis: &RedisServer,
+    broker: &(impl AmqpAddr + ?Sized),
+    routing_key: &str,
+    key_prefix: &str,
+) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    let mut urls = cluster_master_urls.iter();
+    if let Some(first) = urls.next() {
+        env.push(("HOLLOWMAN_MESOS_ADDRESS".to_string(), first.clone()));
+    }
+    for (i, url) in urls.enumerate() {
+        env.push((format!("HOLLOWMAN_MESOS_ADDRESS_{i}"), url.clone()));
+    }
+    let fixed = [
+        ("STATS_COLLECTOR_REDIS_URL", redis.url()),
+        ("STATS_COLLECTOR_RABBITMQ_HOST", broker.host_port()),
+        ("STATS_COLLECTOR_RABBITMQ_USER", Broker::USER.to_string()),
+        ("STATS_COLLECTOR_RABBITMQ_PWD", Broker::PASSWORD.to_string()),
+        ("STATS_COLLECTOR_RABBITMQ_VHOST", Broker::VHOST.to_string()),
+        ("STATS_COLLECTOR_RABBITMQ_RK", routing_key.to_string()),
+        ("STATS_COLLECTOR_KEY_PREFIX", key_prefix.to_string()),
+    ];
+    env.extend(fixed.into_iter().map(|(k, v)| (k.to_string(), v)));
+    env
+}

@@ -1,0 +1,93 @@
+//! A whole test setup in one value: a simulated Mesos cluster, a redis-server of its own,
+//! the shared broker with a queue of its own, and a Redis key prefix of its own.
+
+use super::*;
+use mesos_sim::{Cluster, ClusterSpec};
+
+pub struct World {
+    pub cluster: Cluster,
+    pub redis: RedisServer,
+    /// `host:port` of the broker.
+    pub broker: String,
+    /// The routing key, and the name of the queue bound to it.
+    pub queue: String,
+    pub prefix: String,
+}
+
+impl World {
+    /// Starts everything and declares the queue.
+    pub fn start(spec: ClusterSpec) -> World {
+        let world = World::without_queue(spec);
+        declare_queue(&world.broker, &world.queue);
+        world
+    }
+
+    /// Starts everything, but no queue receives the routing key.
+    pub fn without_queue(spec: ClusterSpec) -> World {
+        World::on_broker(spec, &Broker::shared())
+    }
+
+    /// Starts the cluster and Redis for this broker; declares no queue.
+    pub fn on_broker(spec: ClusterSpec, broker: &(impl AmqpAddr + ?Sized)) -> World {
+        World {
+            cluster: Cluster::start(spec).expect("the simulated cluster starts"),
+            redis: RedisServer::start(),
+            broker: broker.host_port(),
+            queue: unique_name("asgard-test"),
+            prefix: unique_key_prefix(),
+        }
+    }
+
+    /// The collector with this world's environment.
+    pub fn collector(&self) -> Collector {
+        collector().envs(collector_env(
+            &self.cluster.master_urls(),
+            &self.redis,
+            &self.broker,
+            &self.queue,
+            &self.prefix,
+        ))
+    }
+
+    /// One collecting pass.
+    pub fn collect(&self) -> Run {
+        self.collector().arg("collect").run()
+    }
+
+    /// Takes every message now in the queue.
+    pub fn messages(&self) -> Vec<Message> {
+        drain_queue(&self.broker, &self.queue)
+    }
+
+    /// The task keys under this world's prefix (the lock excluded). Tests may scan; the
+    /// collector never does.
+    pub fn stored_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut self.redis.conn())
+            .expect("KEYS");
+        keys.retain(|k| !k.starts_with(&format!("{}lock", self.prefix)));
+        keys.sort();
+        keys
+    }
+
+    /// Every stored task key with its value.
+    pub fn stored_values(&self) -> Vec<(String, String)> {
+        let mut conn = self.redis.conn();
+        self.stored_keys()
+            .into_iter()
+            .map(|k| {
+                let v: String = redis::cmd("GET").arg(&k).query(&mut conn).expect("GET");
+                (k, v)
+            })
+            .collect()
+    }
+
+    /// Whether a key exists in this world's Redis.
+    pub fn redis_exists(&self, key: &str) -> bool {
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query::<bool>(&mut self.redis.conn())
+            .expect("EXISTS")
+    }
+}

@@ -1,0 +1,379 @@
+//! Nothing lost (design sections 6 and 7): publisher confirms and returns, a broker or
+//! Redis failing before or during a pass, the pass lock, and the hygiene of stored state,
+//! against a real Redis and real RabbitMQ nodes.
+
+mod common;
+
+use common::*;
+use mesos_sim::{AgentFault, ClusterSpec, TaskInfo};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn spec(agents: usize, tasks: usize, first_ip: [u8; 3]) -> ClusterSpec {
+    ClusterSpec {
+        agents,
+        tasks_per_agent: tasks,
+        first_ip,
+        ..ClusterSpec::default()
+    }
+}
+
+/// Timestamps of the stored readings, by key.
+fn stored_timestamps(world: &World) -> BTreeMap<String, f64> {
+    world
+        .stored_values()
+        .into_iter()
+        .map(|(k, v)| {
+            let entry: Value = serde_json::from_str(&v).expect("stored JSON");
+            (
+                k,
+                entry["statistics"]["timestamp"]
+                    .as_f64()
+                    .expect("timestamp"),
+            )
+        })
+        .collect()
+}
+
+/// Slows every agent so a pass lasts long enough to break something in the middle.
+fn slow_agents(world: &World, agents: usize, each: Duration) {
+    for agent in 0..agents {
+        world.cluster.set_agent_fault(agent, AgentFault::Slow(each));
+    }
+}
+
+#[test]
+fn unroutable_documents_keep_their_readings_until_a_queue_is_bound() {
+    let world = World::without_queue(spec(3, 2, [7, 0, 1]));
+    world.collect().assert_success();
+    let baseline = stored_timestamps(&world);
+    std::thread::sleep(Duration::from_millis(600));
+    let run = world.collect();
+    run.assert_status(69);
+    assert!(
+        run.stderr.contains(&format!("6 documents not delivered (unroutable): unroutable: no queue is bound to routing key {:?}", world.queue)),
+        "{run}"
+    );
+    assert_eq!(stored_timestamps(&world), baseline, "no reading advanced");
+
+    declare_queue(&world.broker, &world.queue);
+    std::thread::sleep(Duration::from_millis(600));
+    world.collect().assert_success();
+    let messages = world.messages();
+    assert_eq!(messages.len(), 6);
+    for m in &messages {
+        let doc = &m.body;
+        let key = format!(
+            "{}{}",
+            world.prefix,
+            doc["taskname"].as_str().expect("taskname")
+        );
+        let span = doc["timestamp"].as_f64().expect("timestamp") - baseline[&key];
+        let period = doc["period_secs"].as_f64().expect("period");
+        assert!(
+            (period - span).abs() < 1e-4,
+            "the document covers both intervals: {period} vs {span}"
+        );
+        assert!(period > 1.0, "{period}");
+    }
+}
+
+#[test]
+fn a_broker_that_is_down_or_refuses_login_stops_the_pass_before_any_write() {
+    let world = World::start(spec(2, 2, [7, 1, 1]));
+    let cases = [
+        (
+            "STATS_COLLECTOR_RABBITMQ_HOST",
+            format!("127.0.0.1:{}", free_port()),
+            "cannot connect",
+        ),
+        (
+            "STATS_COLLECTOR_RABBITMQ_PWD",
+            "wrong-password".to_string(),
+            "login refused",
+        ),
+        (
+            "STATS_COLLECTOR_RABBITMQ_VHOST",
+            "no-such-vhost".to_string(),
+            "virtual host refused",
+        ),
+    ];
+    for (variable, value, reason) in cases {
+        let run = world.collector().env(variable, &value).arg("collect").run();
+        run.assert_status(69);
+        assert!(run.stderr.contains(reason), "{variable}={value}: {run}");
+        assert!(!run.stderr.contains("wrong-password"), "{run}");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query(&mut world.redis.conn())
+            .expect("KEYS");
+        assert!(keys.is_empty(), "Redis was written: {keys:?}");
+    }
+}
+
+#[test]
+fn redis_down_at_the_start_publishes_nothing() {
+    let mut world = World::start(spec(2, 2, [7, 2, 1]));
+    world.redis.stop();
+    let run = world.collect();
+    run.assert_status(69);
+    assert!(run.stderr.contains("connection refused"), "{run}");
+    assert!(
+        run.stderr.contains(&format!("Redis {}", world.redis.url())),
+        "{run}"
+    );
+    assert!(world.messages().is_empty());
+}
+
+#[test]
+fn redis_lost_in_the_middle_of_a_pass_ends_it_with_a_clear_line() {
+    let mut world = World::start(spec(8, 2, [7, 3, 1]));
+    world.collect().assert_success();
+    slow_agents(&world, 8, Duration::from_millis(400));
+    let running = world
+        .collector()
+        .args(["--workers", "1", "collect"])
+        .spawn();
+    std::thread::sleep(Duration::from_millis(1000));
+    world.redis.stop();
+    let run = running.wait();
+    assert!(matches!(run.status, Some(3) | Some(69)), "{run}");
+    assert!(run.stderr.contains("failed: Redis"), "{run}");
+    assert!(
+        run.stderr.contains("redis="),
+        "the summary counts Redis failures: {run}"
+    );
+}
+
+#[test]
+fn only_one_of_two_passes_started_at_once_runs() {
+    let world = World::start(spec(4, 2, [7, 4, 1]));
+    slow_agents(&world, 4, Duration::from_millis(700));
+    let first = world
+        .collector()
+        .args(["--workers", "1", "collect"])
+        .spawn();
+    let lock = format!("{}lock", world.prefix);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !world.redis_exists(&lock) {
+        assert!(
+            Instant::now() < deadline,
+            "the first pass never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let second = world.collect();
+    second.assert_status(75);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "exit 75 at once"
+    );
+    assert!(
+        second.stderr.contains("another pass holds the lock"),
+        "{second}"
+    );
+    first.wait().assert_success();
+    assert!(!world.redis_exists(&lock), "released by its owner");
+}
+
+#[test]
+fn a_crashed_pass_lock_expires_by_its_deadline() {
+    let world = World::start(spec(2, 2, [7, 5, 1]));
+    slow_agents(&world, 2, Duration::from_secs(10));
+    let crashing = world
+        .collector()
+        .args(["--deadline", "2", "collect"])
+        .spawn();
+    let lock = format!("{}lock", world.prefix);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !world.redis_exists(&lock) {
+        assert!(Instant::now() < deadline, "the pass never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed_at = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-9", &crashing.pid().to_string()])
+        .status()
+        .expect("kill");
+    drop(crashing);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&lock)
+        .query(&mut world.redis.conn())
+        .expect("PTTL");
+    assert!(
+        ttl > 0 && ttl <= 2000,
+        "the lock lives for the deadline: {ttl} ms"
+    );
+    world.collect().assert_status(75);
+    while world.redis_exists(&lock) {
+        assert!(
+            killed_at.elapsed() < Duration::from_millis(2500),
+            "the lock outlived the deadline"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    slow_agents(&world, 0, Duration::ZERO);
+    world.cluster.set_agent_fault(0, AgentFault::Healthy);
+    world.cluster.set_agent_fault(1, AgentFault::Healthy);
+    world.collect().assert_success();
+}
+
+#[test]
+fn a_pass_never_releases_a_lock_it_does_not_own() {
+    let world = World::start(spec(3, 2, [7, 6, 1]));
+    slow_agents(&world, 3, Duration::from_millis(500));
+    let running = world
+        .collector()
+        .args(["--workers", "1", "collect"])
+        .spawn();
+    let lock = format!("{}lock", world.prefix);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !world.redis_exists(&lock) {
+        assert!(Instant::now() < deadline, "the pass never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // As if our lock had expired and another pass had taken it.
+    let _: () = redis::cmd("SET")
+        .arg(&lock)
+        .arg("another-pass")
+        .query(&mut world.redis.conn())
+        .expect("SET");
+    let run = running.wait();
+    run.assert_success();
+    assert!(
+        run.stderr
+            .contains("expired before the pass ended; it was not released"),
+        "{run}"
+    );
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(&lock)
+        .query(&mut world.redis.conn())
+        .expect("GET");
+    assert_eq!(holder.as_deref(), Some("another-pass"));
+}
+
+#[test]
+fn stored_readings_expire_carry_the_prefix_and_are_never_scanned() {
+    let world = World::start(ClusterSpec {
+        churn_every: 2,
+        ..spec(2, 4, [7, 7, 1])
+    });
+    let ttl = ["--state-ttl", "2"];
+    world
+        .collector()
+        .args(ttl)
+        .arg("collect")
+        .run()
+        .assert_success();
+    std::thread::sleep(Duration::from_millis(1000));
+    world
+        .collector()
+        .args(ttl)
+        .arg("collect")
+        .run()
+        .assert_success();
+    let mut conn = world.redis.conn();
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .expect("INFO");
+    for scan in ["cmdstat_keys:", "cmdstat_scan:"] {
+        assert!(
+            !stats.contains(scan),
+            "the collector scanned the keyspace: {stats}"
+        );
+    }
+    assert!(
+        stats.contains("cmdstat_mget:") && stats.contains("cmdstat_set:"),
+        "{stats}"
+    );
+    // Pass 1: 4 steady + 4 churned tasks; pass 2: the steady ones again + 4 new churned.
+    let keys = world.stored_keys();
+    assert_eq!(keys.len(), 12, "{keys:?}");
+    let size: usize = redis::cmd("DBSIZE").query(&mut conn).expect("DBSIZE");
+    assert_eq!(size, keys.len(), "every key carries the prefix");
+    for key in &keys {
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).expect("TTL");
+        assert!((1..=2).contains(&ttl), "{key} has TTL {ttl}");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    // The tasks that ended (pass 1's churned ids) are gone; the rest were rewritten later.
+    assert_eq!(world.stored_keys().len(), 8);
+}
+
+#[test]
+fn a_broker_lost_mid_pass_loses_no_cpu_second() {
+    let mut broker = Broker::private();
+    let world = World::on_broker(spec(10, 2, [7, 8, 1]), &broker);
+    declare_queue(&world.broker, &world.queue);
+    world.collect().assert_success();
+    let baseline = stored_timestamps(&world);
+
+    // Pass 2 loses the broker after a few agents.
+    slow_agents(&world, 10, Duration::from_millis(400));
+    let running = world
+        .collector()
+        .args(["--workers", "1", "--deadline", "20", "collect"])
+        .spawn();
+    std::thread::sleep(Duration::from_millis(1300));
+    broker.stop();
+    let broken = running.wait();
+    assert!(matches!(broken.status, Some(3) | Some(69)), "{broken}");
+    assert!(broken.stderr.contains("not delivered"), "{broken}");
+
+    broker.start_again();
+    slow_agents(&world, 10, Duration::ZERO);
+    for agent in 0..10 {
+        world.cluster.set_agent_fault(agent, AgentFault::Healthy);
+    }
+    world.collect().assert_success();
+    let docs: Vec<Value> = world.messages().into_iter().map(|m| m.body).collect();
+    let tasks: BTreeMap<String, TaskInfo> = world
+        .cluster
+        .tasks()
+        .into_iter()
+        .map(|t| (t.executor_id.clone().expect("steady tasks"), t))
+        .collect();
+    for (id, task) in &tasks {
+        let key = format!("{}{id}", world.prefix);
+        let mine: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["taskname"] == id.as_str())
+            .collect();
+        let (covered, usr_secs) = chain_back_to(&mine, baseline[&key]);
+        // Every CPU second between the first reading and the last document is reported.
+        let expected = task.rates.user * covered;
+        assert!(
+            (usr_secs - expected).abs() < 1e-3,
+            "{id}: reported {usr_secs}, grew {expected}"
+        );
+    }
+}
+
+/// Walks a task's documents back from the newest, each ending where the next began, to
+/// the baseline reading: fails on a gap. Returns the time covered and the CPU seconds
+/// reported along the chain (a document whose interval a later one covers again, from a
+/// lost confirm, is not on the chain).
+fn chain_back_to(docs: &[&Value], baseline: f64) -> (f64, f64) {
+    let num = |d: &Value, f: &str| d[f].as_f64().unwrap_or_else(|| panic!("{f} in {d}"));
+    let newest = docs
+        .iter()
+        .max_by(|a, b| num(a, "timestamp").total_cmp(&num(b, "timestamp")))
+        .expect("at least one document per task");
+    let end = num(newest, "timestamp");
+    let (mut start, mut usr) = (
+        end - num(newest, "period_secs"),
+        num(newest, "cpu_usr_secs"),
+    );
+    while (start - baseline).abs() > 1e-4 {
+        let previous = docs
+            .iter()
+            .find(|d| (num(d, "timestamp") - start).abs() < 1e-4)
+            .unwrap_or_else(|| panic!("a gap before {start} (baseline {baseline}): {docs:?}"));
+        start = num(previous, "timestamp") - num(previous, "period_secs");
+        usr += num(previous, "cpu_usr_secs");
+    }
+    (end - baseline, usr)
+}

@@ -1,0 +1,418 @@
+//! Masters in high availability, authentication, TLS, misbehaving agents and the pass
+//! deadline (design sections 3 and 4), against simulated masters and agents on loopback.
+//! Each test binds agents on loopback addresses of its own (`first_ip`).
+
+mod common;
+
+use common::*;
+use mesos_sim::{AgentFault, ClusterSpec, MasterFault, TlsIdentity};
+use std::time::{Duration, Instant};
+
+fn spec(first_ip: [u8; 3]) -> ClusterSpec {
+    ClusterSpec {
+        agents: 4,
+        tasks_per_agent: 2,
+        first_ip,
+        ..ClusterSpec::default()
+    }
+}
+
+/// A loopback URL nothing listens on.
+fn closed_master() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+/// The collector with these masters as HOLLOWMAN_MESOS_ADDRESS, _0, _1, ...
+fn with_masters(world: &World, masters: &[String]) -> Collector {
+    collector().envs(collector_env(
+        masters,
+        &world.redis,
+        &world.broker,
+        &world.queue,
+        &world.prefix,
+    ))
+}
+
+#[test]
+fn masters_are_tried_in_order_and_standbys_followed_to_the_leader() {
+    let world = World::start(ClusterSpec {
+        standby_masters: 1,
+        ..spec([5, 0, 1])
+    });
+    let closed = closed_master();
+    let masters = [
+        closed.clone(),
+        world.cluster.standby_urls()[0].clone(),
+        world.cluster.leader_url(),
+    ];
+    // _0 and _1 follow the unsuffixed variable; _3 after the gap at _2 is never read.
+    let run = with_masters(&world, &masters)
+        .env("HOLLOWMAN_MESOS_ADDRESS_3", "http://127.0.0.1:1")
+        .arg("collect")
+        .run();
+    run.assert_success();
+    assert!(
+        run.stderr
+            .contains(&format!("{closed} failed: connection refused")),
+        "{run}"
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("leading master {}", world.cluster.leader_url())),
+        "{run}"
+    );
+    assert_eq!(
+        world.cluster.master_requests_served(0),
+        1,
+        "the standby was asked once"
+    );
+    assert!(run.stderr.contains("answered=4"), "{run}");
+}
+
+#[test]
+fn a_master_without_leader_or_answer_moves_on_to_the_next() {
+    let world = World::start(ClusterSpec {
+        standby_masters: 2,
+        ..spec([5, 1, 1])
+    });
+    world.cluster.set_master_fault(0, MasterFault::Status(503));
+    world.cluster.set_master_fault(1, MasterFault::Hang);
+    let started = Instant::now();
+    let run = world
+        .collector()
+        .env("STATS_REQUEST_TIMEOUT", "1")
+        .arg("collect")
+        .run();
+    run.assert_success();
+    let standbys = world.cluster.standby_urls();
+    assert!(
+        run.stderr.contains(&format!(
+            "{} failed: no leading master (HTTP 503)",
+            standbys[0]
+        )),
+        "{run}"
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("{} failed: timed out", standbys[1])),
+        "{run}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the hung master cost one timeout"
+    );
+}
+
+#[test]
+fn all_masters_down_exits_69_naming_each() {
+    let world = World::start(ClusterSpec {
+        standby_masters: 1,
+        ..spec([5, 2, 1])
+    });
+    world.cluster.set_master_fault(0, MasterFault::Status(500));
+    world.cluster.set_master_fault(1, MasterFault::Refuse);
+    let closed = closed_master();
+    let mut masters = world.cluster.master_urls();
+    masters.push(closed.clone());
+    let run = with_masters(&world, &masters).arg("collect").run();
+    run.assert_status(69);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("no Mesos master answered"))
+        .unwrap_or_else(|| panic!("no summary line: {run}"));
+    assert!(
+        line.contains(&format!("{}: HTTP 500", masters[0])),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("{}: connection refused", masters[1])),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("{closed}: connection refused")),
+        "{line}"
+    );
+    assert!(world.messages().is_empty());
+}
+
+#[test]
+fn credentials_reach_the_leader_after_a_redirect_and_every_agent() {
+    let (principal, secret) = ("asgard", "s3cr3t-value");
+    let world = World::start(ClusterSpec {
+        standby_masters: 1,
+        credentials: Some((principal.into(), secret.into())),
+        ..spec([5, 3, 1])
+    });
+    let run = world
+        .collector()
+        .env("RUST_LOG", "debug")
+        .env("STATS_COLLECTOR_MESOS_PRINCIPAL", principal)
+        .env("STATS_COLLECTOR_MESOS_SECRET", secret)
+        .arg("collect")
+        .run();
+    run.assert_success();
+    let expected = format!("Basic {}", base64_of(&format!("{principal}:{secret}")));
+    assert_eq!(
+        world.cluster.last_master_auth_header(1).as_deref(),
+        Some(expected.as_str()),
+        "the leader, after the 307"
+    );
+    for agent in 0..4 {
+        assert_eq!(
+            world.cluster.last_auth_header(agent).as_deref(),
+            Some(expected.as_str())
+        );
+    }
+    assert!(
+        !run.stderr.contains(secret),
+        "the secret leaked into the log: {run}"
+    );
+
+    let wrong = world
+        .collector()
+        .env("STATS_COLLECTOR_MESOS_PRINCIPAL", principal)
+        .env("STATS_COLLECTOR_MESOS_SECRET", "wrong-secret")
+        .arg("collect")
+        .run();
+    wrong.assert_status(69);
+    assert!(
+        wrong.stderr.contains("authentication failed (HTTP 401)"),
+        "{wrong}"
+    );
+    assert!(!wrong.stderr.contains("wrong-secret"), "{wrong}");
+}
+
+/// Standard base64, written out here so the test does not share the code it checks.
+fn base64_of(text: &str) -> String {
+    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                table[(n >> (18 - 6 * i)) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn https_masters_and_agents_with_a_custom_ca() {
+    let first_ip = [5, 4, 1];
+    let agents = 3;
+    let (ca_pem, identity) = certificates(first_ip, agents);
+    let ca_file = std::env::temp_dir().join(format!("{}-ca.pem", unique_name("asgard-ca")));
+    std::fs::write(&ca_file, ca_pem).expect("write the CA file");
+    let world = World::start(ClusterSpec {
+        agents: usize::from(agents),
+        tasks_per_agent: 2,
+        standby_masters: 1,
+        first_ip,
+        tls: Some(identity),
+        ..ClusterSpec::default()
+    });
+    assert!(world.cluster.leader_url().starts_with("https://"));
+    let run = world
+        .collector()
+        .env("STATS_COLLECTOR_MESOS_CA_FILE", &ca_file)
+        .arg("collect")
+        .run();
+    run.assert_success();
+    assert!(run.stderr.contains("answered=3"), "{run}");
+
+    // Without the CA the certificates are not trusted, and the pass says so.
+    let untrusted = world.collector().arg("collect").run();
+    untrusted.assert_status(69);
+    let _ = std::fs::remove_file(ca_file);
+}
+
+/// A CA, and a server certificate it signed for 127.0.0.1 and every agent address.
+fn certificates(first_ip: [u8; 3], agents: u8) -> (String, TlsIdentity) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    for i in 0..agents {
+        let ip = [127, first_ip[0], first_ip[1], first_ip[2] + i];
+        params.subject_alt_names.push(SanType::IpAddress(ip.into()));
+    }
+    let cert = params
+        .signed_by(&key, &ca, &ca_key)
+        .expect("server certificate");
+    let identity = TlsIdentity {
+        cert_chain_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    };
+    (ca.pem(), identity)
+}
+
+#[test]
+fn each_misbehaving_agent_fails_only_itself_with_its_reason() {
+    let faults = [
+        (AgentFault::Refuse, "connection refused", "refused"),
+        (AgentFault::Hang, "timed out", "timeout"),
+        (
+            AgentFault::Slow(Duration::from_secs(5)),
+            "timed out",
+            "timeout",
+        ),
+        (AgentFault::Status(500), "HTTP 500", "http-status"),
+        (AgentFault::Status(404), "HTTP 404", "http-status"),
+        (AgentFault::Truncated, "answer cut short", "truncated"),
+        (
+            AgentFault::Oversized(4096),
+            "answer larger than 2048 bytes",
+            "too-large",
+        ),
+        (
+            AgentFault::Body("<html>oops</html>".into()),
+            "the answer is not JSON",
+            "bad-answer",
+        ),
+    ];
+    let world = World::start(ClusterSpec {
+        agents: faults.len() + 2,
+        tasks_per_agent: 2,
+        first_ip: [5, 5, 1],
+        ..ClusterSpec::default()
+    });
+    let agents = world.cluster.agents();
+    let run_with_faults = || {
+        for (i, (fault, _, _)) in faults.iter().enumerate() {
+            world.cluster.set_agent_fault(i, fault.clone());
+        }
+        world
+            .collector()
+            .env("STATS_REQUEST_TIMEOUT", "1")
+            .env("STATS_COLLECTOR_MAX_BODY_BYTES", "2048")
+            .arg("collect")
+            .run()
+    };
+    run_with_faults().assert_status(3);
+    std::thread::sleep(Duration::from_millis(500));
+    let run = run_with_faults();
+    run.assert_status(3);
+    for (i, (_, reason, _)) in faults.iter().enumerate() {
+        let line = format!("agent {} failed: {reason}", agents[i].address);
+        assert!(run.stderr.contains(&line), "missing {line:?}: {run}");
+    }
+    assert!(
+        run.stderr.contains(
+            "failed=8 bad-answer=1 http-status=2 refused=1 timeout=2 too-large=1 truncated=1"
+        ),
+        "{run}"
+    );
+    let messages = world.messages();
+    assert_eq!(messages.len(), 4, "the two healthy agents' tasks");
+    let healthy = [
+        &agents[faults.len()].address,
+        &agents[faults.len() + 1].address,
+    ];
+    assert!(messages
+        .iter()
+        .all(|m| healthy.contains(&&m.body["host"].as_str().unwrap_or("").to_string())));
+}
+
+#[test]
+fn a_quarter_of_agents_hanging_costs_one_request_timeout() {
+    let world = World::start(ClusterSpec {
+        agents: 40,
+        tasks_per_agent: 3,
+        first_ip: [5, 6, 1],
+        ..ClusterSpec::default()
+    });
+    world.collect().assert_success();
+    for agent in 0..10 {
+        world.cluster.set_agent_fault(agent * 4, AgentFault::Hang);
+    }
+    let started = Instant::now();
+    let run = world
+        .collector()
+        .env("STATS_REQUEST_TIMEOUT", "2")
+        .arg("collect")
+        .run();
+    let took = started.elapsed();
+    run.assert_status(3);
+    assert!(
+        took < Duration::from_secs(3),
+        "the pass took {took:?}, over the request timeout plus one second"
+    );
+    assert!(
+        run.stderr.contains("answered=30 failed=10 timeout=10"),
+        "{run}"
+    );
+    assert_eq!(
+        world.messages().len(),
+        90,
+        "every healthy agent's documents are delivered"
+    );
+}
+
+#[test]
+fn inactive_agents_are_skipped() {
+    let world = World::start(ClusterSpec {
+        inactive_agents: 2,
+        ..spec([5, 7, 1])
+    });
+    let run = world.collect();
+    run.assert_success();
+    assert!(
+        run.stderr.contains("4 active agents, 2 inactive skipped"),
+        "{run}"
+    );
+    assert!(run.stderr.contains("agents listed=4 answered=4"), "{run}");
+}
+
+#[test]
+fn the_deadline_ends_the_pass_whatever_hangs() {
+    let world = World::start(ClusterSpec {
+        agents: 6,
+        tasks_per_agent: 2,
+        first_ip: [5, 8, 1],
+        ..ClusterSpec::default()
+    });
+    for agent in 0..6 {
+        world.cluster.set_agent_fault(agent, AgentFault::Hang);
+    }
+    let started = Instant::now();
+    let run = world
+        .collector()
+        .args([
+            "--deadline",
+            "1.5",
+            "--request-timeout",
+            "30",
+            "--workers",
+            "2",
+            "collect",
+        ])
+        .run();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "the pass took {took:?} with a 1.5 s deadline"
+    );
+    run.assert_status(69);
+    assert!(run.stderr.contains("pass deadline reached"), "{run}");
+    assert!(
+        run.stderr.contains("abandoned=6") || run.stderr.contains("abandoned=4"),
+        "{run}"
+    );
+    assert!(world.stored_keys().is_empty());
+}
