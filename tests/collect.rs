@@ -119,6 +119,36 @@ fn the_second_pass_publishes_one_correct_document_per_task() {
 }
 
 #[test]
+fn a_cluster_of_hundreds_of_agents_gets_every_document() {
+    let world = World::start(ClusterSpec {
+        agents: 300,
+        tasks_per_agent: 5,
+        no_cfs_every: 4,
+        first_ip: [1, 3, 1],
+        ..ClusterSpec::default()
+    });
+    world.collect().assert_success();
+    std::thread::sleep(Duration::from_millis(1100));
+    let run = world.collect();
+    run.assert_success();
+    assert!(run.stderr.contains("agents listed=300 answered=300 failed=0"), "{run}");
+    let messages = world.messages();
+    assert_eq!(messages.len(), 1500);
+    let tasks: BTreeMap<String, TaskInfo> = world
+        .cluster
+        .tasks()
+        .into_iter()
+        .map(|t| (t.executor_id.clone().expect("no churn here"), t))
+        .collect();
+    let names: BTreeSet<&str> = messages.iter().filter_map(|m| m.body["taskname"].as_str()).collect();
+    assert_eq!(names.len(), 1500, "one document per task");
+    for message in &messages {
+        let task = &tasks[message.body["taskname"].as_str().expect("taskname")];
+        assert_matches_rates(&message.body, task);
+    }
+}
+
+#[test]
 fn a_dead_agent_fails_only_itself() {
     let world = World::start(ClusterSpec {
         agents: 4,

@@ -1,0 +1,221 @@
+//! The broker floor: the fastest one AMQP connection can get N persistent, confirmed
+//! messages of a given size into one queue of the broker, for `scripts/bench`.
+//!
+//! A collecting pass can never deliver its documents faster than this, so the benchmark
+//! compares the pass's wall time with this floor (the target is `wall <= 1.3 x floor`).
+//! The example publishes the way the collector does: one connection and one channel,
+//! publisher confirms on, exchange `""` with the routing key, `mandatory`, properties
+//! `content_type: application/json`, `delivery_mode: 2` and a unique `message_id`, in
+//! batches (one per agent in the collector) of which up to `--in-flight` (the collector's
+//! worker count) wait for their confirms at once. It does none of the collector's other
+//! work (no Mesos, no Redis, no JSON encoding per document), and declares nothing: the
+//! queue named like the routing key must exist.
+//!
+//! ```text
+//! cargo run --release --example broker_floor -- --host 127.0.0.1:5673 \
+//!     --routing-key bench --docs 50000 --size 600 [--batch 50] [--in-flight 32]
+//! ```
+//!
+//! prints `floor: docs=N size=BYTES seconds=S docs_per_sec=R`, timed from the first
+//! publish to the last confirm.
+
+use amiquip::{
+    AmqpProperties, Auth, Confirm, Connection, ConnectionOptions, ConnectionTuning, Publish,
+};
+use clap::Parser;
+use std::collections::{BTreeSet, VecDeque};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Publish N confirmed messages as fast as one connection allows and print the time.
+#[derive(Parser)]
+struct Args {
+    /// The broker, HOST:PORT (user guest/guest, vhost /).
+    #[arg(long)]
+    host: String,
+    /// Routing key on the default exchange; the queue of that name must exist.
+    #[arg(long)]
+    routing_key: String,
+    /// Messages to publish.
+    #[arg(long)]
+    docs: u64,
+    /// Size of each message body, in bytes.
+    #[arg(long)]
+    size: usize,
+    /// Messages per batch (the collector publishes one batch per agent).
+    #[arg(long, default_value_t = 50)]
+    batch: u64,
+    /// Batches waiting for their confirms at once (the collector's --workers).
+    #[arg(long, default_value_t = 32)]
+    in_flight: usize,
+    /// Leave Nagle's algorithm on (the collector turns it off with TCP_NODELAY).
+    #[arg(long)]
+    nagle: bool,
+    /// Give up when no confirm arrives for this many seconds.
+    #[arg(long, default_value_t = 30)]
+    confirm_timeout: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.batch == 0 || args.in_flight == 0 {
+        eprintln!("broker_floor: --batch and --in-flight must be at least 1");
+        return ExitCode::from(2);
+    }
+    match run(&args) {
+        Ok(seconds) => {
+            let rate = if seconds > 0.0 {
+                args.docs as f64 / seconds
+            } else {
+                0.0
+            };
+            println!(
+                "floor: docs={} size={} seconds={seconds:.3} docs_per_sec={rate:.0}",
+                args.docs, args.size
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("broker_floor: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens the connection like the collector does (TCP_NODELAY unless `nagle`).
+fn connect(args: &Args) -> Result<Connection, String> {
+    if args.nagle {
+        let url = format!("amqp://guest:guest@{}/%2f", args.host);
+        return Connection::insecure_open(&url).map_err(|e| format!("cannot connect: {e}"));
+    }
+    let address = args
+        .host
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", args.host))?
+        .next()
+        .ok_or_else(|| format!("{} resolves to no address", args.host))?;
+    let stream = TcpStream::connect(address).map_err(|e| format!("cannot connect: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+    let stream = mio::net::TcpStream::from_stream(stream)
+        .map_err(|e| format!("cannot register the socket: {e}"))?;
+    let options = ConnectionOptions::default().auth(Auth::Plain {
+        username: "guest".into(),
+        password: "guest".into(),
+    });
+    Connection::insecure_open_stream(stream, options, ConnectionTuning::default())
+        .map_err(|e| format!("cannot open the AMQP connection: {e}"))
+}
+
+/// A JSON object of exactly `size` bytes (at least `{"n":""}` long).
+fn body(size: usize) -> Vec<u8> {
+    let frame = br#"{"pad":""}"#;
+    let mut body = Vec::with_capacity(size.max(frame.len()));
+    body.extend_from_slice(&frame[..8]);
+    body.resize(size.max(frame.len()) - 2, b'x');
+    body.extend_from_slice(b"\"}");
+    body
+}
+
+/// Publishes everything and returns the seconds from the first publish to the last
+/// confirm.
+fn run(args: &Args) -> Result<f64, String> {
+    let mut connection = connect(args)?;
+    let channel = connection
+        .open_channel(None)
+        .map_err(|e| format!("cannot open a channel: {e}"))?;
+    // Listen before enabling, or the first confirms could be missed.
+    let confirms = channel
+        .listen_for_publisher_confirms()
+        .map_err(|e| format!("cannot listen for confirms: {e}"))?;
+    let returns = channel
+        .listen_for_returns()
+        .map_err(|e| format!("cannot listen for returns: {e}"))?;
+    channel
+        .enable_publisher_confirms()
+        .map_err(|e| format!("cannot enable publisher confirms: {e}"))?;
+
+    let body = body(args.size);
+    let run_id = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let confirm_timeout = Duration::from_secs(args.confirm_timeout);
+    // Delivery tags count from 1 once confirms are on; `unconfirmed` holds the tags sent
+    // and not yet settled, `open` the (first, last) tags of each unsettled batch.
+    let mut unconfirmed = BTreeSet::new();
+    let mut open: VecDeque<(u64, u64)> = VecDeque::new();
+    let (mut sent, mut nacked) = (0u64, 0u64);
+    let started = Instant::now();
+    while sent < args.docs || !open.is_empty() {
+        if sent < args.docs && open.len() < args.in_flight {
+            let first = sent + 1;
+            let count = args.batch.min(args.docs - sent);
+            for _ in 0..count {
+                sent += 1;
+                let properties = AmqpProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_delivery_mode(2)
+                    .with_message_id(format!("floor-{run_id}-{sent}"));
+                let publish = Publish {
+                    body: &body,
+                    routing_key: args.routing_key.clone(),
+                    mandatory: true,
+                    immediate: false,
+                    properties,
+                };
+                channel
+                    .basic_publish("", publish)
+                    .map_err(|e| format!("publish {sent}: {e}"))?;
+                unconfirmed.insert(sent);
+            }
+            open.push_back((first, sent));
+            continue;
+        }
+        let confirm = confirms
+            .recv_timeout(confirm_timeout)
+            .map_err(|e| format!("no confirm within {confirm_timeout:?}: {e}"))?;
+        let (payload, acked) = match confirm {
+            Confirm::Ack(payload) => (payload, true),
+            Confirm::Nack(payload) => (payload, false),
+        };
+        let settled: Vec<u64> = if payload.multiple {
+            unconfirmed.range(..=payload.delivery_tag).copied().collect()
+        } else {
+            vec![payload.delivery_tag]
+        };
+        for tag in settled {
+            if unconfirmed.remove(&tag) && !acked {
+                nacked += 1;
+            }
+        }
+        open.retain(|&(first, last)| unconfirmed.range(first..=last).next().is_some());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let returned = returns.try_iter().count();
+    // Closing is not timed: the collector closes after its last confirm too.
+    let _ = connection.close();
+    if returned > 0 || nacked > 0 {
+        return Err(format!(
+            "{returned} messages returned as unroutable (does queue {:?} exist?), {nacked} nacked",
+            args.routing_key
+        ));
+    }
+    Ok(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_have_the_exact_size_and_are_json() {
+        for size in [10, 11, 600, 4096] {
+            let body = body(size);
+            assert_eq!(body.len(), size);
+            let parsed: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+            assert!(parsed["pad"].is_string());
+        }
+    }
+}
