@@ -181,7 +181,10 @@ fn run(args: &Args) -> Result<f64, String> {
             Confirm::Nack(payload) => (payload, false),
         };
         let settled: Vec<u64> = if payload.multiple {
-            unconfirmed.range(..=payload.delivery_tag).copied().collect()
+            unconfirmed
+                .range(..=payload.delivery_tag)
+                .copied()
+                .collect()
         } else {
             vec![payload.delivery_tag]
         };

@@ -127,7 +127,6 @@ impl AmqpPublisher {
             batches: HashMap::new(),
             next_batch: 0,
             returned: HashMap::new(),
-            tags_by_message_id: HashMap::new(),
             broken: None,
         };
         let thread = std::thread::Builder::new()
@@ -235,8 +234,6 @@ struct PublisherThread {
     next_batch: u64,
     /// Unroutable documents by delivery tag; a return arrives before its ack.
     returned: HashMap<u64, DeliveryError>,
-    /// Delivery tags of pending documents by message id, to match returns to them.
-    tags_by_message_id: HashMap<String, u64>,
     /// Set once the connection failed: every later document fails at once.
     broken: Option<String>,
 }
@@ -296,8 +293,6 @@ impl PublisherThread {
             }
             match self.send(&doc) {
                 Ok(()) => {
-                    self.tags_by_message_id
-                        .insert(doc.message_id.clone(), self.next_tag);
                     let pending = Pending {
                         batch: batch_id,
                         index,
@@ -339,12 +334,13 @@ impl PublisherThread {
     fn on_return(&mut self, returned: Return) {
         // A return names no delivery tag, only the message; the broker sends it right
         // before the ack of that same message, which is still pending.
-        let tag = returned
-            .properties
-            .message_id()
-            .as_ref()
-            .and_then(|id| self.tags_by_message_id.get(id.as_str()))
-            .copied();
+        let tag = returned.properties.message_id().as_ref().and_then(|id| {
+            // Returns are rare and the returned message is among the oldest pending.
+            self.pending
+                .iter()
+                .find(|(_, p)| p.message_id == id.as_str())
+                .map(|(&tag, _)| tag)
+        });
         let why = DeliveryError::Unroutable(
             returned.routing_key.clone(),
             format!("{} {}", returned.reply_code, returned.reply_text),
@@ -384,11 +380,7 @@ impl PublisherThread {
     }
 
     fn take_pending(&mut self, tag: u64) -> Option<Pending> {
-        let p = self.pending.remove(&tag)?;
-        if self.tags_by_message_id.get(&p.message_id) == Some(&tag) {
-            self.tags_by_message_id.remove(&p.message_id);
-        }
-        Some(p)
+        self.pending.remove(&tag)
     }
 
     fn settle(&mut self, batch_id: u64, index: usize, result: Result<(), DeliveryError>) {
@@ -419,7 +411,6 @@ impl PublisherThread {
         }
         self.broken = Some(why.clone());
         self.channel = None;
-        self.tags_by_message_id.clear();
         self.returned.clear();
         let pending = std::mem::take(&mut self.pending);
         for (_, p) in pending {

@@ -1,91 +1,298 @@
-//! `asgard-stats check`: reaches every part a pass needs (each master, Redis, the
-//! broker) and prints one line per part with `ok` or the reason, exiting 0 only if a pass
-//! could run.
+//! `asgard-stats check`: reaches every part a pass needs (each master, Redis, the broker
+//! and the queue behind the routing key) without collecting anything, and prints one
+//! aligned line per part with `ok` or `FAIL` and the reason, then a verdict line. It exits
+//! 0 only if a pass could run, 69 if it could not, and 2 when the configuration itself is
+//! unusable (a CA file that cannot be read, no broker configured).
 
-use crate::config::Config;
+use crate::config::{BrokerSettings, Config};
 use crate::mesos::MesosClient;
 use crate::state::StateStore;
 use crate::tally::exit;
 
-pub(crate) fn run(config: &Config) -> i32 {
-    let mut lines = Vec::new();
-    let masters_ok = check_masters(config, &mut lines);
-    let redis_ok = check_redis(config, &mut lines);
-    let broker_ok = check_broker(config, &mut lines);
-    for line in &lines {
-        println!("{line}");
-    }
-    if masters_ok && redis_ok && broker_ok {
-        exit::OK
-    } else {
-        exit::UNAVAILABLE
+/// The outcome of one part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok,
+    Fail,
+    /// Not tried, because what it depends on failed.
+    Skipped,
+}
+
+impl Status {
+    fn word(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Fail => "FAIL",
+            Status::Skipped => "-",
+        }
     }
 }
 
-fn check_masters(config: &Config, lines: &mut Vec<String>) -> bool {
+/// One line of the report.
+#[derive(Debug)]
+struct Line {
+    part: &'static str,
+    status: Status,
+    detail: String,
+}
+
+/// What was found; a pass needs every one of the four.
+#[derive(Debug, Default)]
+struct Report {
+    lines: Vec<Line>,
+    leader: bool,
+    redis: bool,
+    broker_login: bool,
+    queue: bool,
+    /// The configuration cannot work whatever the servers do (exit 2).
+    config_error: bool,
+}
+
+impl Report {
+    fn push(&mut self, part: &'static str, status: Status, detail: impl Into<String>) {
+        self.lines.push(Line {
+            part,
+            status,
+            detail: detail.into(),
+        });
+    }
+
+    /// What is missing for a pass to run, in words; empty when nothing is.
+    fn missing(&self) -> Vec<&'static str> {
+        let needs = [
+            (self.leader, "no master leads"),
+            (self.redis, "Redis does not answer"),
+            (self.broker_login, "no broker login"),
+            (self.queue, "no queue receives the routing key"),
+        ];
+        needs
+            .iter()
+            .filter(|(ok, _)| !ok)
+            .map(|(_, why)| *why)
+            .collect()
+    }
+
+    fn exit_code(&self) -> i32 {
+        if self.config_error {
+            exit::USAGE
+        } else if self.missing().is_empty() {
+            exit::OK
+        } else {
+            exit::UNAVAILABLE
+        }
+    }
+
+    /// The lines with the status words in one column, and the verdict last.
+    fn render(&self) -> String {
+        let width = self
+            .lines
+            .iter()
+            .map(|l| l.part.len())
+            .max()
+            .unwrap_or(0)
+            .max("pass".len());
+        let mut out = String::new();
+        let mut line = |part: &str, status: Status, detail: &str| {
+            out.push_str(&format!("{part:<width$}  {:<4}  {detail}\n", status.word()));
+        };
+        for l in &self.lines {
+            line(l.part, l.status, &l.detail);
+        }
+        let missing = self.missing();
+        if self.config_error {
+            line(
+                "pass",
+                Status::Fail,
+                "the configuration is unusable (see the FAIL lines)",
+            );
+        } else if missing.is_empty() {
+            line("pass", Status::Ok, "a pass can run");
+        } else {
+            line(
+                "pass",
+                Status::Fail,
+                &format!("a pass cannot run: {}", missing.join(", ")),
+            );
+        }
+        out
+    }
+}
+
+pub(crate) fn run(config: &Config) -> i32 {
+    let mut report = Report::default();
+    check_masters(config, &mut report);
+    check_redis(config, &mut report);
+    check_broker(config, &mut report);
+    print!("{}", report.render());
+    report.exit_code()
+}
+
+/// Each master on its own, so the operator sees every one that is down, and which master
+/// leads (a standby's redirect is followed).
+fn check_masters(config: &Config, report: &mut Report) {
     let client = match MesosClient::new(&config.http) {
         Ok(client) => client,
         Err(e) => {
-            lines.push(format!("mesos    FAIL {e:#}"));
-            return false;
+            report.push("master", Status::Fail, format!("{e:#}"));
+            report.config_error = true;
+            return;
         }
     };
-    let mut any = false;
     for master in &config.masters {
         match client.list_agents(std::slice::from_ref(master)) {
             Ok(list) => {
-                any = true;
-                lines.push(format!(
-                    "master   ok   {master}: leader {} with {} active agents",
-                    list.leader,
-                    list.agents.len()
-                ));
+                report.leader = true;
+                let agents = format!(
+                    "{} active agents, {} inactive",
+                    list.agents.len(),
+                    list.inactive
+                );
+                let detail = if list.leader == *master {
+                    format!("{master}: leading; {agents}")
+                } else {
+                    format!("{master}: not leading; leader {}: {agents}", list.leader)
+                };
+                report.push("master", Status::Ok, detail);
             }
-            Err(e) => lines.push(format!("master   FAIL {e}")),
+            Err(e) => {
+                let why = e
+                    .attempts
+                    .first()
+                    .map_or_else(|| e.to_string(), |(_, why)| why.to_string());
+                report.push("master", Status::Fail, format!("{master}: {why}"));
+            }
         }
     }
-    any
 }
 
-fn check_redis(config: &Config, lines: &mut Vec<String>) -> bool {
-    let result = StateStore::new(&config.redis).and_then(|store| {
-        let version = store.ping()?;
+/// PING, the server version and who holds the pass lock (of this shard, with --shard).
+fn check_redis(config: &Config, report: &mut Report) {
+    let store = match StateStore::new(&config.redis) {
+        Ok(store) => store,
+        Err(e) => {
+            report.push("redis", Status::Fail, e.to_string());
+            report.config_error = true;
+            return;
+        }
+    };
+    let result = store.ping().and_then(|version| {
         let key = store.lock_key(config.shard);
         let holder = store.lock_holder(&key)?;
         Ok((version, key, holder))
     });
     match result {
         Ok((version, key, holder)) => {
-            let lock = holder.map_or("free".to_string(), |h| format!("held by {h}"));
-            lines.push(format!(
-                "redis    ok   {} (version {version}); lock {key} {lock}",
-                config.redis.shown_url
-            ));
-            true
+            report.redis = true;
+            let lock = match holder {
+                None => format!("lock {key} free"),
+                Some(holder) => format!("lock {key} held by {holder} (a pass is running)"),
+            };
+            report.push(
+                "redis",
+                Status::Ok,
+                format!(
+                    "{}: PONG, version {version}; {lock}",
+                    config.redis.shown_url
+                ),
+            );
         }
         Err(e) => {
-            lines.push(format!("redis    FAIL {e}"));
-            false
+            let error = e.to_string();
+            let error = error.strip_prefix("Redis ").unwrap_or(&error);
+            report.push("redis", Status::Fail, error);
         }
     }
 }
 
-fn check_broker(config: &Config, lines: &mut Vec<String>) -> bool {
+/// The login (host, vhost, user, password) and the queue the default exchange routes the
+/// routing key to, as two lines.
+fn check_broker(config: &Config, report: &mut Report) {
     let broker = match config.require_broker() {
-        Ok(b) => b,
+        Ok(broker) => broker,
         Err(e) => {
-            lines.push(format!("broker   FAIL {e}"));
-            return false;
+            report.push("broker", Status::Fail, e.to_string());
+            report.config_error = true;
+            return;
         }
     };
+    let login = format!(
+        "{}:{} vhost {:?}: logged in as {}",
+        broker.host, broker.port, broker.vhost, broker.user
+    );
+    let routing_key = format!("routing key {:?}", broker.routing_key);
     match crate::broker::probe(broker) {
-        Ok(report) => {
-            lines.push(format!("broker   ok   {report}"));
-            true
+        Ok(probed) => {
+            report.broker_login = true;
+            report.queue = true;
+            report.push("broker", Status::Ok, login);
+            report.push("queue", Status::Ok, queue_detail(broker, &probed));
         }
         Err(e) => {
-            lines.push(format!("broker   FAIL {e}"));
-            false
+            let error = e.to_string();
+            // probe logs in before it looks for the queue; its error says which failed.
+            match error.split_once("logged in, but ") {
+                Some((_, why)) => {
+                    report.broker_login = true;
+                    report.push("broker", Status::Ok, login);
+                    let said = format!("no queue receives {routing_key}");
+                    let why = why.replacen(&said, "no queue receives it", 1);
+                    report.push("queue", Status::Fail, format!("{routing_key}: {why}"));
+                }
+                None => {
+                    let error = error.strip_prefix("broker ").unwrap_or(&error);
+                    report.push("broker", Status::Fail, error);
+                    report.push(
+                        "queue",
+                        Status::Skipped,
+                        format!("{routing_key}: not checked without a broker login"),
+                    );
+                }
+            }
         }
+    }
+}
+
+/// probe reports "<login>; queue ... holds N messages for M consumers"; the queue line
+/// keeps the part after the login.
+fn queue_detail(broker: &BrokerSettings, probed: &str) -> String {
+    let queue = probed.split_once("; ").map_or(probed, |(_, queue)| queue);
+    format!("routing key {:?}: {queue}", broker.routing_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verdict_needs_all_four_parts_and_columns_align() {
+        let mut report = Report::default();
+        report.push("master", Status::Ok, "http://m1: leading");
+        report.push("redis", Status::Fail, "connection refused");
+        report.push("queue", Status::Skipped, "not checked");
+        report.leader = true;
+        report.broker_login = true;
+        report.queue = true;
+        assert_eq!(report.exit_code(), exit::UNAVAILABLE);
+        let text = report.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        for line in &lines {
+            assert_eq!(&line[6..8], "  ", "{text}");
+        }
+        assert!(
+            lines[1].starts_with("redis   FAIL  connection refused"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[3],
+            "pass    FAIL  a pass cannot run: Redis does not answer"
+        );
+
+        report.redis = true;
+        assert_eq!(report.exit_code(), exit::OK);
+        assert!(report.render().ends_with("pass    ok    a pass can run\n"));
+
+        report.config_error = true;
+        assert_eq!(report.exit_code(), exit::USAGE);
     }
 }

@@ -32,6 +32,10 @@ pub(crate) enum Command {
     /// Run one collection pass: list agents, read their statistics, publish documents.
     Collect(CollectArgs),
     /// Check that every master, Redis and the broker can be reached, without collecting.
+    ///
+    /// Prints one line per part: each master (and which master leads), Redis (version and
+    /// the pass lock), the broker login and the queue receiving the routing key. Exits 0
+    /// when a pass could run, 69 when it could not, 2 on a configuration error.
     Check,
     /// Print the man page (roff) generated from these definitions.
     #[command(hide = true)]
@@ -46,12 +50,17 @@ pub(crate) struct CollectArgs {
     pub(crate) dry_run: bool,
 
     /// How --dry-run prints documents [default: json, or table on a terminal]
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, value_name = "FORMAT")]
     pub(crate) output: Option<OutputFormat>,
 
     /// With --dry-run, seconds between the two readings of tasks that have no previous
     /// reading in Redis.
-    #[arg(long, env = "STATS_COLLECTOR_DRY_RUN_INTERVAL", default_value_t = 2.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "STATS_COLLECTOR_DRY_RUN_INTERVAL",
+        default_value_t = 2.0
+    )]
     pub(crate) dry_run_interval: f64,
 
     /// Declare a durable queue named after the routing key before publishing (for demos
@@ -96,12 +105,18 @@ pub(crate) struct Settings {
     pub(crate) mesos_master_ip: Option<String>,
 
     /// Principal for HTTP basic authentication to masters and agents.
-    #[arg(long, env = "STATS_COLLECTOR_MESOS_PRINCIPAL", global = true)]
+    #[arg(
+        long,
+        value_name = "PRINCIPAL",
+        env = "STATS_COLLECTOR_MESOS_PRINCIPAL",
+        global = true
+    )]
     pub(crate) mesos_principal: Option<String>,
 
     /// Secret for HTTP basic authentication to masters and agents.
     #[arg(
         long,
+        value_name = "SECRET",
         env = "STATS_COLLECTOR_MESOS_SECRET",
         hide_env_values = true,
         global = true
@@ -117,7 +132,8 @@ pub(crate) struct Settings {
     )]
     pub(crate) mesos_ca_file: Option<PathBuf>,
 
-    /// Seconds to connect to a master or agent.
+    /// Seconds to connect to a master, an agent, Redis or the broker; also the Redis
+    /// command timeout.
     #[arg(
         long,
         value_name = "SECS",
@@ -151,7 +167,8 @@ pub(crate) struct Settings {
     )]
     pub(crate) workers: usize,
 
-    /// Seconds a whole pass may take; work not done by then is abandoned.
+    /// Seconds a whole pass may take, and the lifetime of its lock; work not done by then
+    /// is abandoned.
     #[arg(
         long,
         value_name = "SECS",
@@ -197,7 +214,8 @@ pub(crate) struct Settings {
     )]
     pub(crate) redis_pool_max: u32,
 
-    /// Prefix of every Redis key this program writes.
+    /// Prefix of every Redis key this program writes: readings are <PREFIX><executor id>,
+    /// the pass lock <PREFIX>lock (<PREFIX>lock:K-of-N with --shard).
     #[arg(
         long,
         value_name = "PREFIX",
@@ -227,12 +245,20 @@ pub(crate) struct Settings {
     pub(crate) rabbitmq_host: Option<String>,
 
     /// RabbitMQ user.
-    #[arg(long, env = "STATS_COLLECTOR_RABBITMQ_USER", global = true)]
+    #[arg(
+        long,
+        value_name = "USER",
+        env = "STATS_COLLECTOR_RABBITMQ_USER",
+        default_value = "guest",
+        global = true
+    )]
     pub(crate) rabbitmq_user: Option<String>,
 
     /// RabbitMQ password.
     #[arg(
         long,
+        value_name = "PASSWORD",
+        default_value = "guest",
         env = "STATS_COLLECTOR_RABBITMQ_PWD",
         hide_env_values = true,
         global = true
@@ -242,6 +268,7 @@ pub(crate) struct Settings {
     /// RabbitMQ virtual host.
     #[arg(
         long,
+        value_name = "VHOST",
         env = "STATS_COLLECTOR_RABBITMQ_VHOST",
         default_value = "/",
         global = true
@@ -249,7 +276,12 @@ pub(crate) struct Settings {
     pub(crate) rabbitmq_vhost: String,
 
     /// Routing key of every document; the exchange is always the default one ("").
-    #[arg(long, env = "STATS_COLLECTOR_RABBITMQ_RK", global = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "STATS_COLLECTOR_RABBITMQ_RK",
+        global = true
+    )]
     pub(crate) routing_key: Option<String>,
 
     /// Seconds to wait for the broker to confirm a batch of documents.
@@ -266,10 +298,12 @@ pub(crate) struct Settings {
     #[arg(long, value_name = "0|1", env = "STATS_COLLECTOR_INCLUDE_RAW_METRICS", default_value = "0", value_parser = ["0", "1"], global = true)]
     pub(crate) include_raw_metrics: String,
 
-    /// Log line format on stderr; the level comes from RUST_LOG (default info).
+    /// Log line format on stderr; the level comes from RUST_LOG (default info). The last
+    /// line of a pass is its summary.
     #[arg(
         long,
         value_enum,
+        value_name = "FORMAT",
         env = "STATS_COLLECTOR_LOG_FORMAT",
         default_value = "text",
         global = true

@@ -1,7 +1,9 @@
 //! Logging to stderr through `log` and env_logger: plain lines for people, or one JSON
 //! object per line (`--log-format json`) for log pipelines. `RUST_LOG` sets the level,
-//! `info` by default. Structured fields given as `log` key-values (agent, reason, the
-//! summary's counts) become JSON fields, or trail the plain line.
+//! `info` by default. A JSON line always has `time` (RFC 3339, UTC), `level` and
+//! `message`; the record's `log` key-values (agent, reason, the summary's counts) become
+//! fields of their own, numbers as numbers. Plain lines carry the message only, which
+//! already names what the fields hold.
 
 use crate::cli::LogFormat;
 use log::kv::{Key, Value, VisitSource};
@@ -25,6 +27,7 @@ pub(crate) fn init(format: LogFormat) {
             line.insert("time".into(), buf.timestamp_millis().to_string().into());
             line.insert("level".into(), record.level().as_str().into());
             line.insert("message".into(), record.args().to_string().into());
+            line.insert("target".into(), record.target().into());
             let mut fields = JsonFields(&mut line);
             // A visitor that only inserts cannot fail.
             let _ = record.key_values().visit(&mut fields);
@@ -42,6 +45,8 @@ impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
     fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
         let json = if let Some(n) = value.to_u64() {
             n.into()
+        } else if let Some(n) = value.to_i64() {
+            n.into()
         } else if let Some(x) = value.to_f64() {
             serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, Into::into)
         } else if let Some(b) = value.to_bool() {
@@ -49,7 +54,8 @@ impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
         } else {
             value.to_string().into()
         };
-        self.0.insert(key.as_str().to_string(), json);
+        // A field never replaces time, level or message.
+        self.0.entry(key.as_str().to_string()).or_insert(json);
         Ok(())
     }
 }

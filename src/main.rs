@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod document;
 mod logging;
+mod manpage;
 mod mesos;
 mod pass;
 mod printer;
@@ -16,7 +17,7 @@ mod reading;
 mod state;
 mod tally;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use cli::{Cli, Command, OutputFormat};
 use config::Config;
 use std::io::IsTerminal;
@@ -85,9 +86,10 @@ fn run() -> i32 {
     }
 }
 
+/// Prints the man page (`man/asgard-stats.1` is this output, checked in).
 fn print_man_page() -> i32 {
-    let man = clap_mangen::Man::new(Cli::command());
-    match man.render(&mut std::io::stdout()) {
+    let mut out = std::io::stdout().lock();
+    match manpage::render(&mut out).and_then(|()| std::io::Write::flush(&mut out)) {
         Ok(()) => exit::OK,
         Err(e) => {
             log::error!("cannot write the man page: {e}");

@@ -173,6 +173,7 @@ fn run_workers<J: Send + Sync + 'static>(
     let agents = Arc::new(agents);
     let next = Arc::new(AtomicUsize::new(0));
     let (done_tx, done_rx) = mpsc::channel::<()>();
+    let mut handles = Vec::new();
     for id in 0..workers.min(total) {
         let (shared, agents, next, done_tx) = (
             Arc::clone(shared),
@@ -191,8 +192,9 @@ fn run_workers<J: Send + Sync + 'static>(
                 // The main thread may have stopped waiting at the deadline.
                 let _ = done_tx.send(());
             });
-        if let Err(e) = spawned {
-            log::error!("cannot start worker thread {id}: {e}");
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(e) => log::error!("cannot start worker thread {id}: {e}"),
         }
     }
     drop(done_tx);
@@ -215,6 +217,12 @@ fn run_workers<J: Send + Sync + 'static>(
                 return false;
             }
         }
+    }
+    // Every job is done, so every worker is past its last one and returning: joining them
+    // drops their share of `shared`, which the caller then unwraps to finish the
+    // publisher (the dry-run table is printed there). Never reached with a hung worker.
+    for handle in handles {
+        let _ = handle.join();
     }
     true
 }

@@ -91,34 +91,58 @@ impl Row {
     }
 }
 
-/// Sorts rows by cpu_pct (highest first, missing last) and lays them out in columns that
-/// fit 80 characters: long names are shortened in the middle.
+/// Column widths of the table: 16 + 15 + 21 + 6 + 5 + 5 + 6 and six separating spaces
+/// make 80 characters.
+const WIDTHS: [usize; 7] = [16, 15, 21, 6, 5, 5, 6];
+
+/// Sorts rows by cpu_pct (highest first, missing last; ties by app and task) and lays
+/// them out in columns that fit 80 characters: long names are shortened in the middle,
+/// numbers never overflow their column.
 fn render_table(rows: &mut [Row]) -> String {
     rows.sort_by(|a, b| {
         let key = |r: &Row| r.cpu_pct.unwrap_or(f64::NEG_INFINITY);
-        key(b).total_cmp(&key(a))
+        key(b)
+            .total_cmp(&key(a))
+            .then_with(|| a.app.cmp(&b.app))
+            .then_with(|| a.task.cmp(&b.task))
     });
+    let [app, task, host, cpu, thr, mem_pct, mem] = WIDTHS;
     let mut out = format!(
-        "{:<16} {:<15} {:<21} {:>6} {:>5} {:>5} {:>6}\n",
+        "{:<app$} {:<task$} {:<host$} {:>cpu$} {:>thr$} {:>mem_pct$} {:>mem$}\n",
         "APP", "TASK", "HOST", "CPU%", "THR%", "MEM%", "MEM"
     );
     for r in rows.iter() {
         out.push_str(&format!(
-            "{:<16} {:<15} {:<21} {:>6} {:>5} {:>5} {:>6}\n",
-            shorten(&r.app, 16),
-            shorten(&r.task, 15),
-            shorten(&r.host, 21),
-            percent(r.cpu_pct),
-            percent(r.thr_pct),
-            percent(r.mem_pct),
+            "{:<app$} {:<task$} {:<host$} {:>cpu$} {:>thr$} {:>mem_pct$} {:>mem$}\n",
+            shorten(&r.app, app),
+            shorten(&r.task, task),
+            shorten(&r.host, host),
+            percent(r.cpu_pct, cpu),
+            percent(r.thr_pct, thr),
+            percent(r.mem_pct, mem_pct),
             r.mem_bytes.map_or("-".to_string(), human_bytes),
         ));
     }
     out
 }
 
-fn percent(value: Option<f64>) -> String {
-    value.map_or("-".to_string(), |v| format!("{v:.1}"))
+/// A percentage with one decimal, or without decimals when that would not fit `width`;
+/// a value too large even then shows as `>` and the largest that fits.
+fn percent(value: Option<f64>, width: usize) -> String {
+    let Some(v) = value else {
+        return "-".to_string();
+    };
+    let text = format!("{v:.1}");
+    if text.len() <= width {
+        return text;
+    }
+    let text = format!("{v:.0}");
+    if text.len() <= width {
+        return text;
+    }
+    let digits = width.saturating_sub(1).clamp(1, 18);
+    let largest = 10u64.pow(digits as u32) - 1;
+    format!(">{largest}")
 }
 
 /// Keeps the start and the end of a long name, which tell tasks apart best.
@@ -135,9 +159,10 @@ fn shorten(text: &str, width: usize) -> String {
     short
 }
 
-/// Bytes in binary units with one decimal, as `free -h` prints them.
+/// Bytes in binary units, as `free -h` prints them, in at most 5 characters: one
+/// decimal below 10 (`5.5M`), none above (`512M`, `1023K`).
 fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "K", "M", "G", "T", "P"];
+    const UNITS: [&str; 7] = ["B", "K", "M", "G", "T", "P", "E"];
     let mut value = bytes as f64;
     let mut unit = 0;
     while value >= 1024.0 && unit < UNITS.len() - 1 {
@@ -146,8 +171,10 @@ fn human_bytes(bytes: u64) -> String {
     }
     if unit == 0 {
         format!("{bytes}B")
-    } else {
+    } else if value < 9.95 {
         format!("{value:.1}{}", UNITS[unit])
+    } else {
+        format!("{value:.0}{}", UNITS[unit])
     }
 }
 
@@ -169,21 +196,36 @@ mod tests {
 
     #[test]
     fn table_is_sorted_by_cpu_and_fits_80_columns() {
+        let huge = Row {
+            cpu_pct: Some(1e7),
+            thr_pct: Some(12345.0),
+            mem_pct: Some(1500.25),
+            mem_bytes: Some(1023 * 1024 + 1000),
+            host: "a-very-long-agent-hostname.example.com:5051".into(),
+            ..row("/a/very/long/group/and/app/name", None)
+        };
         let mut rows = vec![
             row("/low", Some(1.0)),
             row("/none", None),
             row("/high", Some(250.5)),
+            huge,
         ];
         let table = render_table(&mut rows);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("APP"));
         assert!(
-            lines[1].starts_with("/high")
-                && lines[2].starts_with("/low")
-                && lines[3].starts_with("/none")
+            lines[1].starts_with("/a/very…")
+                && lines[2].starts_with("/high")
+                && lines[3].starts_with("/low")
+                && lines[4].starts_with("/none"),
+            "{table}"
         );
         assert!(
-            lines[1].contains("250.5") && lines[1].contains("5.5M") && lines[3].contains(" - ")
+            lines[1].contains(">99999") && lines[1].contains(" 1500 "),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("250.5") && lines[2].contains("5.5M") && lines[4].contains(" - ")
         );
         for line in &lines {
             assert!(line.chars().count() <= 80, "{line:?} is wider than 80");
@@ -200,6 +242,14 @@ mod tests {
         assert_eq!(human_bytes(512), "512B");
         assert_eq!(human_bytes(1536), "1.5K");
         assert_eq!(human_bytes(5105614848), "4.8G");
+        assert_eq!(human_bytes(1023 * 1024 + 1000), "1024K");
+        assert_eq!(human_bytes(700 * 1024 * 1024), "700M");
+        assert_eq!(human_bytes(u64::MAX), "16E");
+        assert_eq!(percent(Some(250.55), 6), "250.6");
+        assert_eq!(percent(Some(12345.6), 6), "12346");
+        assert_eq!(percent(Some(1e9), 6), ">99999");
+        assert_eq!(percent(Some(100.0), 5), "100.0");
+        assert_eq!(percent(None, 5), "-");
         assert_eq!(shorten("abcdefghij", 5), "ab…ij");
         assert_eq!(shorten("abc", 5), "abc");
         let doc = br#"{"appname":"/a","taskname":"t","host":"h","cpu_pct":3.5,"mem_bytes":10}"#;

@@ -131,7 +131,11 @@ fn a_cluster_of_hundreds_of_agents_gets_every_document() {
     std::thread::sleep(Duration::from_millis(1100));
     let run = world.collect();
     run.assert_success();
-    assert!(run.stderr.contains("agents listed=300 answered=300 failed=0"), "{run}");
+    assert!(
+        run.stderr
+            .contains("agents listed=300 answered=300 failed=0"),
+        "{run}"
+    );
     let messages = world.messages();
     assert_eq!(messages.len(), 1500);
     let tasks: BTreeMap<String, TaskInfo> = world
@@ -140,7 +144,10 @@ fn a_cluster_of_hundreds_of_agents_gets_every_document() {
         .into_iter()
         .map(|t| (t.executor_id.clone().expect("no churn here"), t))
         .collect();
-    let names: BTreeSet<&str> = messages.iter().filter_map(|m| m.body["taskname"].as_str()).collect();
+    let names: BTreeSet<&str> = messages
+        .iter()
+        .filter_map(|m| m.body["taskname"].as_str())
+        .collect();
     assert_eq!(names.len(), 1500, "one document per task");
     for message in &messages {
         let task = &tasks[message.body["taskname"].as_str().expect("taskname")];

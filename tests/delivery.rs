@@ -377,3 +377,80 @@ fn chain_back_to(docs: &[&Value], baseline: f64) -> (f64, f64) {
     }
     (end - baseline, usr)
 }
+
+#[test]
+fn redis_failing_after_a_confirm_reports_that_interval_again_never_a_gap() {
+    let world = World::start(spec(4, 2, [7, 9, 1]));
+    world.collect().assert_success();
+    let baseline = stored_timestamps(&world);
+    slow_agents(&world, 4, Duration::from_millis(400));
+    let running = world
+        .collector()
+        .args(["--workers", "1", "collect"])
+        .spawn();
+    let lock = format!("{}lock", world.prefix);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !world.redis_exists(&lock) {
+        assert!(Instant::now() < deadline, "the pass never took the lock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Redis now refuses every write but still answers reads: the pass loads its previous
+    // readings and publishes, but cannot store the new ones.
+    let mut conn = world.redis.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut conn)
+        .expect("CONFIG");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query(&mut conn)
+        .expect("CONFIG");
+    let run = running.wait();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query(&mut conn)
+        .expect("CONFIG");
+    run.assert_status(3);
+    assert!(run.stderr.contains("readings not stored"), "{run}");
+    assert!(run.stderr.contains("unstored=8"), "{run}");
+    assert_eq!(stored_timestamps(&world), baseline, "no reading advanced");
+    let second: Vec<Value> = world.messages().into_iter().map(|m| m.body).collect();
+    assert_eq!(second.len(), 8, "delivered before the store failed");
+
+    // The next pass covers the same interval again, inside a longer one: an overlap a
+    // consumer can see (different message ids), never a gap.
+    slow_agents(&world, 4, Duration::ZERO);
+    for agent in 0..4 {
+        world.cluster.set_agent_fault(agent, AgentFault::Healthy);
+    }
+    world.collect().assert_success();
+    let third: Vec<Value> = world.messages().into_iter().map(|m| m.body).collect();
+    assert_eq!(third.len(), 8);
+    for doc in &third {
+        let key = format!(
+            "{}{}",
+            world.prefix,
+            doc["taskname"].as_str().expect("taskname")
+        );
+        let start =
+            doc["timestamp"].as_f64().expect("ts") - doc["period_secs"].as_f64().expect("period");
+        assert!(
+            (start - baseline[&key]).abs() < 1e-4,
+            "starts at the old baseline: {doc}"
+        );
+        let earlier = second
+            .iter()
+            .find(|d| d["taskname"] == doc["taskname"])
+            .expect("reported before");
+        assert!(
+            earlier["timestamp"].as_f64() < doc["timestamp"].as_f64(),
+            "a different message id"
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! Sharding (`--shard K/N`, `STATS_COLLECTOR_SHARD`): N collectors split the agents by
+//! FNV-1a 64 of the agent id (shard K takes the ids whose hash mod N is K-1), so together
+//! they publish every task's document exactly once, and each shard has a pass lock of its
+//! own (`<prefix>lock:K-of-N`), so shards never wait for each other.
+
+mod common;
+
+use common::*;
+use mesos_sim::{AgentFault, AgentInfo, ClusterSpec};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const SHARDS: u64 = 3;
+
+fn spec(first_ip: [u8; 3]) -> ClusterSpec {
+    ClusterSpec {
+        agents: 12,
+        tasks_per_agent: 3,
+        first_ip,
+        ..ClusterSpec::default()
+    }
+}
+
+/// FNV-1a 64, the published function shards are computed with.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The shard (1-based) an agent belongs to.
+fn shard_of(agent: &AgentInfo) -> u64 {
+    fnv1a(agent.id.as_bytes()) % SHARDS + 1
+}
+
+/// The agent addresses of each shard, as the documented hash assigns them.
+fn expected_shards(world: &World) -> BTreeMap<u64, BTreeSet<String>> {
+    let mut shards: BTreeMap<u64, BTreeSet<String>> =
+        (1..=SHARDS).map(|k| (k, BTreeSet::new())).collect();
+    for agent in world.cluster.agents() {
+        shards
+            .entry(shard_of(&agent))
+            .or_default()
+            .insert(agent.address);
+    }
+    shards
+}
+
+/// One collecting pass of shard `k` of [`SHARDS`].
+fn collect_shard(world: &World, k: u64) -> Run {
+    world
+        .collector()
+        .args(["--shard", &format!("{k}/{SHARDS}"), "collect"])
+        .run()
+}
+
+/// The number after `name=` in the summary line.
+fn summary_count(run: &Run, name: &str) -> u64 {
+    let line = run
+        .stderr
+        .lines()
+        .rfind(|l| l.contains("pass done:"))
+        .unwrap_or_else(|| panic!("no summary line: {run}"));
+    let after = line
+        .split_once(&format!(" {name}="))
+        .unwrap_or_else(|| panic!("no {name}= in {line}"))
+        .1;
+    after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name}= is not a count in {line}"))
+}
+
+#[test]
+fn shards_together_publish_every_task_once_from_disjoint_agents() {
+    let world = World::start(spec([9, 0, 1]));
+    let expected = expected_shards(&world);
+    let all_agents: BTreeSet<String> = world
+        .cluster
+        .agents()
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    let all_tasks: BTreeSet<String> = world
+        .cluster
+        .tasks()
+        .into_iter()
+        .map(|t| t.executor_id.expect("no churning tasks in this cluster"))
+        .collect();
+    assert_eq!(all_tasks.len(), 36);
+
+    // First round: every shard stores its own tasks and publishes nothing.
+    for k in 1..=SHARDS {
+        let run = collect_shard(&world, k);
+        run.assert_success();
+        assert_eq!(
+            summary_count(&run, "listed"),
+            expected[&k].len() as u64,
+            "shard {k} lists only its agents: {run}"
+        );
+        assert_eq!(summary_count(&run, "published"), 0, "{run}");
+    }
+    assert!(world.messages().is_empty(), "a first pass publishes nothing");
+    let stored: BTreeSet<String> = world
+        .stored_keys()
+        .into_iter()
+        .map(|k| k[world.prefix.len()..].to_string())
+        .collect();
+    assert_eq!(stored, all_tasks, "the three shards stored every task once");
+
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // Second round: each shard publishes the tasks of its own agents.
+    let mut published: BTreeMap<String, u64> = BTreeMap::new();
+    let mut agents_seen: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for k in 1..=SHARDS {
+        let run = collect_shard(&world, k);
+        run.assert_success();
+        let messages = world.messages();
+        assert_eq!(
+            summary_count(&run, "published"),
+            messages.len() as u64,
+            "{run}"
+        );
+        let hosts: BTreeSet<String> = messages
+            .iter()
+            .map(|m| m.body["host"].as_str().expect("host").to_string())
+            .collect();
+        assert_eq!(
+            hosts, expected[&k],
+            "shard {k} handles exactly the agents whose id hashes to it"
+        );
+        for m in &messages {
+            let task = m.body["taskname"].as_str().expect("taskname").to_string();
+            *published.entry(task).or_default() += 1;
+        }
+        agents_seen.insert(k, hosts);
+    }
+    let twice: Vec<_> = published.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "tasks published more than once: {twice:?}");
+    assert_eq!(published.len(), 36, "one document per task in all");
+    assert_eq!(
+        published.keys().cloned().collect::<BTreeSet<_>>(),
+        all_tasks
+    );
+    let mut union = BTreeSet::new();
+    for (k, hosts) in &agents_seen {
+        for (other, other_hosts) in &agents_seen {
+            if k < other {
+                assert!(
+                    hosts.is_disjoint(other_hosts),
+                    "shards {k} and {other} share agents: {:?}",
+                    hosts.intersection(other_hosts).collect::<Vec<_>>()
+                );
+            }
+        }
+        union.extend(hosts.iter().cloned());
+    }
+    assert_eq!(union, all_agents, "together the shards cover every agent");
+}
+
+#[test]
+fn each_shard_has_its_own_lock() {
+    let world = World::start(spec([9, 1, 1]));
+    let expected = expected_shards(&world);
+    // The biggest shard has at least 4 of the 12 agents: slowed down, one worker makes its
+    // pass last at least 2 s.
+    let (&busy, busy_agents) = expected
+        .iter()
+        .max_by_key(|(_, agents)| agents.len())
+        .expect("three shards");
+    let other = busy % SHARDS + 1;
+    for agent in world.cluster.agents() {
+        if busy_agents.contains(&agent.address) {
+            world
+                .cluster
+                .set_agent_fault(agent.index, AgentFault::Slow(Duration::from_millis(500)));
+        }
+    }
+    let busy_lock = format!("{}lock:{busy}-of-{SHARDS}", world.prefix);
+    let running = world
+        .collector()
+        .args(["--shard", &format!("{busy}/{SHARDS}"), "--workers", "1"])
+        .arg("collect")
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !world.redis_exists(&busy_lock) {
+        assert!(
+            Instant::now() < deadline,
+            "shard {busy} never took its lock {busy_lock}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !world.redis_exists(&format!("{}lock", world.prefix)),
+        "a shard does not take the unsharded lock"
+    );
+
+    let beside = collect_shard(&world, other);
+    beside.assert_success();
+    assert_eq!(
+        summary_count(&beside, "listed"),
+        expected[&other].len() as u64,
+        "{beside}"
+    );
+
+    let same = collect_shard(&world, busy);
+    same.assert_status(75);
+    assert!(
+        same.stderr
+            .contains(&format!("another pass holds the lock {busy_lock}")),
+        "{same}"
+    );
+
+    assert!(
+        world.redis_exists(&busy_lock),
+        "shard {busy} still runs: this test did not overlap the passes"
+    );
+    running.wait().assert_success();
+    assert!(
+        !world.redis_exists(&busy_lock),
+        "released by its owner at the end"
+    );
+
+    // A pass without --shard holding the unsharded lock does not stop a shard either.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}lock", world.prefix))
+        .arg("an-unsharded-pass")
+        .query(&mut world.redis.conn())
+        .expect("SET");
+    collect_shard(&world, other).assert_success();
+}
+
+#[test]
+fn a_bad_shard_is_a_usage_error() {
+    let world = World::start(spec([9, 2, 1]));
+    for bad in ["0/3", "4/3", "1/0", "3", "x/3", "1/3/3", "-1/3", ""] {
+        let run = world
+            .collector()
+            .args([format!("--shard={bad}"), "collect".into()])
+            .run();
+        run.assert_status(2);
+        assert!(run.stderr.contains("--shard"), "{bad:?}: {run}");
+    }
+    let run = world
+        .collector()
+        .env("STATS_COLLECTOR_SHARD", "5/4")
+        .arg("collect")
+        .run();
+    run.assert_status(2);
+    assert!(run.stderr.contains("--shard"), "{run}");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut world.redis.conn())
+        .expect("KEYS");
+    assert!(keys.is_empty(), "a usage error writes nothing: {keys:?}");
+    assert!(world.messages().is_empty());
+    // The same cluster with a good value works, so the failures above were the value's.
+    collect_shard(&world, 1).assert_success();
+}
