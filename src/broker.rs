@@ -463,9 +463,19 @@ impl PublisherThread {
     }
 }
 
-/// For `check`: logs in, and reports whether a queue receives the routing key (the
-/// default exchange routes a key to the queue of that name).
-pub(crate) fn probe(settings: &BrokerSettings) -> Result<String, ConnectError> {
+/// What `check` learns from the broker once logged in: the queue that receives the
+/// routing key (the default exchange routes a key to the queue of that name), or why none.
+pub(crate) struct Probe {
+    pub(crate) queue: Result<QueueState, String>,
+}
+
+pub(crate) struct QueueState {
+    pub(crate) messages: u32,
+    pub(crate) consumers: u32,
+}
+
+/// For `check`: logs in (an error when that fails) and looks for the routing key's queue.
+pub(crate) fn probe(settings: &BrokerSettings) -> Result<Probe, ConnectError> {
     let error = |message: String| ConnectError {
         host: settings.host.clone(),
         port: settings.port,
@@ -480,20 +490,12 @@ pub(crate) fn probe(settings: &BrokerSettings) -> Result<String, ConnectError> {
     // The broker closes the channel when the passive declare fails; closing the
     // connection is all that is left to do either way.
     let _ = connection.close();
-    match queue {
-        Ok(queue) => Ok(format!(
-            "{}:{} vhost {:?}: logged in as {}; queue {:?} holds {} messages for {} consumers",
-            settings.host,
-            settings.port,
-            settings.vhost,
-            settings.user,
-            settings.routing_key,
-            queue.declared_message_count().unwrap_or(0),
-            queue.declared_consumer_count().unwrap_or(0)
-        )),
-        Err(e) => Err(error(format!(
-            "logged in, but no queue receives routing key {:?} ({e})",
-            settings.routing_key
-        ))),
-    }
+    Ok(Probe {
+        queue: queue
+            .map(|q| QueueState {
+                messages: q.declared_message_count().unwrap_or(0),
+                consumers: q.declared_consumer_count().unwrap_or(0),
+            })
+            .map_err(|e| e.to_string()),
+    })
 }

@@ -4,7 +4,7 @@
 //! 0 only if a pass could run, 69 if it could not, and 2 when the configuration itself is
 //! unusable (a CA file that cannot be read, no broker configured).
 
-use crate::config::{BrokerSettings, Config};
+use crate::config::Config;
 use crate::mesos::MesosClient;
 use crate::state::StateStore;
 use crate::tally::exit;
@@ -223,40 +223,33 @@ fn check_broker(config: &Config, report: &mut Report) {
     match crate::broker::probe(broker) {
         Ok(probed) => {
             report.broker_login = true;
-            report.queue = true;
             report.push("broker", Status::Ok, login);
-            report.push("queue", Status::Ok, queue_detail(broker, &probed));
-        }
-        Err(e) => {
-            let error = e.to_string();
-            // probe logs in before it looks for the queue; its error says which failed.
-            match error.split_once("logged in, but ") {
-                Some((_, why)) => {
-                    report.broker_login = true;
-                    report.push("broker", Status::Ok, login);
-                    let said = format!("no queue receives {routing_key}");
-                    let why = why.replacen(&said, "no queue receives it", 1);
-                    report.push("queue", Status::Fail, format!("{routing_key}: {why}"));
-                }
-                None => {
-                    let error = error.strip_prefix("broker ").unwrap_or(&error);
-                    report.push("broker", Status::Fail, error);
-                    report.push(
-                        "queue",
-                        Status::Skipped,
-                        format!("{routing_key}: not checked without a broker login"),
+            match probed.queue {
+                Ok(queue) => {
+                    report.queue = true;
+                    let detail = format!(
+                        "{routing_key}: queue {:?} holds {} messages for {} consumers",
+                        broker.routing_key, queue.messages, queue.consumers
                     );
+                    report.push("queue", Status::Ok, detail);
+                }
+                Err(why) => {
+                    let detail = format!("{routing_key}: no queue receives it ({why})");
+                    report.push("queue", Status::Fail, detail);
                 }
             }
         }
+        Err(e) => {
+            let error = e.to_string();
+            let error = error.strip_prefix("broker ").unwrap_or(&error);
+            report.push("broker", Status::Fail, error);
+            report.push(
+                "queue",
+                Status::Skipped,
+                format!("{routing_key}: not checked without a broker login"),
+            );
+        }
     }
-}
-
-/// probe reports "<login>; queue ... holds N messages for M consumers"; the queue line
-/// keeps the part after the login.
-fn queue_detail(broker: &BrokerSettings, probed: &str) -> String {
-    let queue = probed.split_once("; ").map_or(probed, |(_, queue)| queue);
-    format!("routing key {:?}: {queue}", broker.routing_key)
 }
 
 #[cfg(test)]

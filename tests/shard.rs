@@ -101,7 +101,10 @@ fn shards_together_publish_every_task_once_from_disjoint_agents() {
         );
         assert_eq!(summary_count(&run, "published"), 0, "{run}");
     }
-    assert!(world.messages().is_empty(), "a first pass publishes nothing");
+    assert!(
+        world.messages().is_empty(),
+        "a first pass publishes nothing"
+    );
     let stored: BTreeSet<String> = world
         .stored_keys()
         .into_iter()
@@ -138,7 +141,10 @@ fn shards_together_publish_every_task_once_from_disjoint_agents() {
         agents_seen.insert(k, hosts);
     }
     let twice: Vec<_> = published.iter().filter(|(_, &n)| n > 1).collect();
-    assert!(twice.is_empty(), "tasks published more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "tasks published more than once: {twice:?}"
+    );
     assert_eq!(published.len(), 36, "one document per task in all");
     assert_eq!(
         published.keys().cloned().collect::<BTreeSet<_>>(),
