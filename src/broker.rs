@@ -1,18 +1,16 @@
 //! Delivery of documents: the narrow [`Publisher`] interface the pass depends on, and its
-//! RabbitMQ implementation over amiquip (design section 7).
+//! RabbitMQ implementation (design section 7) over the wire protocol of [`crate::amqp`].
 //!
-//! One connection and one channel serve the whole pass. amiquip's `Channel` is not
-//! `Sync`, so it lives in one publisher thread; worker threads hand it batches and block
-//! until every document of their batch is settled (acked, nacked, returned as unroutable,
-//! or lost with the connection). Many batches are in flight at once, so the broker is
-//! never idle waiting for a confirm.
+//! One connection and one channel serve the whole pass. A publisher thread owns the
+//! writing half: worker threads hand it batches and block until every document of their
+//! batch is settled (acked, nacked, returned as unroutable, or lost with the connection).
+//! A reader thread turns what the broker sends into events, in the order it sent them,
+//! so a return is always seen before the ack of the same message. Many batches are in
+//! flight at once, so the broker is never idle waiting for a confirm.
 
+use crate::amqp::{self, AmqpError, Event, Login, Message, Session, Writer};
 use crate::config::BrokerSettings;
-use amiquip::{
-    AmqpProperties, Auth, Channel, Confirm, Connection, ConnectionOptions, ConnectionTuning,
-    Publish, QueueDeclareOptions, Return,
-};
-use crossbeam_channel::{bounded, select, Receiver, Sender};
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -82,44 +80,36 @@ pub(crate) struct AmqpPublisher {
 }
 
 impl AmqpPublisher {
-    /// Connects, opens the channel, turns on publisher confirms and return listening.
+    /// Connects, logs in, opens the channel and turns publisher confirms on.
     pub(crate) fn connect(
         settings: &BrokerSettings,
         declare_queue: bool,
     ) -> Result<AmqpPublisher, ConnectError> {
-        let error = |message: String| ConnectError {
-            host: settings.host.clone(),
-            port: settings.port,
-            vhost: settings.vhost.clone(),
-            message,
-        };
-        let mut connection = open_connection(settings).map_err(error)?;
-        let channel = connection
-            .open_channel(None)
-            .map_err(|e| error(format!("cannot open a channel: {e}")))?;
-        // Listen before enabling, or the first confirms could be missed.
-        let confirms = channel
-            .listen_for_publisher_confirms()
-            .map_err(|e| error(format!("cannot listen for confirms: {e}")))?;
-        let returns = channel
-            .listen_for_returns()
-            .map_err(|e| error(format!("cannot listen for returns: {e}")))?;
-        channel
-            .enable_publisher_confirms()
-            .map_err(|e| error(format!("cannot enable publisher confirms: {e}")))?;
+        let error = |message: String| connect_error(settings, message);
+        let mut session = open_session(settings)?;
         if declare_queue {
-            let options = QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            };
-            channel
-                .queue_declare(settings.routing_key.as_str(), options)
+            session
+                .declare_queue(&settings.routing_key, false)
                 .map_err(|e| error(format!("cannot declare queue: {e}")))?;
         }
+        session
+            .enable_confirms()
+            .map_err(|e| error(format!("cannot enable publisher confirms: {e}")))?;
+        let (writer, mut reader) = session.split().map_err(|e| error(e.to_string()))?;
+        let (events, event_queue) = unbounded::<Event>();
+        std::thread::Builder::new()
+            .name("amqp-reader".into())
+            .spawn(move || loop {
+                let event = reader.next_event();
+                let closed = matches!(event, Event::Closed(_));
+                if events.send(event).is_err() || closed {
+                    break;
+                }
+            })
+            .map_err(|e| error(format!("cannot start the reader thread: {e}")))?;
         let (jobs, job_queue) = bounded::<Job>(256);
         let worker = PublisherThread {
-            connection: Some(connection),
-            channel: Some(channel),
+            writer,
             routing_key: settings.routing_key.clone(),
             confirm_timeout: settings.confirm_timeout,
             next_tag: 1,
@@ -131,7 +121,7 @@ impl AmqpPublisher {
         };
         let thread = std::thread::Builder::new()
             .name("publisher".into())
-            .spawn(move || worker.run(job_queue, confirms, returns))
+            .spawn(move || worker.run(job_queue, event_queue))
             .map_err(|e| error(format!("cannot start the publisher thread: {e}")))?;
         Ok(AmqpPublisher { jobs, thread })
     }
@@ -164,46 +154,31 @@ impl Publisher for AmqpPublisher {
     }
 }
 
-/// Connects TCP with the connect timeout ourselves: amiquip's URL helper would put the
-/// password into its error messages, and has no connect timeout of its own.
-fn open_connection(settings: &BrokerSettings) -> Result<Connection, String> {
-    let address = (settings.host.as_str(), settings.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve: {e}"))?
-        .next()
-        .ok_or_else(|| "host resolves to no address".to_string())?;
-    let stream = TcpStream::connect_timeout(&address, settings.connect_timeout)
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
-    let stream = mio::net::TcpStream::from_stream(stream)
-        .map_err(|e| format!("cannot register the socket: {e}"))?;
-    let options = ConnectionOptions::default()
-        .auth(Auth::Plain {
-            username: settings.user.clone(),
-            password: settings.password.expose().to_string(),
-        })
-        .virtual_host(settings.vhost.clone())
-        .heartbeat(30)
-        .connection_timeout(Some(settings.connect_timeout))
-        .information(Some(
-            concat!("asgard-stats ", env!("CARGO_PKG_VERSION")).into(),
-        ));
-    Connection::insecure_open_stream(stream, options, ConnectionTuning::default())
-        .map_err(|e| describe_open_error(&e))
+fn connect_error(settings: &BrokerSettings, message: String) -> ConnectError {
+    ConnectError {
+        host: settings.host.clone(),
+        port: settings.port,
+        vhost: settings.vhost.clone(),
+        message,
+    }
 }
 
-/// The broker's refusals in words an operator acts on.
-fn describe_open_error(error: &amiquip::Error) -> String {
-    let text = error.to_string();
-    if matches!(error, amiquip::Error::InvalidCredentials) || text.contains("ACCESS_REFUSED") {
-        format!("login refused (check STATS_COLLECTOR_RABBITMQ_USER/_PWD): {text}")
-    } else if text.contains("vhost") || text.contains("NOT_ALLOWED") {
-        format!("virtual host refused (check STATS_COLLECTOR_RABBITMQ_VHOST): {text}")
-    } else {
-        text
-    }
+/// Connects TCP within the connect timeout and logs in.
+fn open_session(settings: &BrokerSettings) -> Result<Session, ConnectError> {
+    let error = |message: String| connect_error(settings, message);
+    let address = (settings.host.as_str(), settings.port)
+        .to_socket_addrs()
+        .map_err(|e| error(format!("cannot resolve: {e}")))?
+        .next()
+        .ok_or_else(|| error("host resolves to no address".to_string()))?;
+    let stream = TcpStream::connect_timeout(&address, settings.connect_timeout)
+        .map_err(|e| error(format!("cannot connect: {e}")))?;
+    let login = Login {
+        user: &settings.user,
+        password: settings.password.expose(),
+        vhost: &settings.vhost,
+    };
+    Session::open(stream, &login, settings.connect_timeout).map_err(|e| error(e.to_string()))
 }
 
 /// One document waiting for its confirm.
@@ -221,10 +196,9 @@ struct OpenBatch {
     started: Instant,
 }
 
-/// The state of the thread that owns the AMQP channel.
+/// The state of the thread that owns the writing half of the connection.
 struct PublisherThread {
-    connection: Option<Connection>,
-    channel: Option<Channel>,
+    writer: Writer,
     routing_key: String,
     confirm_timeout: Duration,
     /// The delivery tag the broker gives the next publish (confirms count from 1).
@@ -239,38 +213,32 @@ struct PublisherThread {
 }
 
 impl PublisherThread {
-    fn run(mut self, jobs: Receiver<Job>, confirms: Receiver<Confirm>, returns: Receiver<Return>) {
+    fn run(mut self, jobs: Receiver<Job>, events: Receiver<Event>) {
         let tick = Duration::from_millis(100);
         let mut jobs_open = true;
+        let mut events_open = true;
         while jobs_open || !self.batches.is_empty() {
-            let never = crossbeam_channel::never();
-            let job_source = if jobs_open { &jobs } else { &never };
+            let never_job = crossbeam_channel::never();
+            let never_event = crossbeam_channel::never();
+            let job_source = if jobs_open { &jobs } else { &never_job };
+            let event_source = if events_open { &events } else { &never_event };
             select! {
                 recv(job_source) -> job => match job {
                     Ok(job) => self.publish(job),
                     Err(_) => jobs_open = false,
                 },
-                recv(returns) -> returned => match returned {
-                    Ok(returned) => self.on_return(returned),
-                    Err(_) => self.fail_all("the connection closed".into()),
-                },
-                recv(confirms) -> confirm => match confirm {
-                    Ok(confirm) => {
-                        // The broker sends a message's return before its ack, and the I/O
-                        // thread queues them in that order, but select! may pick the ack
-                        // first: take every queued return before settling.
-                        for returned in returns.try_iter() {
-                            self.on_return(returned);
-                        }
-                        self.on_confirm(confirm);
+                recv(event_source) -> event => match event {
+                    Ok(event) => self.on_event(event),
+                    Err(_) => {
+                        events_open = false;
+                        self.fail_all("the connection closed".into());
                     }
-                    Err(_) => self.fail_all("the connection closed".into()),
                 },
                 default(tick) => {}
             }
             self.expire_overdue();
         }
-        self.close();
+        self.close(&events);
     }
 
     fn publish(&mut self, job: Job) {
@@ -286,65 +254,61 @@ impl PublisherThread {
                 started: Instant::now(),
             },
         );
+        if let Some(why) = self.broken.clone() {
+            for index in 0..size {
+                self.settle(
+                    batch_id,
+                    index,
+                    Err(DeliveryError::ConnectionLost(why.clone())),
+                );
+            }
+            return;
+        }
         for (index, doc) in job.batch.into_iter().enumerate() {
-            if let Some(why) = self.broken.clone() {
-                self.settle(batch_id, index, Err(DeliveryError::ConnectionLost(why)));
-                continue;
-            }
-            match self.send(&doc) {
-                Ok(()) => {
-                    let pending = Pending {
-                        batch: batch_id,
-                        index,
-                        message_id: doc.message_id,
-                    };
-                    self.pending.insert(self.next_tag, pending);
-                    self.next_tag += 1;
-                }
-                Err(why) => {
-                    self.settle(
-                        batch_id,
-                        index,
-                        Err(DeliveryError::ConnectionLost(why.clone())),
-                    );
-                    self.fail_all(why);
-                }
-            }
+            self.writer.push(&Message {
+                routing_key: &self.routing_key,
+                message_id: &doc.message_id,
+                body: &doc.body,
+            });
+            let pending = Pending {
+                batch: batch_id,
+                index,
+                message_id: doc.message_id,
+            };
+            self.pending.insert(self.next_tag, pending);
+            self.next_tag += 1;
+        }
+        // The whole batch leaves in one write.
+        if let Err(e) = self.writer.flush() {
+            self.fail_all(format!("cannot send: {e}"));
         }
     }
 
-    fn send(&self, doc: &Outgoing) -> Result<(), String> {
-        let channel = self.channel.as_ref().ok_or("the channel is closed")?;
-        let properties = AmqpProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2)
-            .with_message_id(doc.message_id.clone());
-        let publish = Publish {
-            body: &doc.body,
-            routing_key: self.routing_key.clone(),
-            mandatory: true,
-            immediate: false,
-            properties,
-        };
-        channel
-            .basic_publish("", publish)
-            .map_err(|e| e.to_string())
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Confirm { tag, multiple, ack } => self.on_confirm(tag, multiple, ack),
+            Event::Returned {
+                message_id,
+                routing_key,
+                reason,
+            } => self.on_return(message_id, routing_key, reason),
+            Event::Blocked(why) => log::warn!("the broker blocks publishers: {why}"),
+            Event::Unblocked => log::info!("the broker accepts publishers again"),
+            Event::Closed(why) => self.fail_all(why),
+        }
     }
 
-    fn on_return(&mut self, returned: Return) {
+    fn on_return(&mut self, message_id: Option<String>, routing_key: String, reason: String) {
         // A return names no delivery tag, only the message; the broker sends it right
-        // before the ack of that same message, which is still pending.
-        let tag = returned.properties.message_id().as_ref().and_then(|id| {
-            // Returns are rare and the returned message is among the oldest pending.
+        // before the ack of that same message, which is still pending. Returns are rare
+        // and the returned message is among the oldest pending.
+        let tag = message_id.as_deref().and_then(|id| {
             self.pending
                 .iter()
-                .find(|(_, p)| p.message_id == id.as_str())
+                .find(|(_, p)| p.message_id == id)
                 .map(|(&tag, _)| tag)
         });
-        let why = DeliveryError::Unroutable(
-            returned.routing_key.clone(),
-            format!("{} {}", returned.reply_code, returned.reply_text),
-        );
+        let why = DeliveryError::Unroutable(routing_key, reason);
         match tag {
             Some(tag) => {
                 self.returned.insert(tag, why);
@@ -353,21 +317,14 @@ impl PublisherThread {
         }
     }
 
-    fn on_confirm(&mut self, confirm: Confirm) {
-        let (payload, acked) = match confirm {
-            Confirm::Ack(p) => (p, true),
-            Confirm::Nack(p) => (p, false),
-        };
-        let tags: Vec<u64> = if payload.multiple {
-            self.pending
-                .range(..=payload.delivery_tag)
-                .map(|(&t, _)| t)
-                .collect()
+    fn on_confirm(&mut self, tag: u64, multiple: bool, acked: bool) {
+        let tags: Vec<u64> = if multiple {
+            self.pending.range(..=tag).map(|(&t, _)| t).collect()
         } else {
-            vec![payload.delivery_tag]
+            vec![tag]
         };
         for tag in tags {
-            let Some(p) = self.take_pending(tag) else {
+            let Some(p) = self.pending.remove(&tag) else {
                 continue;
             };
             let result = match (self.returned.remove(&tag), acked) {
@@ -377,10 +334,6 @@ impl PublisherThread {
             };
             self.settle(p.batch, p.index, result);
         }
-    }
-
-    fn take_pending(&mut self, tag: u64) -> Option<Pending> {
-        self.pending.remove(&tag)
     }
 
     fn settle(&mut self, batch_id: u64, index: usize, result: Result<(), DeliveryError>) {
@@ -408,9 +361,9 @@ impl PublisherThread {
     fn fail_all(&mut self, why: String) {
         if self.broken.is_none() {
             log::error!("broker connection failed: {why}");
+            self.writer.shutdown();
         }
         self.broken = Some(why.clone());
-        self.channel = None;
         self.returned.clear();
         let pending = std::mem::take(&mut self.pending);
         for (_, p) in pending {
@@ -424,16 +377,16 @@ impl PublisherThread {
 
     /// Fails the documents of batches that waited longer than the confirm timeout.
     fn expire_overdue(&mut self) {
+        let timeout = self.confirm_timeout;
         let overdue: Vec<u64> = self
             .batches
             .iter()
-            .filter(|(_, b)| b.started.elapsed() > self.confirm_timeout)
+            .filter(|(_, b)| b.started.elapsed() > timeout)
             .map(|(&id, _)| id)
             .collect();
         if overdue.is_empty() {
             return;
         }
-        let timeout = self.confirm_timeout;
         let tags: Vec<(u64, u64, usize)> = self
             .pending
             .iter()
@@ -441,61 +394,42 @@ impl PublisherThread {
             .map(|(&t, p)| (t, p.batch, p.index))
             .collect();
         for (tag, batch, index) in tags {
-            self.take_pending(tag);
+            self.pending.remove(&tag);
             self.returned.remove(&tag);
             self.settle(batch, index, Err(DeliveryError::Unconfirmed(timeout)));
         }
     }
 
-    fn close(mut self) {
-        if let Some(channel) = self.channel.take() {
-            if let Err(e) = channel.close() {
-                log::debug!("closing the broker channel: {e}");
-            }
-        }
-        if let Some(connection) = self.connection.take() {
-            if self.broken.is_none() {
-                if let Err(e) = connection.close() {
-                    log::debug!("closing the broker connection: {e}");
+    /// Closes the connection politely: asks the broker to close and waits a moment for
+    /// its answer, then ends the socket whatever happened.
+    fn close(mut self, events: &Receiver<Event>) {
+        if self.broken.is_none() && self.writer.close().is_ok() {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while let Ok(event) = events.recv_deadline(deadline) {
+                if matches!(event, Event::Closed(_)) {
+                    break;
                 }
             }
         }
+        self.writer.shutdown();
     }
 }
 
 /// What `check` learns from the broker once logged in: the queue that receives the
 /// routing key (the default exchange routes a key to the queue of that name), or why none.
 pub(crate) struct Probe {
-    pub(crate) queue: Result<QueueState, String>,
-}
-
-pub(crate) struct QueueState {
-    pub(crate) messages: u32,
-    pub(crate) consumers: u32,
+    pub(crate) queue: Result<amqp::QueueState, String>,
 }
 
 /// For `check`: logs in (an error when that fails) and looks for the routing key's queue.
 pub(crate) fn probe(settings: &BrokerSettings) -> Result<Probe, ConnectError> {
-    let error = |message: String| ConnectError {
-        host: settings.host.clone(),
-        port: settings.port,
-        vhost: settings.vhost.clone(),
-        message,
-    };
-    let mut connection = open_connection(settings).map_err(error)?;
-    let channel = connection
-        .open_channel(None)
-        .map_err(|e| error(format!("cannot open a channel: {e}")))?;
-    let queue = channel.queue_declare_passive(settings.routing_key.as_str());
-    // The broker closes the channel when the passive declare fails; closing the
-    // connection is all that is left to do either way.
-    let _ = connection.close();
+    let mut session = open_session(settings)?;
+    let queue = session.declare_queue(&settings.routing_key, true);
+    session.close();
     Ok(Probe {
-        queue: queue
-            .map(|q| QueueState {
-                messages: q.declared_message_count().unwrap_or(0),
-                consumers: q.declared_consumer_count().unwrap_or(0),
-            })
-            .map_err(|e| e.to_string()),
+        queue: queue.map_err(|e| match e {
+            AmqpError::ChannelClosed(why) => why,
+            other => other.to_string(),
+        }),
     })
 }

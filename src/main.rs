@@ -2,6 +2,7 @@
 //! and publishes one JSON document per task to RabbitMQ. `main` only parses the command
 //! line, runs the subcommand and maps its result to an exit code; see ARCHITECTURE.md.
 
+mod amqp;
 mod appname;
 mod broker;
 mod check;

@@ -1,0 +1,866 @@
+//! The AMQP 0-9-1 wire protocol, only as much as a publisher needs: the connection
+//! handshake (PLAIN login, virtual host), one channel with publisher confirms, queue
+//! declaration, encoding `basic.publish` and decoding what the broker sends back (acks,
+//! nacks, returns, closes).
+//!
+//! amiquip hands every frame of every message to its own I/O thread through a channel,
+//! which cost more CPU than everything else a pass does; here a whole batch of messages
+//! is encoded into one buffer and written with one system call.
+
+use std::io::{self, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+const FRAME_METHOD: u8 = 1;
+const FRAME_HEADER: u8 = 2;
+const FRAME_BODY: u8 = 3;
+const FRAME_HEARTBEAT: u8 = 8;
+const FRAME_END: u8 = 0xCE;
+/// Every frame's type, channel and size, and its end marker.
+const FRAME_OVERHEAD: usize = 8;
+/// The channel all publishing happens on (0 is the connection's own).
+pub(crate) const CHANNEL: u16 = 1;
+/// The largest frame we accept before the broker tells its own limit.
+const MIN_FRAME_MAX: u32 = 4096;
+
+/// (class, method) ids of the methods used here.
+mod ids {
+    pub(super) const CONNECTION_START: (u16, u16) = (10, 10);
+    pub(super) const CONNECTION_START_OK: (u16, u16) = (10, 11);
+    pub(super) const CONNECTION_TUNE: (u16, u16) = (10, 30);
+    pub(super) const CONNECTION_TUNE_OK: (u16, u16) = (10, 31);
+    pub(super) const CONNECTION_OPEN: (u16, u16) = (10, 40);
+    pub(super) const CONNECTION_OPEN_OK: (u16, u16) = (10, 41);
+    pub(super) const CONNECTION_CLOSE: (u16, u16) = (10, 50);
+    pub(super) const CONNECTION_CLOSE_OK: (u16, u16) = (10, 51);
+    pub(super) const CONNECTION_BLOCKED: (u16, u16) = (10, 60);
+    pub(super) const CONNECTION_UNBLOCKED: (u16, u16) = (10, 61);
+    pub(super) const CHANNEL_OPEN: (u16, u16) = (20, 10);
+    pub(super) const CHANNEL_OPEN_OK: (u16, u16) = (20, 11);
+    pub(super) const CHANNEL_CLOSE: (u16, u16) = (20, 40);
+    pub(super) const QUEUE_DECLARE: (u16, u16) = (50, 10);
+    pub(super) const QUEUE_DECLARE_OK: (u16, u16) = (50, 11);
+    pub(super) const BASIC_PUBLISH: (u16, u16) = (60, 40);
+    pub(super) const BASIC_RETURN: (u16, u16) = (60, 50);
+    pub(super) const BASIC_ACK: (u16, u16) = (60, 80);
+    pub(super) const BASIC_NACK: (u16, u16) = (60, 120);
+    pub(super) const CONFIRM_SELECT: (u16, u16) = (85, 10);
+    pub(super) const CONFIRM_SELECT_OK: (u16, u16) = (85, 11);
+}
+
+/// Basic content properties used: content-type, delivery-mode, message-id.
+const PROPERTY_CONTENT_TYPE: u16 = 1 << 15;
+const PROPERTY_DELIVERY_MODE: u16 = 1 << 12;
+const PROPERTY_MESSAGE_ID: u16 = 1 << 7;
+
+/// Why talking to the broker failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AmqpError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("login refused (check STATS_COLLECTOR_RABBITMQ_USER/_PWD): {0}")]
+    LoginRefused(String),
+    #[error("virtual host refused (check STATS_COLLECTOR_RABBITMQ_VHOST): {0}")]
+    VhostRefused(String),
+    #[error("the broker closed the connection: {0}")]
+    ConnectionClosed(String),
+    #[error("the broker closed the channel: {0}")]
+    ChannelClosed(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+fn protocol(message: impl Into<String>) -> AmqpError {
+    AmqpError::Protocol(message.into())
+}
+
+/// Who to log in as, where.
+pub(crate) struct Login<'a> {
+    pub(crate) user: &'a str,
+    pub(crate) password: &'a str,
+    pub(crate) vhost: &'a str,
+}
+
+/// An open connection with channel [`CHANNEL`] open, before it is split for publishing.
+pub(crate) struct Session {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    frame_max: usize,
+}
+
+/// A queue's state as the broker declared it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueState {
+    pub(crate) messages: u32,
+    pub(crate) consumers: u32,
+}
+
+impl Session {
+    /// Logs in on a connected socket and opens the channel. `timeout` bounds every read
+    /// and write of the handshake.
+    pub(crate) fn open(
+        stream: TcpStream,
+        login: &Login,
+        timeout: Duration,
+    ) -> Result<Session, AmqpError> {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        let mut session = Session {
+            reader: BufReader::with_capacity(64 * 1024, stream.try_clone()?),
+            stream,
+            frame_max: MIN_FRAME_MAX as usize,
+        };
+        session.stream.write_all(b"AMQP\x00\x00\x09\x01")?;
+        session.handshake(login)?;
+        session.send_method(CHANNEL, ids::CHANNEL_OPEN, |m| m.short_str(""))?;
+        session.expect(CHANNEL, ids::CHANNEL_OPEN_OK)?;
+        Ok(session)
+    }
+
+    fn handshake(&mut self, login: &Login) -> Result<(), AmqpError> {
+        let start = self.expect(0, ids::CONNECTION_START).map_err(|e| match e {
+            // A broker that drops a client mid-handshake tells nothing more.
+            AmqpError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
+                protocol("the server closed the connection before the handshake")
+            }
+            other => other,
+        })?;
+        let mechanisms = {
+            let mut args = Args::new(&start);
+            args.octet()?;
+            args.octet()?;
+            args.table()?;
+            String::from_utf8_lossy(args.long_str()?).into_owned()
+        };
+        if !mechanisms.split(' ').any(|m| m == "PLAIN") {
+            return Err(protocol(format!(
+                "the broker offers no PLAIN login ({mechanisms})"
+            )));
+        }
+        let response = format!("\0{}\0{}", login.user, login.password);
+        self.send_method(0, ids::CONNECTION_START_OK, |m| {
+            m.client_properties();
+            m.short_str("PLAIN");
+            m.long_str(response.as_bytes());
+            m.short_str("en_US");
+        })?;
+        let tune = match self.expect(0, ids::CONNECTION_TUNE) {
+            // Brokers without authentication_failure_close just hang up on a bad login.
+            Err(AmqpError::Io(e)) if is_hang_up(&e) => {
+                return Err(AmqpError::LoginRefused(
+                    "the broker closed the connection".into(),
+                ))
+            }
+            Err(AmqpError::ConnectionClosed(why)) if why.starts_with("403") => {
+                return Err(AmqpError::LoginRefused(why))
+            }
+            other => other?,
+        };
+        let frame_max = {
+            let mut args = Args::new(&tune);
+            args.short()?;
+            args.long()?
+        };
+        let frame_max = match frame_max {
+            0 => 128 * 1024,
+            n => n.max(MIN_FRAME_MAX),
+        };
+        self.frame_max = frame_max as usize;
+        self.send_method(0, ids::CONNECTION_TUNE_OK, |m| {
+            // One channel is all a publisher uses.
+            m.short(1);
+            m.long(frame_max);
+            // No heartbeats: a pass is shorter than any sensible heartbeat interval, and
+            // a silent broker is caught by the confirm timeout.
+            m.short(0);
+        })?;
+        self.send_method(0, ids::CONNECTION_OPEN, |m| {
+            m.short_str(login.vhost);
+            m.short_str("");
+            m.octet(0);
+        })?;
+        match self.expect(0, ids::CONNECTION_OPEN_OK) {
+            Err(AmqpError::ConnectionClosed(why))
+                if why.starts_with("530") || why.starts_with("403") =>
+            {
+                Err(AmqpError::VhostRefused(why))
+            }
+            other => other.map(drop),
+        }
+    }
+
+    /// Declares (or, `passive`, only looks up) a durable queue.
+    pub(crate) fn declare_queue(
+        &mut self,
+        name: &str,
+        passive: bool,
+    ) -> Result<QueueState, AmqpError> {
+        self.send_method(CHANNEL, ids::QUEUE_DECLARE, |m| {
+            m.short(0);
+            m.short_str(name);
+            // passive, durable, exclusive, auto-delete, no-wait
+            m.octet(u8::from(passive) | 0b10);
+            m.empty_table();
+        })?;
+        let ok = self.expect(CHANNEL, ids::QUEUE_DECLARE_OK)?;
+        let mut args = Args::new(&ok);
+        args.short_str()?;
+        Ok(QueueState {
+            messages: args.long()?,
+            consumers: args.long()?,
+        })
+    }
+
+    /// Turns publisher confirms on: from now on the broker acks every message.
+    pub(crate) fn enable_confirms(&mut self) -> Result<(), AmqpError> {
+        self.send_method(CHANNEL, ids::CONFIRM_SELECT, |m| m.octet(0))?;
+        self.expect(CHANNEL, ids::CONFIRM_SELECT_OK).map(drop)
+    }
+
+    /// Splits the session into the writing half and the reading half, for two threads.
+    /// Reads then block until the broker sends something (no timeout); writes keep one.
+    pub(crate) fn split(self) -> Result<(Writer, Reader), AmqpError> {
+        self.stream.set_read_timeout(None)?;
+        let writer = Writer {
+            stream: self.stream,
+            buffer: Vec::with_capacity(64 * 1024),
+            frame_max: self.frame_max,
+        };
+        Ok((
+            writer,
+            Reader {
+                reader: self.reader,
+                content: None,
+            },
+        ))
+    }
+
+    /// Closes the connection politely (used when the session is not split).
+    pub(crate) fn close(mut self) {
+        if self.send_close().is_ok() {
+            let _ = self.expect(0, ids::CONNECTION_CLOSE_OK);
+        }
+    }
+
+    fn send_close(&mut self) -> Result<(), AmqpError> {
+        self.send_method(0, ids::CONNECTION_CLOSE, close_arguments)
+    }
+
+    fn send_method(
+        &mut self,
+        channel: u16,
+        id: (u16, u16),
+        args: impl FnOnce(&mut Encoder),
+    ) -> Result<(), AmqpError> {
+        let mut buffer = Vec::with_capacity(256);
+        Encoder::method(&mut buffer, channel, id, args);
+        self.stream.write_all(&buffer)?;
+        Ok(())
+    }
+
+    /// Reads until the method `id` arrives on `channel`; a close of the connection or
+    /// the channel is an error carrying the broker's reason.
+    fn expect(&mut self, channel: u16, id: (u16, u16)) -> Result<Vec<u8>, AmqpError> {
+        loop {
+            let frame = read_frame(&mut self.reader)?;
+            if frame.kind != FRAME_METHOD {
+                continue;
+            }
+            let (got, args) = split_method(&frame.payload)?;
+            if got == ids::CONNECTION_CLOSE {
+                let why = close_reason(args)?;
+                // Acknowledge, as the protocol asks; the broker hangs up either way.
+                let mut buffer = Vec::new();
+                Encoder::method(&mut buffer, 0, ids::CONNECTION_CLOSE_OK, |_| {});
+                let _ = self.stream.write_all(&buffer);
+                return Err(AmqpError::ConnectionClosed(why));
+            }
+            if got == ids::CHANNEL_CLOSE {
+                return Err(AmqpError::ChannelClosed(close_reason(args)?));
+            }
+            if frame.channel == channel && got == id {
+                return Ok(args.to_vec());
+            }
+        }
+    }
+}
+
+fn is_hang_up(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
+}
+
+fn close_arguments(m: &mut Encoder) {
+    m.short(200);
+    m.short_str("pass done");
+    m.short(0);
+    m.short(0);
+}
+
+/// The writing half: encodes messages into one buffer and sends it in one write.
+pub(crate) struct Writer {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    frame_max: usize,
+}
+
+/// What a published message carries besides its body.
+pub(crate) struct Message<'a> {
+    pub(crate) routing_key: &'a str,
+    pub(crate) message_id: &'a str,
+    pub(crate) body: &'a [u8],
+}
+
+impl Writer {
+    /// Adds a persistent, mandatory `application/json` message to the pending buffer.
+    pub(crate) fn push(&mut self, message: &Message) {
+        Encoder::method(&mut self.buffer, CHANNEL, ids::BASIC_PUBLISH, |m| {
+            m.short(0);
+            m.short_str("");
+            m.short_str(message.routing_key);
+            // mandatory, not immediate
+            m.octet(0b01);
+        });
+        Encoder::frame(&mut self.buffer, FRAME_HEADER, CHANNEL, |m| {
+            m.short(60);
+            m.short(0);
+            m.long_long(message.body.len() as u64);
+            m.short(PROPERTY_CONTENT_TYPE | PROPERTY_DELIVERY_MODE | PROPERTY_MESSAGE_ID);
+            m.short_str("application/json");
+            m.octet(2);
+            m.short_str(message.message_id);
+        });
+        for chunk in message.body.chunks(self.frame_max - FRAME_OVERHEAD) {
+            Encoder::frame(&mut self.buffer, FRAME_BODY, CHANNEL, |m| m.bytes(chunk));
+        }
+    }
+
+    /// Writes everything pushed since the last flush.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        let result = self.stream.write_all(&self.buffer);
+        self.buffer.clear();
+        result
+    }
+
+    /// Asks the broker to close the connection; the reader sees its close-ok.
+    pub(crate) fn close(&mut self) -> io::Result<()> {
+        Encoder::method(&mut self.buffer, 0, ids::CONNECTION_CLOSE, close_arguments);
+        self.flush()
+    }
+
+    /// Ends the connection at once, unblocking the reader.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// What the broker tells a publisher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// Messages up to `tag` (or only `tag`) are safely with the broker, or rejected.
+    Confirm {
+        tag: u64,
+        multiple: bool,
+        ack: bool,
+    },
+    /// A mandatory message could not be routed; its ack follows.
+    Returned {
+        message_id: Option<String>,
+        routing_key: String,
+        reason: String,
+    },
+    /// The broker is short of resources and stops reading from publishers.
+    Blocked(String),
+    Unblocked,
+    /// The connection or channel ended; nothing more will come.
+    Closed(String),
+}
+
+/// The reading half: turns frames into [`Event`]s.
+pub(crate) struct Reader {
+    reader: BufReader<TcpStream>,
+    /// A return whose header (with the message id) has not arrived yet.
+    content: Option<PendingReturn>,
+}
+
+struct PendingReturn {
+    routing_key: String,
+    reason: String,
+    message_id: Option<String>,
+    body_left: u64,
+    header_seen: bool,
+}
+
+impl Reader {
+    /// Blocks until the next event. After `Closed` the reader is done.
+    pub(crate) fn next_event(&mut self) -> Event {
+        loop {
+            match self.read_event() {
+                Ok(Some(event)) => return event,
+                Ok(None) => continue,
+                Err(e) => return Event::Closed(e.to_string()),
+            }
+        }
+    }
+
+    fn read_event(&mut self) -> Result<Option<Event>, AmqpError> {
+        let frame = read_frame(&mut self.reader)?;
+        match frame.kind {
+            FRAME_METHOD => self.on_method(&frame),
+            FRAME_HEADER => Ok(self.on_header(&frame.payload)?),
+            FRAME_BODY => Ok(self.on_body(frame.payload.len() as u64)),
+            FRAME_HEARTBEAT => Ok(None),
+            other => Err(protocol(format!("unknown frame type {other}"))),
+        }
+    }
+
+    fn on_method(&mut self, frame: &Frame) -> Result<Option<Event>, AmqpError> {
+        let (id, args) = split_method(&frame.payload)?;
+        let mut a = Args::new(args);
+        let event = match id {
+            ids::BASIC_ACK | ids::BASIC_NACK => Event::Confirm {
+                tag: a.long_long()?,
+                multiple: a.octet()? & 1 == 1,
+                ack: id == ids::BASIC_ACK,
+            },
+            ids::BASIC_RETURN => {
+                let code = a.short()?;
+                let text = a.short_str()?;
+                a.short_str()?;
+                let routing_key = a.short_str()?;
+                self.content = Some(PendingReturn {
+                    routing_key,
+                    reason: format!("{code} {text}"),
+                    message_id: None,
+                    body_left: 0,
+                    header_seen: false,
+                });
+                return Ok(None);
+            }
+            ids::CONNECTION_BLOCKED => Event::Blocked(a.short_str()?),
+            ids::CONNECTION_UNBLOCKED => Event::Unblocked,
+            ids::CONNECTION_CLOSE => Event::Closed(format!(
+                "the broker closed the connection: {}",
+                close_reason(args)?
+            )),
+            ids::CONNECTION_CLOSE_OK => Event::Closed("closed".into()),
+            ids::CHANNEL_CLOSE => Event::Closed(format!(
+                "the broker closed the channel: {}",
+                close_reason(args)?
+            )),
+            _ => return Ok(None),
+        };
+        Ok(Some(event))
+    }
+
+    fn on_header(&mut self, payload: &[u8]) -> Result<Option<Event>, AmqpError> {
+        let Some(pending) = self.content.as_mut() else {
+            return Ok(None);
+        };
+        let header = parse_header(payload)?;
+        pending.message_id = header.message_id;
+        pending.body_left = header.body_size;
+        pending.header_seen = true;
+        Ok(self.finish_return())
+    }
+
+    fn on_body(&mut self, size: u64) -> Option<Event> {
+        if let Some(pending) = self.content.as_mut() {
+            pending.body_left = pending.body_left.saturating_sub(size);
+        }
+        self.finish_return()
+    }
+
+    /// A return is complete once its header and whole body have arrived.
+    fn finish_return(&mut self) -> Option<Event> {
+        let done = self
+            .content
+            .as_ref()
+            .is_some_and(|p| p.header_seen && p.body_left == 0);
+        if !done {
+            return None;
+        }
+        let p = self.content.take()?;
+        Some(Event::Returned {
+            message_id: p.message_id,
+            routing_key: p.routing_key,
+            reason: p.reason,
+        })
+    }
+}
+
+/// One frame off the wire.
+struct Frame {
+    kind: u8,
+    channel: u16,
+    payload: Vec<u8>,
+}
+
+fn read_frame(reader: &mut impl Read) -> Result<Frame, AmqpError> {
+    let mut head = [0u8; 7];
+    reader.read_exact(&mut head)?;
+    let kind = head[0];
+    let channel = u16::from_be_bytes([head[1], head[2]]);
+    let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
+    // Frames are bounded by the negotiated frame_max; refuse absurd sizes outright.
+    if size > 16 * 1024 * 1024 {
+        return Err(protocol(format!("frame of {size} bytes")));
+    }
+    let mut payload = vec![0u8; size + 1];
+    reader.read_exact(&mut payload)?;
+    if payload.pop() != Some(FRAME_END) {
+        return Err(protocol("frame without its end marker"));
+    }
+    Ok(Frame {
+        kind,
+        channel,
+        payload,
+    })
+}
+
+fn split_method(payload: &[u8]) -> Result<((u16, u16), &[u8]), AmqpError> {
+    if payload.len() < 4 {
+        return Err(protocol("method frame too short"));
+    }
+    let class = u16::from_be_bytes([payload[0], payload[1]]);
+    let method = u16::from_be_bytes([payload[2], payload[3]]);
+    Ok(((class, method), &payload[4..]))
+}
+
+fn close_reason(args: &[u8]) -> Result<String, AmqpError> {
+    let mut a = Args::new(args);
+    let code = a.short()?;
+    let text = a.short_str()?;
+    Ok(format!("{code} {text}"))
+}
+
+/// What the publisher needs from a content header.
+#[derive(Debug, PartialEq, Eq)]
+struct Header {
+    body_size: u64,
+    message_id: Option<String>,
+}
+
+fn parse_header(payload: &[u8]) -> Result<Header, AmqpError> {
+    let mut a = Args::new(payload);
+    a.short()?;
+    a.short()?;
+    let body_size = a.long_long()?;
+    let flags = a.short()?;
+    let mut message_id = None;
+    // Properties appear in flag order, from bit 15 down; read up to message-id (bit 7).
+    for bit in (7..=15).rev() {
+        if flags & (1 << bit) == 0 {
+            continue;
+        }
+        match bit {
+            13 => {
+                a.table()?;
+            }
+            12 | 11 => {
+                a.octet()?;
+            }
+            7 => message_id = Some(a.short_str()?),
+            _ => {
+                a.short_str()?;
+            }
+        }
+    }
+    Ok(Header {
+        body_size,
+        message_id,
+    })
+}
+
+/// Reads method arguments in order.
+struct Args<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Args<'a> {
+    fn new(data: &'a [u8]) -> Args<'a> {
+        Args { data }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], AmqpError> {
+        if self.data.len() < n {
+            return Err(protocol("arguments cut short"));
+        }
+        let (head, rest) = self.data.split_at(n);
+        self.data = rest;
+        Ok(head)
+    }
+
+    fn octet(&mut self) -> Result<u8, AmqpError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn short(&mut self) -> Result<u16, AmqpError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn long(&mut self) -> Result<u32, AmqpError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn long_long(&mut self) -> Result<u64, AmqpError> {
+        let b = self.take(8)?;
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(b);
+        Ok(u64::from_be_bytes(bytes))
+    }
+
+    fn short_str(&mut self) -> Result<String, AmqpError> {
+        let len = usize::from(self.octet()?);
+        Ok(String::from_utf8_lossy(self.take(len)?).into_owned())
+    }
+
+    fn long_str(&mut self) -> Result<&'a [u8], AmqpError> {
+        let len = self.long()? as usize;
+        self.take(len)
+    }
+
+    /// Skips a field table (its contents are not needed here).
+    fn table(&mut self) -> Result<(), AmqpError> {
+        self.long_str().map(drop)
+    }
+}
+
+/// Writes frames straight into an output buffer.
+struct Encoder<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl Encoder<'_> {
+    /// Appends one frame; the payload is written by `fill` and its size patched in.
+    fn frame(out: &mut Vec<u8>, kind: u8, channel: u16, fill: impl FnOnce(&mut Encoder)) {
+        out.push(kind);
+        out.extend_from_slice(&channel.to_be_bytes());
+        let size_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        fill(&mut Encoder { out: &mut *out });
+        let size = (out.len() - size_at - 4) as u32;
+        out[size_at..size_at + 4].copy_from_slice(&size.to_be_bytes());
+        out.push(FRAME_END);
+    }
+
+    fn method(
+        out: &mut Vec<u8>,
+        channel: u16,
+        (class, method): (u16, u16),
+        args: impl FnOnce(&mut Encoder),
+    ) {
+        Encoder::frame(out, FRAME_METHOD, channel, |m| {
+            m.short(class);
+            m.short(method);
+            args(m);
+        });
+    }
+
+    fn octet(&mut self, v: u8) {
+        self.out.push(v);
+    }
+    fn short(&mut self, v: u16) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn long(&mut self, v: u32) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn long_long(&mut self, v: u64) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.out.extend_from_slice(v);
+    }
+    /// A short string; longer than 255 bytes is cut (routing keys and ids never are).
+    fn short_str(&mut self, v: &str) {
+        let bytes = &v.as_bytes()[..v.len().min(255)];
+        self.octet(bytes.len() as u8);
+        self.bytes(bytes);
+    }
+    fn long_str(&mut self, v: &[u8]) {
+        self.long(v.len() as u32);
+        self.bytes(v);
+    }
+    fn empty_table(&mut self) {
+        self.long(0);
+    }
+
+    /// Who we are, and that a refused login should be told rather than hung up on.
+    fn client_properties(&mut self) {
+        let mut table = Vec::new();
+        let mut t = Encoder { out: &mut table };
+        t.short_str("product");
+        t.octet(b'S');
+        t.long_str(b"asgard-stats");
+        t.short_str("version");
+        t.octet(b'S');
+        t.long_str(env!("CARGO_PKG_VERSION").as_bytes());
+        t.short_str("capabilities");
+        t.octet(b'F');
+        let mut capabilities = Vec::new();
+        let mut c = Encoder {
+            out: &mut capabilities,
+        };
+        for name in [
+            "authentication_failure_close",
+            "publisher_confirms",
+            "connection.blocked",
+        ] {
+            c.short_str(name);
+            c.octet(b't');
+            c.octet(1);
+        }
+        t.long_str(&capabilities);
+        self.long_str(&table);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(mut bytes: &[u8]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            out.push(read_frame(&mut bytes).expect("a whole frame"));
+        }
+        out
+    }
+
+    #[test]
+    fn a_published_message_is_method_header_and_body_frames() {
+        let (client, _server) = loopback_pair();
+        let mut writer = Writer {
+            stream: client,
+            buffer: Vec::new(),
+            frame_max: 64,
+        };
+        let body = vec![b'x'; 100];
+        writer.push(&Message {
+            routing_key: "rk",
+            message_id: "task@1.5",
+            body: &body,
+        });
+        let frames = frames(&writer.buffer);
+        let kinds: Vec<u8> = frames.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_BODY]);
+        assert!(frames.iter().all(|f| f.channel == CHANNEL));
+        let (id, args) = split_method(&frames[0].payload).expect("method");
+        assert_eq!(id, ids::BASIC_PUBLISH);
+        let mut a = Args::new(args);
+        assert_eq!(a.short().expect("ticket"), 0);
+        assert_eq!(a.short_str().expect("exchange"), "");
+        assert_eq!(a.short_str().expect("routing key"), "rk");
+        assert_eq!(a.octet().expect("bits"), 1, "mandatory");
+        let header = parse_header(&frames[1].payload).expect("header");
+        assert_eq!(
+            header,
+            Header {
+                body_size: 100,
+                message_id: Some("task@1.5".into())
+            }
+        );
+        assert_eq!(frames[2].payload.len() + frames[3].payload.len(), 100);
+        assert!(frames[2].payload.len() <= 64 - FRAME_OVERHEAD);
+    }
+
+    #[test]
+    fn acks_nacks_and_returns_become_events() {
+        let mut wire = Vec::new();
+        Encoder::method(&mut wire, CHANNEL, ids::BASIC_ACK, |m| {
+            m.long_long(7);
+            m.octet(1);
+        });
+        Encoder::method(&mut wire, CHANNEL, ids::BASIC_RETURN, |m| {
+            m.short(312);
+            m.short_str("NO_ROUTE");
+            m.short_str("");
+            m.short_str("rk");
+        });
+        Encoder::frame(&mut wire, FRAME_HEADER, CHANNEL, |m| {
+            m.short(60);
+            m.short(0);
+            m.long_long(3);
+            m.short(
+                PROPERTY_CONTENT_TYPE | (1 << 13) | PROPERTY_DELIVERY_MODE | PROPERTY_MESSAGE_ID,
+            );
+            m.short_str("application/json");
+            m.long_str(b"\x01x");
+            m.octet(2);
+            m.short_str("t@2");
+        });
+        Encoder::frame(&mut wire, FRAME_BODY, CHANNEL, |m| m.bytes(b"{}\n"));
+        Encoder::method(&mut wire, CHANNEL, ids::BASIC_NACK, |m| {
+            m.long_long(8);
+            m.octet(0);
+        });
+        Encoder::method(&mut wire, 0, ids::CONNECTION_CLOSE, |m| {
+            m.short(320);
+            m.short_str("CONNECTION_FORCED - shutdown");
+            m.short(0);
+            m.short(0);
+        });
+        let (mut server, client) = loopback_pair();
+        server.write_all(&wire).expect("write");
+        drop(server);
+        let mut reader = Reader {
+            reader: BufReader::new(client),
+            content: None,
+        };
+        assert_eq!(
+            reader.next_event(),
+            Event::Confirm {
+                tag: 7,
+                multiple: true,
+                ack: true
+            }
+        );
+        assert_eq!(
+            reader.next_event(),
+            Event::Returned {
+                message_id: Some("t@2".into()),
+                routing_key: "rk".into(),
+                reason: "312 NO_ROUTE".into()
+            }
+        );
+        assert_eq!(
+            reader.next_event(),
+            Event::Confirm {
+                tag: 8,
+                multiple: false,
+                ack: false
+            }
+        );
+        assert!(
+            matches!(reader.next_event(), Event::Closed(why) if why.contains("320 CONNECTION_FORCED"))
+        );
+        assert!(
+            matches!(reader.next_event(), Event::Closed(_)),
+            "end of stream"
+        );
+    }
+
+    #[test]
+    fn broken_frames_are_errors_not_panics() {
+        let mut wire = vec![FRAME_METHOD, 0, 1, 0, 0, 0, 2, 0, 60, 0x00];
+        assert!(read_frame(&mut wire.as_slice()).is_err(), "no end marker");
+        wire = vec![FRAME_METHOD, 0, 1, 0xff, 0xff, 0xff, 0xff];
+        assert!(read_frame(&mut wire.as_slice()).is_err(), "absurd size");
+        assert!(split_method(&[0, 60]).is_err());
+        assert!(parse_header(&[0, 60, 0]).is_err());
+        assert!(Args::new(&[5, b'a']).short_str().is_err());
+    }
+
+    fn loopback_pair() -> (TcpStream, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        (client, server)
+    }
+}
