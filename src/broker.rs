@@ -51,7 +51,7 @@ impl DeliveryError {
 pub(crate) trait Publisher: Send + Sync {
     /// Sends a batch and waits until each document is settled; one result per document,
     /// in order. Ok means the broker took responsibility for it.
-    fn publish_batch(&self, batch: &[Outgoing]) -> Vec<Result<(), DeliveryError>>;
+    fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Result<(), DeliveryError>>;
 
     /// Finishes the pass: flushes what the implementation buffered and closes it.
     fn finish(self: Box<Self>) -> anyhow::Result<()>;
@@ -128,17 +128,14 @@ impl AmqpPublisher {
 }
 
 impl Publisher for AmqpPublisher {
-    fn publish_batch(&self, batch: &[Outgoing]) -> Vec<Result<(), DeliveryError>> {
+    fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Result<(), DeliveryError>> {
         if batch.is_empty() {
             return Vec::new();
         }
+        let size = batch.len();
         let (reply, answer) = bounded(1);
-        let job = Job {
-            batch: batch.to_vec(),
-            reply,
-        };
-        let lost =
-            || vec![Err(DeliveryError::ConnectionLost("publisher stopped".into())); batch.len()];
+        let job = Job { batch, reply };
+        let lost = || vec![Err(DeliveryError::ConnectionLost("publisher stopped".into())); size];
         if self.jobs.send(job).is_err() {
             return lost();
         }

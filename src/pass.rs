@@ -15,7 +15,6 @@ use crate::printer::Printer;
 use crate::reading::{parse_answer, parse_entry, Reading};
 use crate::state::StateStore;
 use crate::tally::{exit, Summary, Tally};
-use serde_json::value::RawValue;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -297,8 +296,7 @@ fn stored_reading(
 ) -> Option<Reading> {
     let parsed = String::from_utf8(bytes)
         .ok()
-        .and_then(|text| RawValue::from_string(text).ok())
-        .and_then(|raw| parse_entry(raw).ok())
+        .and_then(|text| parse_entry(text.into_boxed_str()).ok())
         .filter(|stored| stored.executor_id == now.executor_id);
     if parsed.is_none() {
         log::warn!(agent = agent.address.as_str(); "agent {}: the stored reading of {} is unreadable; it is replaced", agent.address, now.executor_id);
@@ -335,7 +333,7 @@ fn collect_agent(shared: &Shared, agent: &Agent) {
             to_store.push(now);
         }
         match outcome {
-            Outcome::Publish(doc) => match serde_json::to_vec(&doc) {
+            Outcome::Publish(doc) => match doc.to_json() {
                 Ok(body) => {
                     outgoing.push(Outgoing {
                         message_id: doc.message_id(),
@@ -364,7 +362,8 @@ fn collect_agent(shared: &Shared, agent: &Agent) {
             }
         }
     }
-    let results = shared.publisher.publish_batch(&outgoing);
+    let attempted = outgoing.len();
+    let results = shared.publisher.publish_batch(outgoing);
     let mut delivered = 0;
     for (now, result) in awaiting.iter().zip(results) {
         match result {
@@ -376,8 +375,8 @@ fn collect_agent(shared: &Shared, agent: &Agent) {
         }
     }
     shared.tally.published(delivered);
-    if delivered < outgoing.len() {
-        log::warn!(agent = agent.address.as_str(); "agent {}: {} of {} documents not delivered; their readings are kept for the next pass", agent.address, outgoing.len() - delivered, outgoing.len());
+    if delivered < attempted {
+        log::warn!(agent = agent.address.as_str(); "agent {}: {} of {} documents not delivered; their readings are kept for the next pass", agent.address, attempted - delivered, attempted);
     }
     if shared.store {
         store(shared, agent, &to_store);
@@ -390,9 +389,7 @@ fn store(shared: &Shared, agent: &Agent, readings: &[&Reading]) {
     let Some(state) = &shared.state else {
         return;
     };
-    let pairs = readings
-        .iter()
-        .map(|r| (r.executor_id.as_str(), r.entry.get()));
+    let pairs = readings.iter().map(|r| (r.executor_id.as_str(), &*r.entry));
     if let Err(e) = state.store(pairs) {
         log::error!(agent = agent.address.as_str(); "agent {}: {} readings not stored: {e}", agent.address, readings.len());
         shared.tally.unstored(readings.len());
@@ -448,7 +445,7 @@ fn reread_agent(shared: &Shared, earlier: &Reread) {
             &agent.address,
             shared.include_raw_metrics,
         ) {
-            if let Ok(body) = serde_json::to_vec(&doc) {
+            if let Ok(body) = doc.to_json() {
                 outgoing.push(Outgoing {
                     message_id: doc.message_id(),
                     body,
@@ -458,7 +455,7 @@ fn reread_agent(shared: &Shared, earlier: &Reread) {
     }
     let delivered = shared
         .publisher
-        .publish_batch(&outgoing)
+        .publish_batch(outgoing)
         .iter()
         .filter(|r| r.is_ok())
         .count();

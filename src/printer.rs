@@ -25,11 +25,11 @@ impl Printer {
 }
 
 impl Publisher for Printer {
-    fn publish_batch(&self, batch: &[Outgoing]) -> Vec<Result<(), DeliveryError>> {
+    fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Result<(), DeliveryError>> {
         match self.format {
             OutputFormat::Json => {
                 let mut out = std::io::stdout().lock();
-                for doc in batch {
+                for doc in &batch {
                     // A closed stdout (`| head`) is not a delivery failure of the pass.
                     let _ = out.write_all(&doc.body).and_then(|()| out.write_all(b"\n"));
                 }

@@ -14,13 +14,25 @@ use std::fmt;
 #[derive(Debug, Clone)]
 pub(crate) struct Reading {
     pub(crate) executor_id: String,
-    /// The whole entry as the agent sent it; this is what Redis stores.
-    pub(crate) entry: Box<RawValue>,
-    /// The entry's `statistics` object as the agent sent it, for raw metrics.
-    pub(crate) statistics: Box<RawValue>,
+    /// The whole entry as the agent sent it (valid JSON); this is what Redis stores.
+    pub(crate) entry: Box<str>,
+    /// Where the entry's `statistics` object lies in `entry`, for raw metrics; kept as
+    /// a span rather than a copy because raw metrics are off by default.
+    statistics_span: (usize, usize),
     pub(crate) sample: Sample,
     /// Names of fields that held something other than a usable number; treated as missing.
     pub(crate) malformed_fields: Vec<&'static str>,
+}
+
+impl Reading {
+    /// The entry's `statistics` object exactly as the agent sent it. The span was cut
+    /// out of this very entry by the JSON parser, so this is always Some.
+    pub(crate) fn statistics(&self) -> Option<&RawValue> {
+        let (start, end) = self.statistics_span;
+        self.entry
+            .get(start..end)
+            .and_then(|text| serde_json::from_str(text).ok())
+    }
 }
 
 /// The numbers of one reading that the document is computed from.
@@ -81,7 +93,7 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
         skipped: Vec::new(),
     };
     for (position, entry) in entries.into_iter().enumerate() {
-        match parse_entry(entry) {
+        match parse_entry(entry.into()) {
             Ok(reading) => answer.readings.push(reading),
             Err(why) => answer.skipped.push((position, why)),
         }
@@ -89,13 +101,14 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
     Ok(answer)
 }
 
-/// Reads one entry, as found in an agent's answer or stored in Redis.
-pub(crate) fn parse_entry(entry: Box<RawValue>) -> Result<Reading, EntryError> {
+/// Reads one entry, as found in an agent's answer or stored in Redis. Reading its head
+/// checks the whole text is one valid JSON object, so any text can be given.
+pub(crate) fn parse_entry(entry: Box<str>) -> Result<Reading, EntryError> {
     // Serde would also read a struct from an array; only an object is an entry.
-    if !entry.get().trim_start().starts_with('{') {
+    if !entry.trim_start().starts_with('{') {
         return Err(EntryError::NotAnObject);
     }
-    let head: EntryHead = serde_json::from_str(entry.get()).map_err(|_| EntryError::NotAnObject)?;
+    let head: EntryHead = serde_json::from_str(&entry).map_err(|_| EntryError::NotAnObject)?;
     let executor_id = head
         .executor_id
         .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
@@ -104,12 +117,14 @@ pub(crate) fn parse_entry(entry: Box<RawValue>) -> Result<Reading, EntryError> {
     let statistics = head.statistics.ok_or(EntryError::NoStatistics)?;
     let fields: SampleFields =
         serde_json::from_str(statistics.get()).map_err(|_| EntryError::NoStatistics)?;
-    let statistics = statistics.to_owned();
+    // `statistics` borrows from `entry`, so its place there is a plain offset.
+    let start = statistics.get().as_ptr() as usize - entry.as_ptr() as usize;
+    let statistics_span = (start, start + statistics.get().len());
     let (sample, malformed_fields) = fields.into_sample()?;
     Ok(Reading {
         executor_id,
         entry,
-        statistics,
+        statistics_span,
         sample,
         malformed_fields,
     })
@@ -274,9 +289,10 @@ mod tests {
         assert!(a.skipped.is_empty());
         let r = &a.readings[0];
         assert_eq!(r.executor_id, "a.1");
-        assert_eq!(r.entry.get(), &text[1..text.len() - 1]);
-        assert!(r.statistics.get().contains("2178.139999999"));
-        assert!(r.statistics.get().contains("18446744073709551615"));
+        assert_eq!(&*r.entry, &text[1..text.len() - 1]);
+        let statistics = r.statistics().expect("statistics").get();
+        assert!(statistics.starts_with(r#"{"timestamp":1541084157.12885,"#));
+        assert!(statistics.ends_with(r#""extra": [1,2]}"#));
         assert_eq!(r.sample.timestamp, 1541084157.12885);
         assert_eq!(r.sample.cpus_system_time_secs, Some(2178.139999999));
         assert_eq!(r.sample.mem_rss_bytes, Some(u64::MAX));
