@@ -123,8 +123,13 @@ impl MesosClient {
             .credentials
             .as_ref()
             .map(|c| basic_authorization(&c.principal, c.secret.expose()));
+        let http = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            LiteralFirstResolver::default(),
+        );
         Ok(MesosClient {
-            http: config.into(),
+            http,
             authorization,
             settings: settings.clone(),
         })
@@ -253,6 +258,44 @@ impl fmt::Display for Scheme {
             Scheme::Http => "http",
             Scheme::Https => "https",
         })
+    }
+}
+
+/// Resolves hosts that are IP addresses, as Mesos lists most agents, on the spot.
+///
+/// With a timeout set, ureq's default resolver spawns a thread for every lookup, even of
+/// an IP address: one thread per agent per pass, which cost more CPU than parsing the
+/// agent's answer. Names still go through the default resolver and its timeout.
+#[derive(Debug, Default)]
+struct LiteralFirstResolver(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for LiteralFirstResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let literal = uri.authority().and_then(|authority| {
+            let ip: std::net::IpAddr = authority.host().trim_matches(['[', ']']).parse().ok()?;
+            let default_port = if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            };
+            Some(std::net::SocketAddr::new(
+                ip,
+                authority.port_u16().unwrap_or(default_port),
+            ))
+        });
+        match literal {
+            Some(address) => {
+                let mut addresses = self.0.empty();
+                addresses.push(address);
+                Ok(addresses)
+            }
+            None => self.0.resolve(uri, config, timeout),
+        }
     }
 }
 

@@ -416,3 +416,17 @@ fn the_deadline_ends_the_pass_whatever_hangs() {
     );
     assert!(world.stored_keys().is_empty());
 }
+
+#[test]
+fn masters_and_agents_given_by_name_are_resolved() {
+    let world = World::start(spec([5, 9, 1]));
+    let by_name = world.cluster.leader_url().replace("127.0.0.1", "localhost");
+    let run = with_masters(&world, std::slice::from_ref(&by_name))
+        .arg("collect")
+        .run();
+    run.assert_success();
+    assert!(
+        run.stderr.contains(&format!("leading master {by_name}")),
+        "{run}"
+    );
+}
