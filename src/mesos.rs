@@ -117,6 +117,10 @@ impl MesosClient {
             .user_agent(concat!("asgard-stats/", env!("CARGO_PKG_VERSION")))
             // Agents are many distinct hosts asked once a pass: pooling buys nothing.
             .max_idle_connections(0)
+            // Every agent is a new connection, and ureq zeroes both buffers for each one:
+            // 128 KiB apiece by default, far more than a request or a read needs.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(4 * 1024)
             .tls_config(tls.build())
             .build();
         let authorization = settings
