@@ -406,6 +406,17 @@ impl Reader {
         }
     }
 
+    /// Blocks until the next event, then also takes every event already received: the
+    /// broker acks in bursts, and handing them over one by one would wake the publisher
+    /// thread once per message. The batch ends with `Closed` if the connection ended.
+    pub(crate) fn next_events(&mut self) -> Vec<Event> {
+        let mut events = vec![self.next_event()];
+        while !matches!(events.last(), Some(Event::Closed(_))) && !self.reader.buffer().is_empty() {
+            events.push(self.next_event());
+        }
+        events
+    }
+
     fn read_event(&mut self) -> Result<Option<Event>, AmqpError> {
         let frame = read_frame(&mut self.reader)?;
         match frame.kind {
@@ -806,13 +817,11 @@ mod tests {
             m.short(0);
             m.short(0);
         });
-        let (mut server, client) = loopback_pair();
-        server.write_all(&wire).expect("write");
-        drop(server);
-        let mut reader = Reader {
-            reader: BufReader::new(client),
-            content: None,
-        };
+        // Everything arrived together, so it is handed over together, up to the close.
+        let batch = reader_of(&wire).next_events();
+        assert_eq!(batch.len(), 4, "{batch:?}");
+        assert!(matches!(batch.last(), Some(Event::Closed(_))));
+        let mut reader = reader_of(&wire);
         assert_eq!(
             reader.next_event(),
             Event::Confirm {
@@ -855,6 +864,18 @@ mod tests {
         assert!(split_method(&[0, 60]).is_err());
         assert!(parse_header(&[0, 60, 0]).is_err());
         assert!(Args::new(&[5, b'a']).short_str().is_err());
+    }
+
+    fn reader_of(wire: &[u8]) -> Reader {
+        let (mut server, client) = loopback_pair();
+        server.write_all(wire).expect("write");
+        drop(server);
+        // Let every byte arrive before the first read, as a burst of acks would.
+        std::thread::sleep(Duration::from_millis(50));
+        Reader {
+            reader: BufReader::new(client),
+            content: None,
+        }
     }
 
     fn loopback_pair() -> (TcpStream, TcpStream) {

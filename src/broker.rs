@@ -96,13 +96,13 @@ impl AmqpPublisher {
             .enable_confirms()
             .map_err(|e| error(format!("cannot enable publisher confirms: {e}")))?;
         let (writer, mut reader) = session.split().map_err(|e| error(e.to_string()))?;
-        let (events, event_queue) = unbounded::<Event>();
+        let (events, event_queue) = unbounded::<Vec<Event>>();
         std::thread::Builder::new()
             .name("amqp-reader".into())
             .spawn(move || loop {
-                let event = reader.next_event();
-                let closed = matches!(event, Event::Closed(_));
-                if events.send(event).is_err() || closed {
+                let batch = reader.next_events();
+                let closed = matches!(batch.last(), Some(Event::Closed(_)));
+                if events.send(batch).is_err() || closed {
                     break;
                 }
             })
@@ -210,7 +210,7 @@ struct PublisherThread {
 }
 
 impl PublisherThread {
-    fn run(mut self, jobs: Receiver<Job>, events: Receiver<Event>) {
+    fn run(mut self, jobs: Receiver<Job>, events: Receiver<Vec<Event>>) {
         let tick = Duration::from_millis(100);
         let mut jobs_open = true;
         let mut events_open = true;
@@ -224,8 +224,8 @@ impl PublisherThread {
                     Ok(job) => self.publish(job),
                     Err(_) => jobs_open = false,
                 },
-                recv(event_source) -> event => match event {
-                    Ok(event) => self.on_event(event),
+                recv(event_source) -> batch => match batch {
+                    Ok(batch) => batch.into_iter().for_each(|event| self.on_event(event)),
                     Err(_) => {
                         events_open = false;
                         self.fail_all("the connection closed".into());
@@ -399,11 +399,11 @@ impl PublisherThread {
 
     /// Closes the connection politely: asks the broker to close and waits a moment for
     /// its answer, then ends the socket whatever happened.
-    fn close(mut self, events: &Receiver<Event>) {
+    fn close(mut self, events: &Receiver<Vec<Event>>) {
         if self.broken.is_none() && self.writer.close().is_ok() {
             let deadline = Instant::now() + Duration::from_secs(1);
-            while let Ok(event) = events.recv_deadline(deadline) {
-                if matches!(event, Event::Closed(_)) {
+            while let Ok(batch) = events.recv_deadline(deadline) {
+                if matches!(batch.last(), Some(Event::Closed(_))) {
                     break;
                 }
             }

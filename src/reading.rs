@@ -16,22 +16,19 @@ pub(crate) struct Reading {
     pub(crate) executor_id: String,
     /// The whole entry as the agent sent it (valid JSON); this is what Redis stores.
     pub(crate) entry: Box<str>,
-    /// Where the entry's `statistics` object lies in `entry`, for raw metrics; kept as
-    /// a span rather than a copy because raw metrics are off by default.
-    statistics_span: (usize, usize),
     pub(crate) sample: Sample,
     /// Names of fields that held something other than a usable number; treated as missing.
     pub(crate) malformed_fields: Vec<&'static str>,
 }
 
 impl Reading {
-    /// The entry's `statistics` object exactly as the agent sent it. The span was cut
-    /// out of this very entry by the JSON parser, so this is always Some.
+    /// The entry's `statistics` object exactly as the agent sent it. The entry was read
+    /// with statistics before, so this is always Some; it is looked up again rather than
+    /// kept because raw metrics are off by default.
     pub(crate) fn statistics(&self) -> Option<&RawValue> {
-        let (start, end) = self.statistics_span;
-        self.entry
-            .get(start..end)
-            .and_then(|text| serde_json::from_str(text).ok())
+        serde_json::from_str::<EntryHead>(&self.entry)
+            .ok()
+            .map(|head| head.statistics)
     }
 }
 
@@ -101,30 +98,27 @@ pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
     Ok(answer)
 }
 
-/// Reads one entry, as found in an agent's answer or stored in Redis. Reading its head
-/// checks the whole text is one valid JSON object, so any text can be given.
+/// Reads one entry, as found in an agent's answer or stored in Redis. Reading it checks
+/// the whole text is one valid JSON object, so any text can be given. The numbers are
+/// read in the same scan; the raw `statistics` are found again only for raw metrics.
 pub(crate) fn parse_entry(entry: Box<str>) -> Result<Reading, EntryError> {
     // Serde would also read a struct from an array; only an object is an entry.
     if !entry.trim_start().starts_with('{') {
         return Err(EntryError::NotAnObject);
     }
-    let head: EntryHead = serde_json::from_str(&entry).map_err(|_| EntryError::NotAnObject)?;
-    let executor_id = head
+    let fields: EntryFields = serde_json::from_str(&entry).map_err(|_| EntryError::NotAnObject)?;
+    let executor_id = fields
         .executor_id
         .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
         .filter(|id| !id.is_empty())
         .ok_or(EntryError::NoExecutorId)?;
-    let statistics = head.statistics.ok_or(EntryError::NoStatistics)?;
-    let fields: SampleFields =
-        serde_json::from_str(statistics.get()).map_err(|_| EntryError::NoStatistics)?;
-    // `statistics` borrows from `entry`, so its place there is a plain offset.
-    let start = statistics.get().as_ptr() as usize - entry.as_ptr() as usize;
-    let statistics_span = (start, start + statistics.get().len());
-    let (sample, malformed_fields) = fields.into_sample()?;
+    let Some(Statistics::Object(statistics)) = fields.statistics else {
+        return Err(EntryError::NoStatistics);
+    };
+    let (sample, malformed_fields) = statistics.into_sample()?;
     Ok(Reading {
         executor_id,
         entry,
-        statistics_span,
         sample,
         malformed_fields,
     })
@@ -132,11 +126,67 @@ pub(crate) fn parse_entry(entry: Box<str>) -> Result<Reading, EntryError> {
 
 /// The two parts of an entry this program reads; everything else is kept only as raw JSON.
 #[derive(Deserialize)]
-struct EntryHead<'a> {
+struct EntryFields<'a> {
     #[serde(borrow, default)]
     executor_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    statistics: Option<&'a RawValue>,
+    #[serde(default)]
+    statistics: Option<Statistics>,
+}
+
+/// The two parts again, with `statistics` kept raw, for raw metrics.
+#[derive(Deserialize)]
+struct EntryHead<'a> {
+    #[serde(borrow)]
+    statistics: &'a RawValue,
+}
+
+/// An entry's `statistics`: the numbers of an object, or anything else.
+enum Statistics {
+    Object(SampleFields),
+    NotAnObject,
+}
+
+impl<'de> Deserialize<'de> for Statistics {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StatisticsVisitor)
+    }
+}
+
+/// Reads an object's fields as [`SampleFields`] and skips anything that is not one.
+struct StatisticsVisitor;
+
+impl<'de> Visitor<'de> for StatisticsVisitor {
+    type Value = Statistics;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a statistics object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Statistics, A::Error> {
+        SampleFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            .map(Statistics::Object)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Statistics, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Statistics::NotAnObject)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
+    fn visit_unit<E>(self) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
 }
 
 /// The statistics fields the document uses, each as loosely typed as agents send them.
