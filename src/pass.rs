@@ -249,10 +249,15 @@ fn read_agent(shared: &Shared, agent: &Agent) -> Option<Vec<Reading>> {
         log::warn!(agent = agent.address.as_str(), reason = why.to_string().as_str(); "agent {}: entry {position} skipped: {why}", agent.address);
     }
     shared.tally.skipped_entries(answer.skipped.len());
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::with_capacity(answer.readings.len());
+    let repeats: Vec<bool> = answer
+        .readings
+        .iter()
+        .map(|r| !seen.insert(r.executor_id.as_str()))
+        .collect();
     let mut readings = Vec::with_capacity(answer.readings.len());
-    for reading in answer.readings {
-        if !seen.insert(reading.executor_id.clone()) {
+    for (reading, repeat) in answer.readings.into_iter().zip(repeats) {
+        if repeat {
             log::warn!(agent = agent.address.as_str(); "agent {}: executor {} listed twice; the repeat is skipped", agent.address, reading.executor_id);
             shared.tally.skipped_entries(1);
             continue;

@@ -92,18 +92,24 @@ impl StateStore {
             .to_string())
     }
 
-    /// The key of a task's reading.
-    fn task_key(&self, executor_id: &str) -> String {
-        format!("{}{executor_id}", self.settings.key_prefix)
-    }
-
     /// Loads the stored entries of these executors, in order, in one round trip.
     pub(crate) fn load(&self, executor_ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
         if executor_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = executor_ids.iter().map(|id| self.task_key(id)).collect();
-        self.run("MGET", |c| redis::cmd("MGET").arg(&keys).query(c))
+        // Packed by hand like `store`: no String or argument allocation per key.
+        let prefix = self.settings.key_prefix.as_bytes();
+        let mut command = Vec::with_capacity(16 + executor_ids.len() * 128);
+        command.push(b'*');
+        command.extend_from_slice((executor_ids.len() + 1).to_string().as_bytes());
+        command.extend_from_slice(b"\r\n$4\r\nMGET\r\n");
+        for id in executor_ids {
+            push_bulk(&mut command, &[prefix, id.as_bytes()]);
+        }
+        self.run("MGET", |c| {
+            let reply = redis::ConnectionLike::req_packed_command(c, &command)?;
+            redis::FromRedisValue::from_redis_value(reply).map_err(Into::into)
+        })
     }
 
     /// Stores (executor id, entry JSON) pairs with the TTL, in one pipelined round trip.
