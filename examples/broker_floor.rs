@@ -26,9 +26,13 @@
 //! prints `floor: docs=N size=BYTES seconds=S docs_per_sec=R`, timed from the first
 //! publish to the last confirm.
 
-use amiquip::{
-    AmqpProperties, Auth, Confirm, Connection, ConnectionOptions, ConnectionTuning, Publish,
-};
+// The collector's own AMQP client, so the floor pays no more client CPU than a pass does
+// (both share the machine's two cores with the broker).
+#[path = "../src/amqp.rs"]
+#[allow(dead_code)] // a publisher needs less of the module than the collector
+mod amqp;
+
+use amqp::{Event, Login, Message, Session};
 use clap::Parser;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -59,9 +63,6 @@ struct Args {
     /// Length of each message id, in bytes (at least 24).
     #[arg(long, default_value_t = 64)]
     message_id_len: usize,
-    /// Leave Nagle's algorithm on (the collector turns it off with TCP_NODELAY).
-    #[arg(long)]
-    nagle: bool,
     /// Give up when no confirm arrives for this many seconds.
     #[arg(long, default_value_t = 30)]
     confirm_timeout: u64,
@@ -101,12 +102,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Opens the connection like the collector does (TCP_NODELAY unless `nagle`).
-fn connect(args: &Args) -> Result<Connection, String> {
-    if args.nagle {
-        let url = format!("amqp://guest:guest@{}/%2f", args.host);
-        return Connection::insecure_open(&url).map_err(|e| format!("cannot connect: {e}"));
-    }
+/// Opens the connection like the collector does (TCP_NODELAY, PLAIN login, vhost `/`).
+fn connect(args: &Args) -> Result<Session, String> {
     let address = args
         .host
         .to_socket_addrs()
@@ -114,16 +111,12 @@ fn connect(args: &Args) -> Result<Connection, String> {
         .next()
         .ok_or_else(|| format!("{} resolves to no address", args.host))?;
     let stream = TcpStream::connect(address).map_err(|e| format!("cannot connect: {e}"))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
-    let stream = mio::net::TcpStream::from_stream(stream)
-        .map_err(|e| format!("cannot register the socket: {e}"))?;
-    let options = ConnectionOptions::default().auth(Auth::Plain {
-        username: "guest".into(),
-        password: "guest".into(),
-    });
-    Connection::insecure_open_stream(stream, options, ConnectionTuning::default())
+    let login = Login {
+        user: "guest",
+        password: "guest",
+        vhost: "/",
+    };
+    Session::open(stream, &login, Duration::from_secs(10))
         .map_err(|e| format!("cannot open the AMQP connection: {e}"))
 }
 
@@ -155,20 +148,19 @@ fn message_id(run: u64, count: u64, len: usize) -> String {
 /// Publishes everything and returns the seconds from the first publish to the last
 /// confirm.
 fn run(args: &Args) -> Result<f64, String> {
-    let mut connection = connect(args)?;
-    let channel = connection
-        .open_channel(None)
-        .map_err(|e| format!("cannot open a channel: {e}"))?;
-    // Listen before enabling, or the first confirms could be missed.
-    let confirms = channel
-        .listen_for_publisher_confirms()
-        .map_err(|e| format!("cannot listen for confirms: {e}"))?;
-    let returns = channel
-        .listen_for_returns()
-        .map_err(|e| format!("cannot listen for returns: {e}"))?;
-    channel
-        .enable_publisher_confirms()
+    let mut session = connect(args)?;
+    session
+        .enable_confirms()
         .map_err(|e| format!("cannot enable publisher confirms: {e}"))?;
+    let (mut writer, mut reader) = session.split().map_err(|e| e.to_string())?;
+    let (events, event_queue) = std::sync::mpsc::channel::<Vec<Event>>();
+    std::thread::spawn(move || loop {
+        let batch = reader.next_events();
+        let closed = matches!(batch.last(), Some(Event::Closed(_)));
+        if events.send(batch).is_err() || closed {
+            break;
+        }
+    });
 
     let body = body(args.size);
     // Truncating to 64 bits keeps the part that changes between runs.
@@ -180,7 +172,7 @@ fn run(args: &Args) -> Result<f64, String> {
     // and not yet settled, `open` the (first, last) tags of each unsettled batch.
     let mut unconfirmed = BTreeSet::new();
     let mut open: VecDeque<(u64, u64)> = VecDeque::new();
-    let (mut sent, mut nacked) = (0u64, 0u64);
+    let (mut sent, mut nacked, mut returned) = (0u64, 0u64, 0u64);
     let started = Instant::now();
     while sent < args.docs || !open.is_empty() {
         if sent < args.docs && open.len() < args.in_flight {
@@ -188,51 +180,46 @@ fn run(args: &Args) -> Result<f64, String> {
             let count = args.batch.min(args.docs - sent);
             for _ in 0..count {
                 sent += 1;
-                let properties = AmqpProperties::default()
-                    .with_content_type("application/json".into())
-                    .with_delivery_mode(2)
-                    .with_message_id(message_id(run_id, sent, args.message_id_len));
-                let publish = Publish {
+                let id = message_id(run_id, sent, args.message_id_len);
+                writer.push(&Message {
+                    routing_key: &args.routing_key,
+                    message_id: &id,
                     body: &body,
-                    routing_key: args.routing_key.clone(),
-                    mandatory: true,
-                    immediate: false,
-                    properties,
-                };
-                channel
-                    .basic_publish("", publish)
-                    .map_err(|e| format!("publish {sent}: {e}"))?;
+                });
                 unconfirmed.insert(sent);
             }
+            // One write per batch, as the collector does.
+            writer.flush().map_err(|e| format!("publish {sent}: {e}"))?;
             open.push_back((first, sent));
             continue;
         }
-        let confirm = confirms
+        let batch = event_queue
             .recv_timeout(confirm_timeout)
             .map_err(|e| format!("no confirm within {confirm_timeout:?}: {e}"))?;
-        let (payload, acked) = match confirm {
-            Confirm::Ack(payload) => (payload, true),
-            Confirm::Nack(payload) => (payload, false),
-        };
-        let settled: Vec<u64> = if payload.multiple {
-            unconfirmed
-                .range(..=payload.delivery_tag)
-                .copied()
-                .collect()
-        } else {
-            vec![payload.delivery_tag]
-        };
-        for tag in settled {
-            if unconfirmed.remove(&tag) && !acked {
-                nacked += 1;
+        for event in batch {
+            match event {
+                Event::Confirm { tag, multiple, ack } => {
+                    let settled: Vec<u64> = if multiple {
+                        unconfirmed.range(..=tag).copied().collect()
+                    } else {
+                        vec![tag]
+                    };
+                    for tag in settled {
+                        if unconfirmed.remove(&tag) && !ack {
+                            nacked += 1;
+                        }
+                    }
+                }
+                Event::Returned { .. } => returned += 1,
+                Event::Closed(why) => return Err(format!("the connection closed: {why}")),
+                Event::Blocked(_) | Event::Unblocked => {}
             }
         }
         open.retain(|&(first, last)| unconfirmed.range(first..=last).next().is_some());
     }
     let seconds = started.elapsed().as_secs_f64();
-    let returned = returns.try_iter().count();
     // Closing is not timed: the collector closes after its last confirm too.
-    let _ = connection.close();
+    let _ = writer.close();
     if returned > 0 || nacked > 0 {
         return Err(format!(
             "{returned} messages returned as unroutable (does queue {:?} exist?), {nacked} nacked",
