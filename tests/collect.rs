@@ -87,12 +87,7 @@ fn the_second_pass_publishes_one_correct_document_per_task() {
     let messages = world.messages();
     assert_eq!(messages.len(), 24, "one document per task");
 
-    let tasks: BTreeMap<String, TaskInfo> = world
-        .cluster
-        .tasks()
-        .into_iter()
-        .map(|t| (t.executor_id.clone().expect("no churn here"), t))
-        .collect();
+    let tasks: BTreeMap<String, TaskInfo> = world.tasks_by_id();
     let agents: Vec<String> = world
         .cluster
         .agents()
@@ -138,12 +133,7 @@ fn a_cluster_of_hundreds_of_agents_gets_every_document() {
     );
     let messages = world.messages();
     assert_eq!(messages.len(), 1500);
-    let tasks: BTreeMap<String, TaskInfo> = world
-        .cluster
-        .tasks()
-        .into_iter()
-        .map(|t| (t.executor_id.clone().expect("no churn here"), t))
-        .collect();
+    let tasks: BTreeMap<String, TaskInfo> = world.tasks_by_id();
     let names: BTreeSet<&str> = messages
         .iter()
         .filter_map(|m| m.body["taskname"].as_str())

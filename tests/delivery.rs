@@ -155,14 +155,7 @@ fn only_one_of_two_passes_started_at_once_runs() {
         .args(["--workers", "1", "collect"])
         .spawn();
     let lock = format!("{}lock", world.prefix);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !world.redis_exists(&lock) {
-        assert!(
-            Instant::now() < deadline,
-            "the first pass never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    world.wait_for_lock(&lock);
     let started = Instant::now();
     let second = world.collect();
     second.assert_status(75);
@@ -187,11 +180,7 @@ fn a_crashed_pass_lock_expires_by_its_deadline() {
         .args(["--deadline", "2", "collect"])
         .spawn();
     let lock = format!("{}lock", world.prefix);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !world.redis_exists(&lock) {
-        assert!(Instant::now() < deadline, "the pass never took the lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    world.wait_for_lock(&lock);
     let killed_at = Instant::now();
     std::process::Command::new("kill")
         .args(["-9", &crashing.pid().to_string()])
@@ -229,11 +218,7 @@ fn a_pass_never_releases_a_lock_it_does_not_own() {
         .args(["--workers", "1", "collect"])
         .spawn();
     let lock = format!("{}lock", world.prefix);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !world.redis_exists(&lock) {
-        assert!(Instant::now() < deadline, "the pass never took the lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    world.wait_for_lock(&lock);
     // As if our lock had expired and another pass had taken it.
     let _: () = redis::cmd("SET")
         .arg(&lock)
@@ -330,12 +315,7 @@ fn a_broker_lost_mid_pass_loses_no_cpu_second() {
     }
     world.collect().assert_success();
     let docs: Vec<Value> = world.messages().into_iter().map(|m| m.body).collect();
-    let tasks: BTreeMap<String, TaskInfo> = world
-        .cluster
-        .tasks()
-        .into_iter()
-        .map(|t| (t.executor_id.clone().expect("steady tasks"), t))
-        .collect();
+    let tasks: BTreeMap<String, TaskInfo> = world.tasks_by_id();
     for (id, task) in &tasks {
         let key = format!("{}{id}", world.prefix);
         let mine: Vec<&Value> = docs
@@ -389,11 +369,7 @@ fn redis_failing_after_a_confirm_reports_that_interval_again_never_a_gap() {
         .args(["--workers", "1", "collect"])
         .spawn();
     let lock = format!("{}lock", world.prefix);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !world.redis_exists(&lock) {
-        assert!(Instant::now() < deadline, "the pass never took the lock");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    world.wait_for_lock(&lock);
     // Redis now refuses every write but still answers reads: the pass loads its previous
     // readings and publishes, but cannot store the new ones.
     let mut conn = world.redis.conn();

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use mesos_sim::{AgentFault, AgentInfo, ClusterSpec};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SHARDS: u64 = 3;
 
@@ -190,14 +190,7 @@ fn each_shard_has_its_own_lock() {
         .args(["--shard", &format!("{busy}/{SHARDS}"), "--workers", "1"])
         .arg("collect")
         .spawn();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !world.redis_exists(&busy_lock) {
-        assert!(
-            Instant::now() < deadline,
-            "shard {busy} never took its lock {busy_lock}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    world.wait_for_lock(&busy_lock);
     assert!(
         !world.redis_exists(&format!("{}lock", world.prefix)),
         "a shard does not take the unsharded lock"

@@ -83,6 +83,27 @@ impl World {
             .collect()
     }
 
+    /// Waits (up to 5 s) until a running pass has taken the lock `key`.
+    pub fn wait_for_lock(&self, key: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.redis_exists(key) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no pass took the lock {key}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every task of the cluster by executor id; the cluster must not churn.
+    pub fn tasks_by_id(&self) -> std::collections::BTreeMap<String, mesos_sim::TaskInfo> {
+        self.cluster
+            .tasks()
+            .into_iter()
+            .map(|t| (t.executor_id.clone().expect("a cluster without churn"), t))
+            .collect()
+    }
+
     /// Whether a key exists in this world's Redis.
     pub fn redis_exists(&self, key: &str) -> bool {
         redis::cmd("EXISTS")
