@@ -82,8 +82,8 @@ pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
             }
         };
     let outcome = collect(config, mode, mesos, state, publisher, deadline);
-    if let (Some(lock), Ok(store)) = (lock, StateStore::new(&config.redis)) {
-        lock.release(&store);
+    if let Some(lock) = lock {
+        lock.release();
     }
     let tally = outcome?;
     let mut summary = tally.summary(started.elapsed());
@@ -486,6 +486,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 struct PassLock {
     key: String,
     token: String,
+    /// A handle on the pass's own Redis pool, to release the lock over its connections.
+    state: StateStore,
 }
 
 impl PassLock {
@@ -499,7 +501,11 @@ impl PassLock {
         let key = state.lock_key(shard);
         let token = lock_token();
         match state.try_lock(&key, &token, ttl) {
-            Ok(true) => Ok(PassLock { key, token }),
+            Ok(true) => Ok(PassLock {
+                key,
+                token,
+                state: state.clone(),
+            }),
             Ok(false) => Err(PassError::new(
                 exit::LOCKED,
                 format!("another pass holds the lock {key}; this one exits without collecting"),
@@ -508,8 +514,8 @@ impl PassLock {
         }
     }
 
-    fn release(self, state: &StateStore) {
-        match state.unlock(&self.key, &self.token) {
+    fn release(self) {
+        match self.state.unlock(&self.key, &self.token) {
             Ok(true) => {}
             Ok(false) => log::warn!(
                 "the lock {} expired before the pass ended; it was not released",

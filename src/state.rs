@@ -24,7 +24,8 @@ pub(crate) struct StateError {
     message: String,
 }
 
-/// The store of previous readings and of the pass lock.
+/// The store of previous readings and of the pass lock. Clones share one pool.
+#[derive(Clone)]
 pub(crate) struct StateStore {
     pool: Pool<RedisConnector>,
     settings: RedisSettings,

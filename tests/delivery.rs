@@ -38,8 +38,13 @@ fn stored_timestamps(world: &World) -> BTreeMap<String, f64> {
 
 /// Slows every agent so a pass lasts long enough to break something in the middle.
 fn slow_agents(world: &World, agents: usize, each: Duration) {
+    set_agents(world, agents, AgentFault::Slow(each));
+}
+
+/// Gives the first `agents` agents this fault (Healthy to heal them).
+fn set_agents(world: &World, agents: usize, fault: AgentFault) {
     for agent in 0..agents {
-        world.cluster.set_agent_fault(agent, AgentFault::Slow(each));
+        world.cluster.set_agent_fault(agent, fault.clone());
     }
 }
 
@@ -203,9 +208,7 @@ fn a_crashed_pass_lock_expires_by_its_deadline() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    slow_agents(&world, 0, Duration::ZERO);
-    world.cluster.set_agent_fault(0, AgentFault::Healthy);
-    world.cluster.set_agent_fault(1, AgentFault::Healthy);
+    set_agents(&world, 2, AgentFault::Healthy);
     world.collect().assert_success();
 }
 
@@ -309,10 +312,7 @@ fn a_broker_lost_mid_pass_loses_no_cpu_second() {
     assert!(broken.stderr.contains("not delivered"), "{broken}");
 
     broker.start_again();
-    slow_agents(&world, 10, Duration::ZERO);
-    for agent in 0..10 {
-        world.cluster.set_agent_fault(agent, AgentFault::Healthy);
-    }
+    set_agents(&world, 10, AgentFault::Healthy);
     world.collect().assert_success();
     let docs: Vec<Value> = world.messages().into_iter().map(|m| m.body).collect();
     let tasks: BTreeMap<String, TaskInfo> = world.tasks_by_id();
@@ -401,10 +401,7 @@ fn redis_failing_after_a_confirm_reports_that_interval_again_never_a_gap() {
 
     // The next pass covers the same interval again, inside a longer one: an overlap a
     // consumer can see (different message ids), never a gap.
-    slow_agents(&world, 4, Duration::ZERO);
-    for agent in 0..4 {
-        world.cluster.set_agent_fault(agent, AgentFault::Healthy);
-    }
+    set_agents(&world, 4, AgentFault::Healthy);
     world.collect().assert_success();
     let third: Vec<Value> = world.messages().into_iter().map(|m| m.body).collect();
     assert_eq!(third.len(), 8);
