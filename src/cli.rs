@@ -157,7 +157,8 @@ pub(crate) struct Settings {
     #[arg(long, value_name = "BYTES", env = "STATS_COLLECTOR_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024, global = true)]
     pub(crate) max_body_bytes: u64,
 
-    /// Agents fetched and processed at once.
+    /// Agents handled at once. A fetch that waits over 100 ms stops counting, so slow or
+    /// hung agents wait beside the workers (up to 1024 of them), not in their place.
     #[arg(
         long,
         value_name = "N",

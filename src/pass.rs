@@ -1,23 +1,24 @@
-//! One collection pass, start to end (design section 1): lock, broker, masters, then a
-//! bounded pool of workers that each take one agent at a time through fetch → load
+//! One collection pass, start to end (design section 1): lock, broker, masters, then the
+//! worker pool (`pool`), whose threads each take one agent at a time through fetch → load
 //! previous readings → compute → publish → store, and finally the summary.
 //!
 //! A worker holds only its current agent's readings, so memory stays flat however large
-//! the cluster. The main thread never joins a worker: it waits for them up to the pass
-//! deadline and then returns, so a hung agent, Redis or broker cannot hold the process.
+//! the cluster. The main thread never joins a worker that may hang: it supervises the
+//! pool up to the pass deadline and then returns, so a hung agent, Redis or broker cannot
+//! hold the process.
 
 use crate::broker::{AmqpPublisher, Outgoing, Publisher};
 use crate::cli::OutputFormat;
 use crate::config::{Config, Shard};
 use crate::document::{compute, Outcome};
 use crate::mesos::{Agent, MesosClient, Scheme};
+use crate::open_files;
+use crate::pool::{self, Ended, Limits, Worker};
 use crate::printer::Printer;
 use crate::reading::{parse_answer, parse_entry, Reading};
 use crate::state::StateStore;
 use crate::tally::{exit, Summary, Tally};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -121,10 +122,11 @@ fn collect(
         deadline,
         rereads: Mutex::new(Vec::new()),
     });
-    let finished = run_workers(&shared, agents, config.workers, collect_agent);
+    let limits = pool_limits(config);
+    let finished = run_workers(&shared, agents, limits, collect_agent);
     if let Mode::DryRun { interval, .. } = mode {
         if finished {
-            reread(&shared, config.workers, interval);
+            reread(&shared, limits, interval);
         }
     }
     let shared = Arc::try_unwrap(shared).ok();
@@ -159,79 +161,78 @@ struct Reread {
     read_at: Instant,
 }
 
-/// Runs `work` on every job (one agent each) with at most `workers` threads until done
-/// or the deadline; true when every job was handled. Agents not started or not finished
-/// by the deadline are counted as abandoned.
+/// Most threads a pass adds in place of stalled fetches at once (see `pool`).
+const MAX_STALLED_FETCHES: usize = 1024;
+/// A fetch waiting longer than this no longer holds a worker. Healthy agents on a LAN
+/// answer well within it; waiting on a socket costs no CPU, so a slow or hung agent
+/// may as well wait beside the workers instead of in place of one.
+const FETCH_STALL: Duration = Duration::from_millis(100);
+
+/// The pool's size: `--workers`, and as many stalled fetches beside them as the
+/// open-files limit leaves room for, up to `MAX_STALLED_FETCHES`.
+fn pool_limits(config: &Config) -> Limits {
+    let open_files = open_files::raise_to_hard_limit();
+    let room =
+        open_files::room_for_stalled_fetches(open_files, config.workers, config.redis.pool_max);
+    if let (Some(limit), true) = (open_files, room < MAX_STALLED_FETCHES) {
+        log::info!("the open-files limit ({limit}) leaves room for {room} stalled fetches beside the workers, not {MAX_STALLED_FETCHES}");
+    }
+    Limits {
+        workers: config.workers,
+        max_stalled: room.min(MAX_STALLED_FETCHES),
+        stall: FETCH_STALL,
+    }
+}
+
+/// Runs `work` on every job (one agent each) on the pool until done or the deadline;
+/// true when every job was handled. Agents not started or not finished by the deadline
+/// are counted as abandoned.
 fn run_workers<J: Send + Sync + 'static>(
     shared: &Arc<Shared>,
     agents: Vec<J>,
-    workers: usize,
-    work: fn(&Shared, &J),
+    limits: Limits,
+    work: fn(&Shared, &Worker, &J),
 ) -> bool {
     let total = agents.len();
-    let agents = Arc::new(agents);
-    let next = Arc::new(AtomicUsize::new(0));
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let mut handles = Vec::new();
-    for id in 0..workers.min(total) {
-        let (shared, agents, next, done_tx) = (
-            Arc::clone(shared),
-            Arc::clone(&agents),
-            Arc::clone(&next),
-            done_tx.clone(),
+    let report = pool::run(shared, agents, limits, shared.deadline, work);
+    if report.most_threads > limits.workers {
+        log::info!(
+            "slow or hung agents: fetches waiting over {FETCH_STALL:?} ran beside the {} workers, {} threads at most",
+            limits.workers,
+            report.most_threads
         );
-        let spawned = std::thread::Builder::new()
-            .name(format!("worker-{id}"))
-            .spawn(move || loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= agents.len() || Instant::now() >= shared.deadline {
-                    break;
-                }
-                work(&shared, &agents[index]);
-                // The main thread may have stopped waiting at the deadline.
-                let _ = done_tx.send(());
-            });
-        match spawned {
-            Ok(handle) => handles.push(handle),
-            Err(e) => log::error!("cannot start worker thread {id}: {e}"),
-        }
     }
-    drop(done_tx);
-    let mut finished = 0;
-    while finished < total {
-        let left = shared.deadline.saturating_duration_since(Instant::now());
-        match done_rx.recv_timeout(left) {
-            Ok(()) => finished += 1,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+    if report.most_threads >= limits.workers + limits.max_stalled {
+        log::warn!(
+            "the pool reached its bound of {} stalled fetches; further agents waited for a thread",
+            limits.max_stalled
+        );
+    }
+    match report.ended {
+        Ended::AllDone => true,
+        Ended::Abandoned { left, at_deadline } => {
+            if at_deadline {
                 log::error!(
-                    "pass deadline reached: {} of {total} agents not done are abandoned",
-                    total - finished
+                    "pass deadline reached: {left} of {total} agents not done are abandoned"
                 );
-                shared.tally.agents_abandoned((total - finished) as u64);
-                return false;
+            } else {
+                log::error!(
+                    "no worker thread is left: {left} of {total} agents not done are abandoned"
+                );
             }
-            // Every worker ended (some could not start): the rest was never handled.
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                shared.tally.agents_abandoned((total - finished) as u64);
-                return false;
-            }
+            shared.tally.agents_abandoned(left as u64);
+            false
         }
     }
-    // Every job is done, so every worker is past its last one and returning: joining them
-    // drops their share of `shared`, which the caller then unwraps to finish the
-    // publisher (the dry-run table is printed there). Never reached with a hung worker.
-    for handle in handles {
-        let _ = handle.join();
-    }
-    true
 }
 
 /// Fetches one agent and turns its answer into readings, logging what it skipped.
-fn read_agent(shared: &Shared, agent: &Agent) -> Option<Vec<Reading>> {
-    let body = match shared
-        .mesos
-        .fetch_statistics(shared.scheme, agent, shared.deadline)
-    {
+fn read_agent(shared: &Shared, worker: &Worker, agent: &Agent) -> Option<Vec<Reading>> {
+    let body = match worker.fetching(|| {
+        shared
+            .mesos
+            .fetch_statistics(shared.scheme, agent, shared.deadline)
+    }) {
         Ok(body) => body,
         Err(e) => {
             shared.tally.agent_failed(&agent.address, e.kind(), &e);
@@ -311,8 +312,8 @@ fn stored_reading(
 }
 
 /// The whole path of one agent in a collecting pass or a dry run's first round.
-fn collect_agent(shared: &Shared, agent: &Agent) {
-    let Some(readings) = read_agent(shared, agent) else {
+fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
+    let Some(readings) = read_agent(shared, worker, agent) else {
         return;
     };
     let previous = match previous_readings(shared, agent, &readings) {
@@ -416,7 +417,7 @@ fn remember_for_reread(shared: &Shared, agent: &Agent, readings: Vec<&Reading>) 
 
 /// Dry run: reads again, `interval` after their first reading, the agents whose tasks
 /// had no usable previous reading, and prints documents against that first reading.
-fn reread(shared: &Arc<Shared>, workers: usize, interval: Duration) {
+fn reread(shared: &Arc<Shared>, limits: Limits, interval: Duration) {
     let mut rereads =
         std::mem::take(&mut *shared.rereads.lock().unwrap_or_else(|p| p.into_inner()));
     if rereads.is_empty() {
@@ -426,14 +427,14 @@ fn reread(shared: &Arc<Shared>, workers: usize, interval: Duration) {
     for reread in &mut rereads {
         reread.read_at += interval;
     }
-    run_workers(shared, rereads, workers, reread_agent);
+    run_workers(shared, rereads, limits, reread_agent);
 }
 
 /// Reads an agent a second time, once its interval is over, and prints its documents.
-fn reread_agent(shared: &Shared, earlier: &Reread) {
+fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
     std::thread::sleep(earlier.read_at.saturating_duration_since(Instant::now()));
     let agent = &earlier.agent;
-    let Some(readings) = read_agent(shared, agent) else {
+    let Some(readings) = read_agent(shared, worker, agent) else {
         return;
     };
     let mut outgoing = Vec::new();

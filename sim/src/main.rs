@@ -51,6 +51,10 @@ struct Args {
     /// Agents that answer 500 (the ones before the slow ones).
     #[arg(long, default_value_t = 0)]
     broken: usize,
+    /// Spread the faulty agents evenly over the list (as a master's order would) instead
+    /// of making them the last ones; the hanging ones still come last of all.
+    #[arg(long)]
+    spread: bool,
     /// Also write the address lines to this file, once everything listens.
     #[arg(long)]
     env_file: Option<PathBuf>,
@@ -106,7 +110,8 @@ fn start(args: &Args) -> Result<Cluster, String> {
 }
 
 /// Which agent gets which fault: the last agents hang, the ones before them are slow, and
-/// the ones before those are broken, so combined options never overlap.
+/// the ones before those are broken, so combined options never overlap. With `--spread`
+/// the same order holds, with faulty agents evenly spaced over the list.
 fn fault_plan(args: &Args) -> Result<Vec<(usize, AgentFault)>, String> {
     let groups = [
         (args.hang, AgentFault::Hang),
@@ -123,12 +128,18 @@ fn fault_plan(args: &Args) -> Result<Vec<(usize, AgentFault)>, String> {
             args.agents
         ));
     }
-    let mut next = args.agents;
+    let step_back = |nth: usize| {
+        if args.spread {
+            // Distinct for every nth < faulty, because faulty <= agents.
+            nth * args.agents / faulty
+        } else {
+            nth
+        }
+    };
     let mut plan = Vec::with_capacity(faulty);
     for (count, fault) in groups {
         for _ in 0..count {
-            next -= 1;
-            plan.push((next, fault.clone()));
+            plan.push((args.agents - 1 - step_back(plan.len()), fault.clone()));
         }
     }
     Ok(plan)
@@ -221,5 +232,24 @@ mod tests {
         assert_eq!(plan[3].1, AgentFault::Status(500));
         let too_many = Args::parse_from(["mesos-sim", "--agents", "1", "--hang", "2"]);
         assert!(fault_plan(&too_many).is_err());
+    }
+
+    #[test]
+    fn spread_faults_are_evenly_spaced() {
+        let args = Args::parse_from([
+            "mesos-sim",
+            "--agents",
+            "8",
+            "--hang",
+            "2",
+            "--broken",
+            "2",
+            "--spread",
+        ]);
+        let plan = fault_plan(&args).expect("fits");
+        let agents: Vec<usize> = plan.iter().map(|(agent, _)| *agent).collect();
+        assert_eq!(agents, [7, 5, 3, 1]);
+        assert_eq!(plan[1].1, AgentFault::Hang);
+        assert_eq!(plan[2].1, AgentFault::Status(500));
     }
 }

@@ -40,7 +40,21 @@ impl World {
 
     /// The collector with this world's environment.
     pub fn collector(&self) -> Collector {
-        collector().envs(collector_env(
+        self.configure(collector())
+    }
+
+    /// The collector with this world's environment, started with this open-files limit
+    /// (soft, hard) as cron might start it.
+    pub fn collector_with_open_files(&self, soft: u64, hard: u64) -> Collector {
+        self.configure(command("prlimit").args([
+            format!("--nofile={soft}:{hard}"),
+            String::from("--"),
+            String::from(env!("CARGO_BIN_EXE_asgard-stats")),
+        ]))
+    }
+
+    fn configure(&self, collector: Collector) -> Collector {
+        collector.envs(collector_env(
             &self.cluster.master_urls(),
             &self.redis,
             &self.broker,

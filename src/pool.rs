@@ -1,0 +1,465 @@
+//! The worker pool of a pass. `workers` threads each take one job (an agent) at a time.
+//! A thread whose fetch has waited longer than the stall threshold stops counting
+//! against that number and the pool adds a thread in its place, so agents that hang or
+//! crawl never hold up the healthy ones, however many of them there are (design section
+//! 1: "one slow, dead or broken agent never delays the others"). A thread that finds the
+//! pool over strength after a job retires, so the pool shrinks back once the stalled
+//! fetches end. It stays bounded: at most `max_stalled` threads are added at once.
+//!
+//! Healthy agents answer well within the threshold, so a pass over a healthy cluster
+//! runs on exactly `workers` threads; waiting on a stalled socket costs no CPU, so the
+//! extra threads cost little more than their stacks.
+//!
+//! The caller's thread supervises: it starts and tops up the threads, marks stalled
+//! fetches, and stops waiting at the deadline, never joining a thread that may hang.
+//! Every atomic here is touched a few times per job, so all of them use `SeqCst`, which
+//! keeps the reasoning simple at no measurable cost.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// How often the supervisor looks for stalled fetches when no job ends meanwhile.
+const TICK: Duration = Duration::from_millis(10);
+
+/// What a slot (one thread that may run at once) is doing.
+const FREE: u64 = 0;
+const IDLE: u64 = 1;
+/// Fetching for longer than the threshold; a thread has been added in its place.
+const STALLED: u64 = 2;
+/// Values from here on: fetching since `value - FETCHING` µs after the pool started.
+const FETCHING: u64 = 3;
+
+/// How large the pool is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Threads that are not waiting on a stalled fetch.
+    pub(crate) workers: usize,
+    /// Most threads added in place of stalled fetches at once: bounds the threads and
+    /// sockets of a pass when a large part of the cluster hangs.
+    pub(crate) max_stalled: usize,
+    /// How long a fetch waits before it counts as stalled.
+    pub(crate) stall: Duration,
+}
+
+/// How a pool run went.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) ended: Ended,
+    /// Most threads that ran at once: above `workers` when fetches stalled.
+    pub(crate) most_threads: usize,
+}
+
+/// How a pool run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    AllDone,
+    /// `left` jobs were never started or never finished: the deadline came, or no thread
+    /// could be started.
+    Abandoned {
+        left: usize,
+        at_deadline: bool,
+    },
+}
+
+/// A pool thread as its job sees it: lets the job mark the fetch it waits on.
+pub(crate) struct Worker<'a> {
+    pool: &'a Pool,
+    slot: usize,
+}
+
+impl Worker<'_> {
+    /// Runs `fetch`, marked so the supervisor can tell when it stalls.
+    pub(crate) fn fetching<T>(&self, fetch: impl FnOnce() -> T) -> T {
+        let state = &self.pool.slots[self.slot];
+        state.store(FETCHING + self.pool.micros(), SeqCst);
+        let result = fetch();
+        if state.swap(IDLE, SeqCst) == STALLED {
+            self.pool.stalled.fetch_sub(1, SeqCst);
+        }
+        result
+    }
+}
+
+/// Runs `work` on every job until all are done or the deadline passes.
+pub(crate) fn run<C, J>(
+    context: &Arc<C>,
+    jobs: Vec<J>,
+    limits: Limits,
+    deadline: Instant,
+    work: fn(&C, &Worker, &J),
+) -> Report
+where
+    C: Send + Sync + 'static,
+    J: Send + Sync + 'static,
+{
+    let total = jobs.len();
+    let pool = Arc::new(Pool {
+        limits,
+        deadline,
+        started: Instant::now(),
+        slots: (0..limits.workers + limits.max_stalled)
+            .map(|_| AtomicU64::new(FREE))
+            .collect(),
+        slots_used: AtomicUsize::new(0),
+        alive: AtomicUsize::new(0),
+        most_alive: AtomicUsize::new(0),
+        stalled: AtomicUsize::new(0),
+        next: AtomicUsize::new(0),
+        jobs: total,
+    });
+    let crew = Crew {
+        context: Arc::clone(context),
+        jobs: Arc::new(jobs),
+        pool: Arc::clone(&pool),
+        work,
+    };
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let mut handles = Vec::new();
+    let ended = supervise(&pool, &crew, &done_tx, &done_rx, &mut handles);
+    if ended == Ended::AllDone {
+        // Every job is done, so every thread is past its last one and returning: joining
+        // them drops their share of `context`, which the caller may then unwrap.
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+    Report {
+        ended,
+        most_threads: pool.most_alive.load(SeqCst),
+    }
+}
+
+/// Keeps the pool at strength until every job is done, the deadline passes, or no thread
+/// is left to do the rest.
+fn supervise<C, J>(
+    pool: &Pool,
+    crew: &Crew<C, J>,
+    done_tx: &mpsc::Sender<()>,
+    done_rx: &mpsc::Receiver<()>,
+    handles: &mut Vec<std::thread::JoinHandle<()>>,
+) -> Ended
+where
+    C: Send + Sync + 'static,
+    J: Send + Sync + 'static,
+{
+    let total = pool.jobs;
+    let mut finished = 0;
+    while finished < total {
+        let left = pool.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ended::Abandoned {
+                left: total - finished,
+                at_deadline: true,
+            };
+        }
+        pool.mark_stalled();
+        crew.top_up(done_tx, handles);
+        if pool.alive.load(SeqCst) == 0 {
+            // No thread is left to finish a job (none could start, or one panicked):
+            // whatever they reported before leaving is already in the channel.
+            finished += done_rx.try_iter().count();
+            return match total.saturating_sub(finished) {
+                0 => Ended::AllDone,
+                left => Ended::Abandoned {
+                    left,
+                    at_deadline: false,
+                },
+            };
+        }
+        // Never disconnected: this thread holds a sender to start threads with.
+        if done_rx.recv_timeout(left.min(TICK)).is_ok() {
+            finished += 1;
+        }
+    }
+    Ended::AllDone
+}
+
+/// The counters the threads and the supervisor share.
+struct Pool {
+    limits: Limits,
+    deadline: Instant,
+    started: Instant,
+    slots: Box<[AtomicU64]>,
+    /// Slots past this one were never used: the supervisor's scans stop here.
+    slots_used: AtomicUsize,
+    /// Threads started and not yet retired or ended.
+    alive: AtomicUsize,
+    most_alive: AtomicUsize,
+    /// Slots marked STALLED (briefly one more while the supervisor marks one).
+    stalled: AtomicUsize,
+    /// The next job to take.
+    next: AtomicUsize,
+    jobs: usize,
+}
+
+impl Pool {
+    fn micros(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX - FETCHING)
+    }
+
+    /// Threads that are not waiting on a stalled fetch.
+    fn busy(&self) -> usize {
+        self.alive
+            .load(SeqCst)
+            .saturating_sub(self.stalled.load(SeqCst))
+    }
+
+    fn mark_stalled(&self) {
+        let stall = u64::try_from(self.limits.stall.as_micros()).unwrap_or(u64::MAX);
+        let now = self.micros();
+        let used = self.slots_used.load(SeqCst);
+        for slot in &self.slots[..used] {
+            let state = slot.load(SeqCst);
+            if state >= FETCHING && now.saturating_sub(state - FETCHING) >= stall {
+                // Counted first, so the thread's decrement when its fetch ends can never
+                // come before this increment.
+                self.stalled.fetch_add(1, SeqCst);
+                if slot
+                    .compare_exchange(state, STALLED, SeqCst, SeqCst)
+                    .is_err()
+                {
+                    self.stalled.fetch_sub(1, SeqCst);
+                }
+            }
+        }
+    }
+
+    /// A thread that is not needed any more leaves the count; true if this one should.
+    fn retire(&self) -> bool {
+        self.alive
+            .fetch_update(SeqCst, SeqCst, |alive| {
+                let busy = alive.saturating_sub(self.stalled.load(SeqCst));
+                (busy > self.limits.workers).then(|| alive - 1)
+            })
+            .is_ok()
+    }
+
+    /// Takes a free slot for a new thread.
+    fn claim_slot(&self) -> Option<usize> {
+        let slot = self
+            .slots
+            .iter()
+            .position(|slot| slot.compare_exchange(FREE, IDLE, SeqCst, SeqCst).is_ok())?;
+        self.slots_used.fetch_max(slot + 1, SeqCst);
+        Some(slot)
+    }
+}
+
+/// What every thread of one run holds.
+struct Crew<C, J> {
+    context: Arc<C>,
+    jobs: Arc<Vec<J>>,
+    pool: Arc<Pool>,
+    work: fn(&C, &Worker, &J),
+}
+
+impl<C, J> Crew<C, J>
+where
+    C: Send + Sync + 'static,
+    J: Send + Sync + 'static,
+{
+    /// Starts threads until `workers` are busy, or every job not taken has a thread.
+    fn top_up(&self, done_tx: &mpsc::Sender<()>, handles: &mut Vec<std::thread::JoinHandle<()>>) {
+        let pool = &self.pool;
+        loop {
+            let untaken = pool.jobs.saturating_sub(pool.next.load(SeqCst));
+            let busy = pool.busy();
+            if busy >= pool.limits.workers || busy >= untaken {
+                return;
+            }
+            let Some(slot) = pool.claim_slot() else {
+                return;
+            };
+            // A thread that ended keeps its stack until its handle is joined or dropped;
+            // with threads retiring and starting through a long pass, that adds up.
+            handles.retain(|handle| !handle.is_finished());
+            let alive = pool.alive.fetch_add(1, SeqCst) + 1;
+            pool.most_alive.fetch_max(alive, SeqCst);
+            match self.spawn(slot, done_tx.clone()) {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    pool.alive.fetch_sub(1, SeqCst);
+                    pool.slots[slot].store(FREE, SeqCst);
+                    log::error!("cannot start worker thread {slot}: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn spawn(
+        &self,
+        slot: usize,
+        done_tx: mpsc::Sender<()>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let (context, jobs, pool, work) = (
+            Arc::clone(&self.context),
+            Arc::clone(&self.jobs),
+            Arc::clone(&self.pool),
+            self.work,
+        );
+        std::thread::Builder::new()
+            .name(format!("worker-{slot}"))
+            .spawn(move || {
+                let mut leaving = Leaving {
+                    pool: &pool,
+                    slot,
+                    counted: true,
+                };
+                loop {
+                    if pool.retire() {
+                        leaving.counted = false;
+                        break;
+                    }
+                    let index = pool.next.fetch_add(1, SeqCst);
+                    if index >= jobs.len() || Instant::now() >= pool.deadline {
+                        break;
+                    }
+                    work(&context, &Worker { pool: &pool, slot }, &jobs[index]);
+                    // The supervisor may have stopped waiting at the deadline.
+                    let _ = done_tx.send(());
+                }
+            })
+    }
+}
+
+/// Frees a thread's slot and count when it ends, however it ends.
+struct Leaving<'a> {
+    pool: &'a Pool,
+    slot: usize,
+    /// False once `retire` has taken the thread out of the count.
+    counted: bool,
+}
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.pool.alive.fetch_sub(1, SeqCst);
+        }
+        // STALLED only when a job panicked inside `fetching`.
+        if self.pool.slots[self.slot].swap(FREE, SeqCst) == STALLED {
+            self.pool.stalled.fetch_sub(1, SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Jobs are how long their fetch takes; the context records what ran.
+    #[derive(Default)]
+    struct Record {
+        done: Mutex<Vec<usize>>,
+        fetching: AtomicUsize,
+        most_fetching: AtomicUsize,
+        working: AtomicUsize,
+        most_working: AtomicUsize,
+    }
+
+    fn limits(workers: usize, max_stalled: usize) -> Limits {
+        Limits {
+            workers,
+            max_stalled,
+            stall: Duration::from_millis(50),
+        }
+    }
+
+    fn job(record: &Record, worker: &Worker, &(id, fetch): &(usize, Duration)) {
+        worker.fetching(|| {
+            let now = record.fetching.fetch_add(1, SeqCst) + 1;
+            record.most_fetching.fetch_max(now, SeqCst);
+            std::thread::sleep(fetch);
+            record.fetching.fetch_sub(1, SeqCst);
+        });
+        let now = record.working.fetch_add(1, SeqCst) + 1;
+        record.most_working.fetch_max(now, SeqCst);
+        std::thread::sleep(Duration::from_millis(1));
+        record.working.fetch_sub(1, SeqCst);
+        record.done.lock().expect("no job panics").push(id);
+    }
+
+    fn jobs(fetches: impl IntoIterator<Item = Duration>) -> Vec<(usize, Duration)> {
+        fetches.into_iter().enumerate().collect()
+    }
+
+    fn run_jobs(
+        fetches: Vec<(usize, Duration)>,
+        limits: Limits,
+        deadline: Duration,
+    ) -> (Arc<Record>, Report, Duration) {
+        let record = Arc::new(Record::default());
+        let started = Instant::now();
+        let report = run(&record, fetches, limits, started + deadline, job);
+        (record, report, started.elapsed())
+    }
+
+    #[test]
+    fn every_job_runs_once_on_at_most_the_workers() {
+        let fetches = jobs((0..200).map(|i| Duration::from_micros(i % 7 * 100)));
+        // Nothing may count as stalled here, however loaded the machine.
+        let never_stalls = Limits {
+            stall: Duration::from_secs(60),
+            ..limits(4, 100)
+        };
+        let (record, report, _) = run_jobs(fetches, never_stalls, Duration::from_secs(30));
+        assert_eq!(report.ended, Ended::AllDone);
+        assert_eq!(report.most_threads, 4);
+        let mut done = record.done.lock().expect("no job panics").clone();
+        done.sort_unstable();
+        assert_eq!(done, (0..200).collect::<Vec<_>>());
+        assert!(record.most_working.load(SeqCst) <= 4);
+    }
+
+    #[test]
+    fn stalled_fetches_do_not_hold_the_pool() {
+        // Two workers and 12 fetches of 800 ms among quick ones: a fixed pool would need
+        // six rounds (4.8 s); this one runs them side by side.
+        let fetches =
+            jobs((0..48).map(|i| Duration::from_millis(if i % 4 == 0 { 800 } else { 1 })));
+        let (record, report, took) = run_jobs(fetches, limits(2, 100), Duration::from_secs(30));
+        assert_eq!(report.ended, Ended::AllDone);
+        assert!(report.most_threads >= 14, "{report:?}");
+        assert_eq!(record.done.lock().expect("no job panics").len(), 48);
+        assert!(
+            record.most_fetching.load(SeqCst) >= 12,
+            "the slow fetches ran side by side"
+        );
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    }
+
+    #[test]
+    fn the_threads_added_for_stalled_fetches_are_bounded() {
+        let fetches = jobs((0..20).map(|_| Duration::from_millis(300)));
+        let (record, report, _) = run_jobs(fetches, limits(2, 3), Duration::from_secs(30));
+        assert_eq!(report.ended, Ended::AllDone);
+        assert_eq!(report.most_threads, 5);
+        assert_eq!(record.most_fetching.load(SeqCst), 5, "2 workers + 3 added");
+    }
+
+    #[test]
+    fn the_deadline_abandons_what_is_left() {
+        let fetches = jobs((0..10).map(|_| Duration::from_secs(2)));
+        let (record, report, took) = run_jobs(fetches, limits(2, 3), Duration::from_millis(300));
+        assert_eq!(
+            report.ended,
+            Ended::Abandoned {
+                left: 10,
+                at_deadline: true
+            }
+        );
+        assert!(record.done.lock().expect("no job panics").is_empty());
+        assert_eq!(report.most_threads, 5, "2 workers + 3 added");
+        assert!(took < Duration::from_millis(500), "took {took:?}");
+    }
+
+    #[test]
+    fn no_jobs_start_no_threads() {
+        let (record, report, _) = run_jobs(Vec::new(), limits(4, 4), Duration::from_secs(1));
+        assert_eq!(report.ended, Ended::AllDone);
+        assert_eq!(report.most_threads, 0);
+        assert_eq!(record.most_working.load(SeqCst), 0);
+    }
+}
