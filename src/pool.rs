@@ -15,6 +15,7 @@
 //! Every atomic here is touched a few times per job, so all of them use `SeqCst`, which
 //! keeps the reasoning simple at no measurable cost.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -113,6 +114,7 @@ where
         jobs: Arc::new(jobs),
         pool: Arc::clone(&pool),
         work,
+        spawn_failed: Cell::new(false),
     };
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let mut handles = Vec::new();
@@ -252,6 +254,8 @@ struct Crew<C, J> {
     jobs: Arc<Vec<J>>,
     pool: Arc<Pool>,
     work: fn(&C, &Worker, &J),
+    /// Set once a thread could not be started (the supervisor's alone, hence a Cell).
+    spawn_failed: Cell<bool>,
 }
 
 impl<C, J> Crew<C, J>
@@ -281,7 +285,10 @@ where
                 Err(e) => {
                     pool.alive.fetch_sub(1, SeqCst);
                     pool.slots[slot].store(FREE, SeqCst);
-                    log::error!("cannot start worker thread {slot}: {e}");
+                    // Tried again at every tick: said once, not a hundred times a second.
+                    if !self.spawn_failed.replace(true) {
+                        log::error!("cannot start a worker thread ({e}); the pass goes on with the {} it has", alive - 1);
+                    }
                     return;
                 }
             }
