@@ -202,7 +202,7 @@ fn run_workers<J: Send + Sync + 'static>(
             report.most_threads
         );
     }
-    if report.most_threads >= limits.workers + limits.max_stalled {
+    if report.bound_reached {
         log::warn!(
             "the pool reached its bound of {} stalled fetches; further agents waited for a thread",
             limits.max_stalled

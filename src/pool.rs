@@ -49,6 +49,8 @@ pub(crate) struct Report {
     pub(crate) ended: Ended,
     /// Most threads that ran at once: above `workers` when fetches stalled.
     pub(crate) most_threads: usize,
+    /// A stalled fetch went without a thread in its place: `max_stalled` were running.
+    pub(crate) bound_reached: bool,
 }
 
 /// How a pool run ended.
@@ -115,6 +117,7 @@ where
         pool: Arc::clone(&pool),
         work,
         spawn_failed: Cell::new(false),
+        bound_reached: Cell::new(false),
     };
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let mut handles = Vec::new();
@@ -129,6 +132,7 @@ where
     Report {
         ended,
         most_threads: pool.most_alive.load(SeqCst),
+        bound_reached: crew.bound_reached.get(),
     }
 }
 
@@ -254,8 +258,11 @@ struct Crew<C, J> {
     jobs: Arc<Vec<J>>,
     pool: Arc<Pool>,
     work: fn(&C, &Worker, &J),
-    /// Set once a thread could not be started (the supervisor's alone, hence a Cell).
+    /// Set once a thread could not be started (this and the next are the supervisor's
+    /// alone, hence Cells).
     spawn_failed: Cell<bool>,
+    /// Set once a thread was wanted and every slot was taken.
+    bound_reached: Cell<bool>,
 }
 
 impl<C, J> Crew<C, J>
@@ -273,6 +280,7 @@ where
                 return;
             }
             let Some(slot) = pool.claim_slot() else {
+                self.bound_reached.set(true);
                 return;
             };
             // A thread that ended keeps its stack until its handle is joined or dropped;
@@ -414,6 +422,7 @@ mod tests {
         let (record, report, _) = run_jobs(fetches, never_stalls, Duration::from_secs(30));
         assert_eq!(report.ended, Ended::AllDone);
         assert_eq!(report.most_threads, 4);
+        assert!(!report.bound_reached);
         let mut done = record.done.lock().expect("no job panics").clone();
         done.sort_unstable();
         assert_eq!(done, (0..200).collect::<Vec<_>>());
@@ -429,6 +438,7 @@ mod tests {
         let (record, report, took) = run_jobs(fetches, limits(2, 100), Duration::from_secs(30));
         assert_eq!(report.ended, Ended::AllDone);
         assert!(report.most_threads >= 14, "{report:?}");
+        assert!(!report.bound_reached);
         assert_eq!(record.done.lock().expect("no job panics").len(), 48);
         assert!(
             record.most_fetching.load(SeqCst) >= 12,
@@ -444,6 +454,7 @@ mod tests {
         assert_eq!(report.ended, Ended::AllDone);
         assert_eq!(report.most_threads, 5);
         assert_eq!(record.most_fetching.load(SeqCst), 5, "2 workers + 3 added");
+        assert!(report.bound_reached);
     }
 
     #[test]
@@ -459,6 +470,7 @@ mod tests {
         );
         assert!(record.done.lock().expect("no job panics").is_empty());
         assert_eq!(report.most_threads, 5, "2 workers + 3 added");
+        assert!(report.bound_reached);
         assert!(took < Duration::from_millis(500), "took {took:?}");
     }
 
