@@ -431,25 +431,27 @@ mod tests {
 
     #[test]
     fn stalled_fetches_do_not_hold_the_pool() {
-        // Two workers and 12 fetches of 800 ms among quick ones: a fixed pool would need
-        // six rounds (4.8 s); this one runs them side by side.
+        // Two workers and 12 fetches of 1.5 s among quick ones: a fixed pool would need
+        // six rounds (9 s); this one runs them side by side. (1.5 s, so that all 12 are
+        // still waiting when the last one starts, even on a loaded machine.)
         let fetches =
-            jobs((0..48).map(|i| Duration::from_millis(if i % 4 == 0 { 800 } else { 1 })));
+            jobs((0..48).map(|i| Duration::from_millis(if i % 4 == 0 { 1500 } else { 1 })));
         let (record, report, took) = run_jobs(fetches, limits(2, 100), Duration::from_secs(30));
         assert_eq!(report.ended, Ended::AllDone);
-        assert!(report.most_threads >= 14, "{report:?}");
+        // Each slow fetch had a thread of its own (the quick jobs may all be done by then).
+        assert!(report.most_threads >= 12, "{report:?}");
         assert!(!report.bound_reached);
         assert_eq!(record.done.lock().expect("no job panics").len(), 48);
         assert!(
             record.most_fetching.load(SeqCst) >= 12,
             "the slow fetches ran side by side"
         );
-        assert!(took < Duration::from_secs(2), "took {took:?}");
+        assert!(took < Duration::from_secs(4), "took {took:?}");
     }
 
     #[test]
     fn the_threads_added_for_stalled_fetches_are_bounded() {
-        let fetches = jobs((0..20).map(|_| Duration::from_millis(300)));
+        let fetches = jobs((0..20).map(|_| Duration::from_millis(600)));
         let (record, report, _) = run_jobs(fetches, limits(2, 3), Duration::from_secs(30));
         assert_eq!(report.ended, Ended::AllDone);
         assert_eq!(report.most_threads, 5);
@@ -460,7 +462,7 @@ mod tests {
     #[test]
     fn the_deadline_abandons_what_is_left() {
         let fetches = jobs((0..10).map(|_| Duration::from_secs(2)));
-        let (record, report, took) = run_jobs(fetches, limits(2, 3), Duration::from_millis(300));
+        let (record, report, took) = run_jobs(fetches, limits(2, 3), Duration::from_millis(400));
         assert_eq!(
             report.ended,
             Ended::Abandoned {
@@ -471,7 +473,7 @@ mod tests {
         assert!(record.done.lock().expect("no job panics").is_empty());
         assert_eq!(report.most_threads, 5, "2 workers + 3 added");
         assert!(report.bound_reached);
-        assert!(took < Duration::from_millis(500), "took {took:?}");
+        assert!(took < Duration::from_millis(800), "took {took:?}");
     }
 
     #[test]
