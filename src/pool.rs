@@ -96,7 +96,6 @@ where
     C: Send + Sync + 'static,
     J: Send + Sync + 'static,
 {
-    let total = jobs.len();
     let pool = Arc::new(Pool {
         limits,
         deadline,
@@ -109,7 +108,6 @@ where
         most_alive: AtomicUsize::new(0),
         stalled: AtomicUsize::new(0),
         next: AtomicUsize::new(0),
-        jobs: total,
     });
     let crew = Crew {
         context: Arc::clone(context),
@@ -121,7 +119,7 @@ where
     };
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let mut handles = Vec::new();
-    let ended = supervise(&pool, &crew, &done_tx, &done_rx, &mut handles);
+    let ended = supervise(&crew, &done_tx, &done_rx, &mut handles);
     if ended == Ended::AllDone {
         // Every job is done, so every thread is past its last one and returning: joining
         // them drops their share of `context`, which the caller may then unwrap.
@@ -139,7 +137,6 @@ where
 /// Keeps the pool at strength until every job is done, the deadline passes, or no thread
 /// is left to do the rest.
 fn supervise<C, J>(
-    pool: &Pool,
     crew: &Crew<C, J>,
     done_tx: &mpsc::Sender<()>,
     done_rx: &mpsc::Receiver<()>,
@@ -149,7 +146,8 @@ where
     C: Send + Sync + 'static,
     J: Send + Sync + 'static,
 {
-    let total = pool.jobs;
+    let pool = &crew.pool;
+    let total = crew.jobs.len();
     let mut finished = 0;
     while finished < total {
         let left = pool.deadline.saturating_duration_since(Instant::now());
@@ -196,7 +194,6 @@ struct Pool {
     stalled: AtomicUsize,
     /// The next job to take.
     next: AtomicUsize,
-    jobs: usize,
 }
 
 impl Pool {
@@ -274,7 +271,7 @@ where
     fn top_up(&self, done_tx: &mpsc::Sender<()>, handles: &mut Vec<std::thread::JoinHandle<()>>) {
         let pool = &self.pool;
         loop {
-            let untaken = pool.jobs.saturating_sub(pool.next.load(SeqCst));
+            let untaken = self.jobs.len().saturating_sub(pool.next.load(SeqCst));
             let busy = pool.busy();
             if busy >= pool.limits.workers || busy >= untaken {
                 return;
