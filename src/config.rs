@@ -6,6 +6,7 @@
 //! [`Secret`], whose `Debug` and `Display` never show the value.
 
 use crate::cli::Settings;
+use crate::mesos::Agent;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -94,6 +95,24 @@ pub(crate) struct BrokerSettings {
 pub(crate) struct Shard {
     pub(crate) index: u32,
     pub(crate) count: u32,
+}
+
+impl Shard {
+    /// The agents of this shard: those whose id hashes (FNV-1a, stable across hosts and
+    /// versions) to it. Every agent falls in exactly one shard of N.
+    pub(crate) fn select(self, agents: Vec<Agent>) -> Vec<Agent> {
+        agents
+            .into_iter()
+            .filter(|a| fnv1a(a.id.as_bytes()) % u64::from(self.count) == u64::from(self.index - 1))
+            .collect()
+    }
+}
+
+/// 64-bit FNV-1a, the published shard function.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl fmt::Display for Shard {
@@ -431,5 +450,36 @@ mod tests {
             "rediss://u:<redacted>@h:1/2"
         );
         assert_eq!(redact_url("redis://u@h"), "redis://u:<redacted>@h");
+    }
+
+    #[test]
+    fn shards_split_agents_exactly_once() {
+        let agents: Vec<Agent> = (0..1000)
+            .map(|i| Agent {
+                id: format!("90ba2028-fed0-4f19-a2b1-cb35baf9b2cd-S{i}"),
+                address: format!("10.0.{}.{}:5051", i / 250, i % 250),
+            })
+            .collect();
+        let count = 4;
+        let mut seen = Vec::new();
+        for index in 1..=count {
+            let part = Shard { index, count }.select(agents.clone());
+            assert!(
+                part.len() > 150,
+                "shard {index} is too small: {}",
+                part.len()
+            );
+            seen.extend(part);
+        }
+        seen.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut all = agents;
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(seen, all);
+    }
+
+    #[test]
+    fn fnv1a_is_the_published_function() {
+        assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
     }
 }

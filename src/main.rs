@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod config;
 mod document;
+mod dryrun;
 mod logging;
 mod manpage;
 mod mesos;

@@ -9,17 +9,18 @@
 
 use crate::broker::{AmqpPublisher, Outgoing, Publisher};
 use crate::cli::OutputFormat;
-use crate::config::{Config, Shard};
+use crate::config::Config;
 use crate::document::{compute, Outcome};
+use crate::dryrun::{self, Rereads};
 use crate::mesos::{Agent, MesosClient, Scheme};
 use crate::open_files;
 use crate::pool::{self, Ended, Limits, Worker};
 use crate::printer::Printer;
 use crate::reading::{parse_answer, parse_entry, Reading};
-use crate::state::StateStore;
+use crate::state::{LockError, PassLock, StateStore};
 use crate::tally::{exit, Summary, Tally};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What kind of pass to run.
@@ -68,7 +69,13 @@ pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
                 // lock, and a pass that finds the lock taken just closes its connection.
                 let publisher = AmqpPublisher::connect(broker, declare_queue)
                     .map_err(|e| PassError::new(exit::UNAVAILABLE, e))?;
-                let lock = PassLock::take(&state, config.shard, config.deadline)?;
+                let lock = PassLock::take(&state, config.shard, config.deadline).map_err(|e| {
+                    let code = match e {
+                        LockError::Held(_) => exit::LOCKED,
+                        LockError::Redis(_) => exit::UNAVAILABLE,
+                    };
+                    PassError::new(code, e)
+                })?;
                 (Some(state), Some(lock), Box::new(publisher))
             }
             Mode::DryRun { output, .. } => {
@@ -106,7 +113,7 @@ fn collect(
         .map_err(|e| PassError::new(exit::UNAVAILABLE, e))?;
     log::info!(leader = list.leader.as_str(); "leading master {}: {} active agents, {} inactive skipped", list.leader, list.agents.len(), list.inactive);
     let agents = match config.shard {
-        Some(shard) => in_shard(list.agents, shard),
+        Some(shard) => shard.select(list.agents),
         None => list.agents,
     };
     let tally = Arc::new(Tally::default());
@@ -120,13 +127,13 @@ fn collect(
         include_raw_metrics: config.include_raw_metrics,
         store: matches!(mode, Mode::Collect { .. }),
         deadline,
-        rereads: Mutex::new(Vec::new()),
+        rereads: Rereads::default(),
     });
     let limits = pool_limits(config);
     let finished = run_workers(&shared, agents, limits, collect_agent);
     if let Mode::DryRun { interval, .. } = mode {
         if finished {
-            reread(&shared, limits, interval);
+            dryrun::read_again(&shared, limits, interval);
         }
     }
     let shared = Arc::try_unwrap(shared).ok();
@@ -139,26 +146,18 @@ fn collect(
 }
 
 /// Everything a worker needs, shared by all of them.
-struct Shared {
+pub(crate) struct Shared {
     mesos: MesosClient,
     state: Option<StateStore>,
-    publisher: Box<dyn Publisher>,
+    pub(crate) publisher: Box<dyn Publisher>,
     scheme: Scheme,
-    tally: Arc<Tally>,
-    include_raw_metrics: bool,
+    pub(crate) tally: Arc<Tally>,
+    pub(crate) include_raw_metrics: bool,
     /// False in a dry run: nothing is written to Redis.
     store: bool,
     deadline: Instant,
     /// Dry run only: agents whose tasks had no usable previous reading.
-    rereads: Mutex<Vec<Reread>>,
-}
-
-/// A dry run's first reading of an agent's tasks that had nothing to compare with.
-struct Reread {
-    agent: Agent,
-    readings: Vec<Reading>,
-    /// When it was read; moved to when to read it again before the second round.
-    read_at: Instant,
+    pub(crate) rereads: Rereads,
 }
 
 /// Most threads a pass adds in place of stalled fetches at once (see `pool`).
@@ -187,7 +186,7 @@ fn pool_limits(config: &Config) -> Limits {
 /// Runs `work` on every job (one agent each) on the pool until done or the deadline;
 /// true when every job was handled. Agents not started or not finished by the deadline
 /// are counted as abandoned.
-fn run_workers<J: Send + Sync + 'static>(
+pub(crate) fn run_workers<J: Send + Sync + 'static>(
     shared: &Arc<Shared>,
     agents: Vec<J>,
     limits: Limits,
@@ -227,7 +226,7 @@ fn run_workers<J: Send + Sync + 'static>(
 }
 
 /// Fetches one agent and turns its answer into readings, logging what it skipped.
-fn read_agent(shared: &Shared, worker: &Worker, agent: &Agent) -> Option<Vec<Reading>> {
+pub(crate) fn read_agent(shared: &Shared, worker: &Worker, agent: &Agent) -> Option<Vec<Reading>> {
     let body = match worker.fetching(|| {
         shared
             .mesos
@@ -387,7 +386,7 @@ fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     if shared.store {
         store(shared, agent, &to_store);
     } else if !unusable.is_empty() {
-        remember_for_reread(shared, agent, unusable);
+        shared.rereads.remember(agent, unusable);
     }
 }
 
@@ -399,175 +398,5 @@ fn store(shared: &Shared, agent: &Agent, readings: &[&Reading]) {
     if let Err(e) = state.store(pairs) {
         log::error!(agent = agent.address.as_str(); "agent {}: {} readings not stored: {e}", agent.address, readings.len());
         shared.tally.unstored(readings.len());
-    }
-}
-
-fn remember_for_reread(shared: &Shared, agent: &Agent, readings: Vec<&Reading>) {
-    let reread = Reread {
-        agent: agent.clone(),
-        readings: readings.into_iter().cloned().collect(),
-        read_at: Instant::now(),
-    };
-    shared
-        .rereads
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .push(reread);
-}
-
-/// Dry run: reads again, `interval` after their first reading, the agents whose tasks
-/// had no usable previous reading, and prints documents against that first reading.
-fn reread(shared: &Arc<Shared>, limits: Limits, interval: Duration) {
-    let mut rereads =
-        std::mem::take(&mut *shared.rereads.lock().unwrap_or_else(|p| p.into_inner()));
-    if rereads.is_empty() {
-        return;
-    }
-    log::info!("dry run: reading {} agents again {interval:?} after their first reading, for tasks without a previous reading", rereads.len());
-    for reread in &mut rereads {
-        reread.read_at += interval;
-    }
-    run_workers(shared, rereads, limits, reread_agent);
-}
-
-/// Reads an agent a second time, once its interval is over, and prints its documents.
-fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
-    std::thread::sleep(earlier.read_at.saturating_duration_since(Instant::now()));
-    let agent = &earlier.agent;
-    let Some(readings) = read_agent(shared, worker, agent) else {
-        return;
-    };
-    let mut outgoing = Vec::new();
-    for before in &earlier.readings {
-        let Some(now) = readings
-            .iter()
-            .find(|r| r.executor_id == before.executor_id)
-        else {
-            continue;
-        };
-        if let Outcome::Publish(doc) = compute(
-            Some(before),
-            now,
-            &agent.address,
-            shared.include_raw_metrics,
-        ) {
-            if let Ok(body) = doc.to_json() {
-                outgoing.push(Outgoing {
-                    message_id: doc.message_id(),
-                    body,
-                });
-            }
-        }
-    }
-    let delivered = shared
-        .publisher
-        .publish_batch(outgoing)
-        .iter()
-        .filter(|r| r.is_ok())
-        .count();
-    shared.tally.published(delivered);
-}
-
-/// The agents of one shard: those whose id hashes (FNV-1a, stable across hosts and
-/// versions) to it.
-pub(crate) fn in_shard(agents: Vec<Agent>, shard: Shard) -> Vec<Agent> {
-    agents
-        .into_iter()
-        .filter(|a| fnv1a(a.id.as_bytes()) % u64::from(shard.count) == u64::from(shard.index - 1))
-        .collect()
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// The pass lock, taken in Redis before anything else and released by its owner only.
-struct PassLock {
-    key: String,
-    token: String,
-    /// A handle on the pass's own Redis pool, to release the lock over its connections.
-    state: StateStore,
-}
-
-impl PassLock {
-    /// Takes the lock for the length of the pass, so a crashed pass's lock expires by its
-    /// deadline; another pass holding it is exit 75, Redis unreachable exit 69.
-    fn take(
-        state: &StateStore,
-        shard: Option<Shard>,
-        ttl: Duration,
-    ) -> Result<PassLock, PassError> {
-        let key = state.lock_key(shard);
-        let token = lock_token();
-        match state.try_lock(&key, &token, ttl) {
-            Ok(true) => Ok(PassLock {
-                key,
-                token,
-                state: state.clone(),
-            }),
-            Ok(false) => Err(PassError::new(
-                exit::LOCKED,
-                format!("another pass holds the lock {key}; this one exits without collecting"),
-            )),
-            Err(e) => Err(PassError::new(exit::UNAVAILABLE, e)),
-        }
-    }
-
-    fn release(self) {
-        match self.state.unlock(&self.key, &self.token) {
-            Ok(true) => {}
-            Ok(false) => log::warn!(
-                "the lock {} expired before the pass ended; it was not released",
-                self.key
-            ),
-            Err(e) => log::warn!("cannot release the lock {}: {e}", self.key),
-        }
-    }
-}
-
-/// A token no other pass has: host, process and start time.
-fn lock_token() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}:{}:{nanos}", host.trim(), std::process::id())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shards_split_agents_exactly_once() {
-        let agents: Vec<Agent> = (0..1000)
-            .map(|i| Agent {
-                id: format!("90ba2028-fed0-4f19-a2b1-cb35baf9b2cd-S{i}"),
-                address: format!("10.0.{}.{}:5051", i / 250, i % 250),
-            })
-            .collect();
-        let count = 4;
-        let mut seen = Vec::new();
-        for index in 1..=count {
-            let part = in_shard(agents.clone(), Shard { index, count });
-            assert!(
-                part.len() > 150,
-                "shard {index} is too small: {}",
-                part.len()
-            );
-            seen.extend(part);
-        }
-        seen.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut all = agents;
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        assert_eq!(seen, all);
-    }
-
-    #[test]
-    fn fnv1a_is_the_published_function() {
-        assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
     }
 }

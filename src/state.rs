@@ -2,8 +2,9 @@
 //!
 //! Keys are `<prefix><executor_id>` holding the agent's entry as JSON, each written with
 //! a TTL so tasks that ended leave nothing behind. One `MGET` per agent loads, one
-//! pipeline of `SET … EX` per agent stores; nothing ever scans the keyspace. The lock is
-//! `SET <prefix>lock NX PX` and is released only by its owner (compare-and-delete).
+//! pipeline of `SET … EX` per agent stores; nothing ever scans the keyspace. The pass lock
+//! ([`PassLock`]) is `SET <prefix>lock NX PX` and is released only by its owner
+//! (compare-and-delete).
 
 use crate::config::{RedisSettings, Shard};
 use r2d2::{Pool, PooledConnection};
@@ -157,12 +158,7 @@ impl StateStore {
     }
 
     /// Takes the lock for `ttl` unless another pass holds it; true when taken.
-    pub(crate) fn try_lock(
-        &self,
-        key: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, StateError> {
+    fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StateError> {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let answer: Option<String> = self.run("SET NX", |c| {
             redis::cmd("SET")
@@ -177,7 +173,7 @@ impl StateStore {
     }
 
     /// Releases the lock if (and only if) it still holds `token`; true when released.
-    pub(crate) fn unlock(&self, key: &str, token: &str) -> Result<bool, StateError> {
+    fn unlock(&self, key: &str, token: &str) -> Result<bool, StateError> {
         let deleted: i64 = self.run("unlock", |c| {
             redis::Script::new(RELEASE_LOCK)
                 .key(key)
@@ -191,6 +187,66 @@ impl StateStore {
     pub(crate) fn lock_holder(&self, key: &str) -> Result<Option<String>, StateError> {
         self.run("GET", |c| redis::cmd("GET").arg(key).query(c))
     }
+}
+
+/// Why the pass lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LockError {
+    #[error("another pass holds the lock {0}; this one exits without collecting")]
+    Held(String),
+    #[error(transparent)]
+    Redis(#[from] StateError),
+}
+
+/// The pass lock, taken in Redis before anything else and released by its owner only.
+pub(crate) struct PassLock {
+    key: String,
+    token: String,
+    /// A handle on the pass's own Redis pool, to release the lock over its connections.
+    state: StateStore,
+}
+
+impl PassLock {
+    /// Takes the lock for the length of the pass, so a crashed pass's lock expires by its
+    /// deadline.
+    pub(crate) fn take(
+        state: &StateStore,
+        shard: Option<Shard>,
+        ttl: Duration,
+    ) -> Result<PassLock, LockError> {
+        let key = state.lock_key(shard);
+        let token = lock_token();
+        if state.try_lock(&key, &token, ttl)? {
+            Ok(PassLock {
+                key,
+                token,
+                state: state.clone(),
+            })
+        } else {
+            Err(LockError::Held(key))
+        }
+    }
+
+    /// Releases the lock if this pass still holds it; logs when it could not.
+    pub(crate) fn release(self) {
+        match self.state.unlock(&self.key, &self.token) {
+            Ok(true) => {}
+            Ok(false) => log::warn!(
+                "the lock {} expired before the pass ended; it was not released",
+                self.key
+            ),
+            Err(e) => log::warn!("cannot release the lock {}: {e}", self.key),
+        }
+    }
+}
+
+/// A token no other pass has: host, process and start time.
+fn lock_token() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}:{}:{nanos}", host.trim(), std::process::id())
 }
 
 /// Appends one bulk string, the concatenation of `parts`, in Redis' wire format.

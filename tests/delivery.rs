@@ -10,15 +10,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-fn spec(agents: usize, tasks: usize, first_ip: [u8; 3]) -> ClusterSpec {
-    ClusterSpec {
-        agents,
-        tasks_per_agent: tasks,
-        first_ip,
-        ..ClusterSpec::default()
-    }
-}
-
 /// Timestamps of the stored readings, by key.
 fn stored_timestamps(world: &World) -> BTreeMap<String, f64> {
     world

@@ -5,20 +5,11 @@
 mod common;
 
 use common::*;
-use mesos_sim::{AgentFault, ClusterSpec};
+use mesos_sim::AgentFault;
 use serde_json::Value;
 use std::time::Duration;
 
 const REFERENCE: &str = include_str!("data/reference-cases.json");
-
-fn spec(agents: usize, first_ip: [u8; 3]) -> ClusterSpec {
-    ClusterSpec {
-        agents,
-        tasks_per_agent: 2,
-        first_ip,
-        ..ClusterSpec::default()
-    }
-}
 
 #[test]
 fn broken_answers_fail_only_their_agent_and_are_named() {
@@ -30,7 +21,7 @@ fn broken_answers_fail_only_their_agent_and_are_named() {
         ),
         ("[1, 2", "the answer is not JSON"),
     ];
-    let world = World::start(spec(answers.len() + 1, [8, 0, 1]));
+    let world = World::start(spec(answers.len() + 1, 2, [8, 0, 1]));
     let agents = world.cluster.agents();
     for (i, (body, _)) in answers.iter().enumerate() {
         world
@@ -56,7 +47,7 @@ fn broken_answers_fail_only_their_agent_and_are_named() {
 
 #[test]
 fn bad_entries_are_skipped_and_counted_and_the_rest_still_count() {
-    let world = World::start(spec(2, [8, 1, 1]));
+    let world = World::start(spec(2, 2, [8, 1, 1]));
     let address = world.cluster.agents()[0].address.clone();
     let body = |ts: f64, user: f64| {
         format!(
@@ -133,7 +124,7 @@ fn bad_entries_are_skipped_and_counted_and_the_rest_still_count() {
 
 #[test]
 fn an_empty_answer_and_an_oversized_one() {
-    let world = World::start(spec(2, [8, 2, 1]));
+    let world = World::start(spec(2, 2, [8, 2, 1]));
     let agents = world.cluster.agents();
     world
         .cluster
@@ -163,7 +154,7 @@ fn an_empty_answer_and_an_oversized_one() {
 
 #[test]
 fn a_broken_stored_reading_is_replaced() {
-    let world = World::start(spec(1, [8, 3, 1]));
+    let world = World::start(spec(1, 2, [8, 3, 1]));
     world.collect().assert_success();
     let keys = world.stored_keys();
     let mut conn = world.redis.conn();
@@ -209,7 +200,7 @@ fn numbers_keep_their_precision_through_redis_into_the_document() {
     };
     let (before, now) = (with_extra(&case["before"]), with_extra(&case["now"]));
     let before_text = format!("[{before}]");
-    let world = World::start(spec(1, [8, 4, 1]));
+    let world = World::start(spec(1, 2, [8, 4, 1]));
     world
         .cluster
         .set_agent_fault(0, AgentFault::Body(before_text.clone()));

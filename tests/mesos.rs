@@ -8,15 +8,6 @@ use common::*;
 use mesos_sim::{AgentFault, ClusterSpec, MasterFault, TlsIdentity};
 use std::time::{Duration, Instant};
 
-fn spec(first_ip: [u8; 3]) -> ClusterSpec {
-    ClusterSpec {
-        agents: 4,
-        tasks_per_agent: 2,
-        first_ip,
-        ..ClusterSpec::default()
-    }
-}
-
 /// A loopback URL nothing listens on.
 fn closed_master() -> String {
     format!("http://127.0.0.1:{}", free_port())
@@ -37,7 +28,7 @@ fn with_masters(world: &World, masters: &[String]) -> Collector {
 fn masters_are_tried_in_order_and_standbys_followed_to_the_leader() {
     let world = World::start(ClusterSpec {
         standby_masters: 1,
-        ..spec([5, 0, 1])
+        ..spec(4, 2, [5, 0, 1])
     });
     let closed = closed_master();
     let masters = [
@@ -73,7 +64,7 @@ fn masters_are_tried_in_order_and_standbys_followed_to_the_leader() {
 fn a_master_without_leader_or_answer_moves_on_to_the_next() {
     let world = World::start(ClusterSpec {
         standby_masters: 2,
-        ..spec([5, 1, 1])
+        ..spec(4, 2, [5, 1, 1])
     });
     world.cluster.set_master_fault(0, MasterFault::Status(503));
     world.cluster.set_master_fault(1, MasterFault::Hang);
@@ -107,7 +98,7 @@ fn a_master_without_leader_or_answer_moves_on_to_the_next() {
 fn all_masters_down_exits_69_naming_each() {
     let world = World::start(ClusterSpec {
         standby_masters: 1,
-        ..spec([5, 2, 1])
+        ..spec(4, 2, [5, 2, 1])
     });
     world.cluster.set_master_fault(0, MasterFault::Status(500));
     world.cluster.set_master_fault(1, MasterFault::Refuse);
@@ -142,7 +133,7 @@ fn credentials_reach_the_leader_after_a_redirect_and_every_agent() {
     let world = World::start(ClusterSpec {
         standby_masters: 1,
         credentials: Some((principal.into(), secret.into())),
-        ..spec([5, 3, 1])
+        ..spec(4, 2, [5, 3, 1])
     });
     let run = world
         .collector()
@@ -430,7 +421,7 @@ fn hung_agents_never_take_the_sockets_of_healthy_ones() {
 fn inactive_agents_are_skipped() {
     let world = World::start(ClusterSpec {
         inactive_agents: 2,
-        ..spec([5, 7, 1])
+        ..spec(4, 2, [5, 7, 1])
     });
     let run = world.collect();
     run.assert_success();
@@ -481,7 +472,7 @@ fn the_deadline_ends_the_pass_whatever_hangs() {
 
 #[test]
 fn masters_and_agents_given_by_name_are_resolved() {
-    let world = World::start(spec([5, 9, 1]));
+    let world = World::start(spec(4, 2, [5, 9, 1]));
     let by_name = world.cluster.leader_url().replace("127.0.0.1", "localhost");
     let run = with_masters(&world, std::slice::from_ref(&by_name))
         .arg("collect")

@@ -11,13 +11,11 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-fn spec(first_ip: [u8; 3]) -> ClusterSpec {
+/// Two agents of two tasks behind a leader and one standby master.
+fn cluster(first_ip: [u8; 3]) -> ClusterSpec {
     ClusterSpec {
-        agents: 2,
-        tasks_per_agent: 2,
         standby_masters: 1,
-        first_ip,
-        ..ClusterSpec::default()
+        ..spec(2, 2, first_ip)
     }
 }
 
@@ -161,7 +159,7 @@ fn line_of<'a>(lines: &'a [CheckLine], part: &str, needle: &str, run: &Run) -> &
 
 #[test]
 fn check_says_ok_for_every_part_and_names_the_leader_behind_a_standby() {
-    let world = World::start(spec([11, 0, 1]));
+    let world = World::start(cluster([11, 0, 1]));
     let run = world.collector().arg("check").run();
     run.assert_success();
     let lines = check_lines(&run);
@@ -205,7 +203,7 @@ fn check_says_ok_for_every_part_and_names_the_leader_behind_a_standby() {
 
 #[test]
 fn check_fails_a_master_that_is_down_but_passes_while_another_leads() {
-    let world = World::start(spec([11, 1, 1]));
+    let world = World::start(cluster([11, 1, 1]));
     let standby = world.cluster.standby_urls()[0].clone();
     world.cluster.set_master_fault(0, MasterFault::Refuse);
     let run = world.collector().arg("check").run();
@@ -231,7 +229,7 @@ fn check_fails_a_master_that_is_down_but_passes_while_another_leads() {
 
 #[test]
 fn check_exits_69_when_redis_is_down() {
-    let mut world = World::start(spec([11, 2, 1]));
+    let mut world = World::start(cluster([11, 2, 1]));
     world.redis.stop();
     let run = world.collector().arg("check").run();
     run.assert_status(69);
@@ -248,7 +246,7 @@ fn check_exits_69_when_redis_is_down() {
 
 #[test]
 fn check_fails_the_broker_on_a_wrong_password_without_showing_it() {
-    let world = World::start(spec([11, 3, 1]));
+    let world = World::start(cluster([11, 3, 1]));
     let run = world
         .collector()
         .env("STATS_COLLECTOR_RABBITMQ_PWD", "not-the-password")
@@ -275,7 +273,7 @@ fn check_fails_the_broker_on_a_wrong_password_without_showing_it() {
 
 #[test]
 fn check_fails_when_no_queue_receives_the_routing_key() {
-    let world = World::without_queue(spec([11, 4, 1]));
+    let world = World::without_queue(cluster([11, 4, 1]));
     let run = world.collector().arg("check").run();
     run.assert_status(69);
     let lines = check_lines(&run);
@@ -299,7 +297,7 @@ fn check_fails_when_no_queue_receives_the_routing_key() {
 
 #[test]
 fn check_shows_who_holds_the_lock() {
-    let world = World::start(spec([11, 5, 1]));
+    let world = World::start(cluster([11, 5, 1]));
     let holder = "other-host:4242:1764075000000000000";
     let mut conn = world.redis.conn();
     let key = format!("{}lock", world.prefix);

@@ -6,27 +6,11 @@
 mod common;
 
 use common::*;
-use mesos_sim::{AgentFault, AgentInfo, ClusterSpec};
+use mesos_sim::{AgentFault, AgentInfo};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 const SHARDS: u64 = 3;
-
-fn spec(first_ip: [u8; 3]) -> ClusterSpec {
-    ClusterSpec {
-        agents: 12,
-        tasks_per_agent: 3,
-        first_ip,
-        ..ClusterSpec::default()
-    }
-}
-
-/// FNV-1a 64, the published function shards are computed with.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// The shard (1-based) an agent belongs to.
 fn shard_of(agent: &AgentInfo) -> u64 {
@@ -74,7 +58,7 @@ fn summary_count(run: &Run, name: &str) -> u64 {
 
 #[test]
 fn shards_together_publish_every_task_once_from_disjoint_agents() {
-    let world = World::start(spec([9, 0, 1]));
+    let world = World::start(spec(12, 3, [9, 0, 1]));
     let expected = expected_shards(&world);
     let all_agents: BTreeSet<String> = world
         .cluster
@@ -168,7 +152,7 @@ fn shards_together_publish_every_task_once_from_disjoint_agents() {
 
 #[test]
 fn each_shard_has_its_own_lock() {
-    let world = World::start(spec([9, 1, 1]));
+    let world = World::start(spec(12, 3, [9, 1, 1]));
     let expected = expected_shards(&world);
     // The biggest shard has at least 4 of the 12 agents: slowed down, one worker makes its
     // pass last at least 2 s.
@@ -233,7 +217,7 @@ fn each_shard_has_its_own_lock() {
 
 #[test]
 fn a_bad_shard_is_a_usage_error() {
-    let world = World::start(spec([9, 2, 1]));
+    let world = World::start(spec(12, 3, [9, 2, 1]));
     for bad in ["0/3", "4/3", "1/0", "3", "x/3", "1/3/3", "-1/3", ""] {
         let run = world
             .collector()

@@ -4,6 +4,25 @@
 use super::*;
 use mesos_sim::{Cluster, ClusterSpec};
 
+/// A cluster of `agents` agents with `tasks` tasks each, its agents bound on loopback
+/// addresses of the test's own (from 127.`first_ip`), otherwise the simulator's defaults.
+pub fn spec(agents: usize, tasks: usize, first_ip: [u8; 3]) -> ClusterSpec {
+    ClusterSpec {
+        agents,
+        tasks_per_agent: tasks,
+        first_ip,
+        ..ClusterSpec::default()
+    }
+}
+
+/// 64-bit FNV-1a, the published function shards are computed with; written out here
+/// again so the tests check the collector against the documented function.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 pub struct World {
     pub cluster: Cluster,
     pub redis: RedisServer,

@@ -1,0 +1,98 @@
+//! The dry run's second reading (design section 9): tasks with no usable previous reading
+//! (Redis unreachable, or without state) are read a second time from their agent a short
+//! interval later, so a dry run always shows documents.
+//!
+//! Kept apart from `pass` because a collecting pass never reads an agent twice: it stores
+//! the first reading and reports from the next pass on.
+
+use crate::broker::Outgoing;
+use crate::document::{compute, Outcome};
+use crate::mesos::Agent;
+use crate::pass::{read_agent, run_workers, Shared};
+use crate::pool::{Limits, Worker};
+use crate::reading::Reading;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The agents whose tasks had nothing to compare with in the first round.
+#[derive(Default)]
+pub(crate) struct Rereads(Mutex<Vec<Reread>>);
+
+/// A dry run's first reading of an agent's tasks that had nothing to compare with.
+struct Reread {
+    agent: Agent,
+    readings: Vec<Reading>,
+    /// When it was read; moved to when to read it again before the second round.
+    read_at: Instant,
+}
+
+impl Rereads {
+    /// Keeps these first readings of an agent's tasks for the second round.
+    pub(crate) fn remember(&self, agent: &Agent, readings: Vec<&Reading>) {
+        let reread = Reread {
+            agent: agent.clone(),
+            readings: readings.into_iter().cloned().collect(),
+            read_at: Instant::now(),
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(reread);
+    }
+
+    fn take(&self) -> Vec<Reread> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Reads again, `interval` after their first reading, the agents whose tasks had no
+/// usable previous reading, and prints documents against that first reading.
+pub(crate) fn read_again(shared: &Arc<Shared>, limits: Limits, interval: Duration) {
+    let mut rereads = shared.rereads.take();
+    if rereads.is_empty() {
+        return;
+    }
+    log::info!("dry run: reading {} agents again {interval:?} after their first reading, for tasks without a previous reading", rereads.len());
+    for reread in &mut rereads {
+        reread.read_at += interval;
+    }
+    run_workers(shared, rereads, limits, reread_agent);
+}
+
+/// Reads an agent a second time, once its interval is over, and prints its documents.
+fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
+    std::thread::sleep(earlier.read_at.saturating_duration_since(Instant::now()));
+    let agent = &earlier.agent;
+    let Some(readings) = read_agent(shared, worker, agent) else {
+        return;
+    };
+    let mut outgoing = Vec::new();
+    for before in &earlier.readings {
+        let Some(now) = readings
+            .iter()
+            .find(|r| r.executor_id == before.executor_id)
+        else {
+            continue;
+        };
+        if let Outcome::Publish(doc) = compute(
+            Some(before),
+            now,
+            &agent.address,
+            shared.include_raw_metrics,
+        ) {
+            if let Ok(body) = doc.to_json() {
+                outgoing.push(Outgoing {
+                    message_id: doc.message_id(),
+                    body,
+                });
+            }
+        }
+    }
+    let delivered = shared
+        .publisher
+        .publish_batch(outgoing)
+        .iter()
+        .filter(|r| r.is_ok())
+        .count();
+    shared.tally.published(delivered);
+}
