@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const PREFIX: &str = "asgard_stats_";
 
 /// What the metrics of one pass are read from.
-pub(crate) struct Pass<'a> {
+struct Pass<'a> {
     summary: &'a Summary,
     deadline: Duration,
     shard: Option<Shard>,
@@ -54,99 +54,132 @@ enum Samples {
 
 /// Every metric, in the order of the file.
 const FAMILIES: &[Family] = &[
-    Family {
-        name: "last_run_timestamp_seconds",
-        help: "When the last pass ended, whatever its outcome (Unix time).",
-        samples: Samples::Gauge(|p| p.ended),
-    },
-    Family {
-        name: "last_success_timestamp_seconds",
-        help: "When the last pass that delivered (exit 0 or 3) ended (Unix time); 0 when none is known.",
-        samples: Samples::Gauge(|p| p.last_success),
-    },
-    Family {
-        name: "exit_code",
-        help: "Exit code of the last pass: 0 ok, 3 partial, 69 nothing could be done, 75 lock held, 2 configuration, 1 other.",
-        samples: Samples::Gauge(|p| f64::from(p.summary.exit_code())),
-    },
-    Family {
-        name: "pass_duration_seconds",
-        help: "How long the last pass took.",
-        samples: Samples::Gauge(|p| p.summary.duration.as_secs_f64()),
-    },
-    Family {
-        name: "pass_deadline_seconds",
-        help: "The deadline of a pass (--deadline): work not done by then is abandoned.",
-        samples: Samples::Gauge(|p| p.deadline.as_secs_f64()),
-    },
-    Family {
-        name: "agents_listed",
-        help: "Active agents the leading master listed for the last pass (of its shard).",
-        samples: Samples::Count(|s| s.agents_listed),
-    },
-    Family {
-        name: "agents",
-        help: "Agents of the last pass by what became of them.",
-        samples: Samples::By("state", |s| {
+    gauge(
+        "last_run_timestamp_seconds",
+        "When the last pass ended, whatever its outcome (Unix time).",
+        |p| p.ended,
+    ),
+    gauge(
+        "last_success_timestamp_seconds",
+        "When the last pass that delivered (exit 0 or 3) ended (Unix time); 0 when none is known.",
+        |p| p.last_success,
+    ),
+    gauge(
+        "exit_code",
+        "Exit code of the last pass: 0 ok, 3 partial, 69 nothing could be done, 75 lock held, 2 configuration, 1 other.",
+        |p| f64::from(p.summary.exit_code()),
+    ),
+    gauge(
+        "pass_duration_seconds",
+        "How long the last pass took.",
+        |p| p.summary.duration.as_secs_f64(),
+    ),
+    gauge(
+        "pass_deadline_seconds",
+        "The deadline of a pass (--deadline): work not done by then is abandoned.",
+        |p| p.deadline.as_secs_f64(),
+    ),
+    count(
+        "agents_listed",
+        "Active agents the leading master listed for the last pass (of its shard).",
+        |s| s.agents_listed,
+    ),
+    by(
+        "agents",
+        "state",
+        "Agents of the last pass by what became of them.",
+        |s| {
             vec![
                 ("answered", s.agents_answered),
                 ("abandoned", s.agents_abandoned),
             ]
-        }),
-    },
-    Family {
-        name: "agents_failed",
-        help: "Agents of the last pass that failed, by reason.",
-        samples: Samples::By("reason", |s| counts(&s.agent_failures)),
-    },
-    Family {
-        name: "tasks_seen",
-        help: "Tasks in the answers of the agents of the last pass.",
-        samples: Samples::Count(|s| s.tasks_seen),
-    },
-    Family {
-        name: "documents",
-        help: "Tasks of the last pass by the outcome of their document: published (printed in a dry run), or none this pass.",
-        samples: Samples::By("outcome", |s| {
+        },
+    ),
+    by(
+        "agents_failed",
+        "reason",
+        "Agents of the last pass that failed, by reason.",
+        |s| counts(&s.agent_failures),
+    ),
+    count(
+        "tasks_seen",
+        "Tasks in the answers of the agents of the last pass.",
+        |s| s.tasks_seen,
+    ),
+    by(
+        "documents",
+        "outcome",
+        "Tasks of the last pass by the outcome of their document: published (printed in a dry run), or none this pass.",
+        |s| {
             vec![
                 ("published", s.published),
                 ("first_sightings", s.first_sightings),
                 ("resets", s.resets),
                 ("not_newer", s.not_newer),
             ]
-        }),
-    },
-    Family {
-        name: "deliveries_failed",
-        help: "Documents of the last pass not delivered, by reason.",
-        samples: Samples::By("reason", |s| {
+        },
+    ),
+    by(
+        "deliveries_failed",
+        "reason",
+        "Documents of the last pass not delivered, by reason.",
+        |s| {
             s.delivery_failures
                 .iter()
                 .map(|(reason, (n, _))| (*reason, *n))
                 .collect()
-        }),
-    },
-    Family {
-        name: "readings_unstored",
-        help: "Readings the last pass could not store in Redis.",
-        samples: Samples::Count(|s| s.unstored),
-    },
-    Family {
-        name: "skipped_entries",
-        help: "Entries of agents' answers the last pass skipped as unusable.",
-        samples: Samples::Count(|s| s.skipped_entries),
-    },
-    Family {
-        name: "malformed_fields",
-        help: "Fields of agents' answers the last pass left out as not usable numbers.",
-        samples: Samples::Count(|s| s.malformed_fields),
-    },
-    Family {
-        name: "bad_state",
-        help: "Stored readings the last pass found unreadable (and replaced).",
-        samples: Samples::Count(|s| s.bad_state),
-    },
+        },
+    ),
+    count(
+        "readings_unstored",
+        "Readings the last pass could not store in Redis.",
+        |s| s.unstored,
+    ),
+    count(
+        "skipped_entries",
+        "Entries of agents' answers the last pass skipped as unusable.",
+        |s| s.skipped_entries,
+    ),
+    count(
+        "malformed_fields",
+        "Fields of agents' answers the last pass left out as not usable numbers.",
+        |s| s.malformed_fields,
+    ),
+    count(
+        "bad_state",
+        "Stored readings the last pass found unreadable (and replaced).",
+        |s| s.bad_state,
+    ),
 ];
+
+const fn gauge(name: &'static str, help: &'static str, read: fn(&Pass) -> f64) -> Family {
+    Family {
+        name,
+        help,
+        samples: Samples::Gauge(read),
+    }
+}
+
+const fn count(name: &'static str, help: &'static str, read: fn(&Summary) -> u64) -> Family {
+    Family {
+        name,
+        help,
+        samples: Samples::Count(read),
+    }
+}
+
+const fn by(
+    name: &'static str,
+    label: &'static str,
+    help: &'static str,
+    read: fn(&Summary) -> Vec<(&'static str, u64)>,
+) -> Family {
+    Family {
+        name,
+        help,
+        samples: Samples::By(label, read),
+    }
+}
 
 fn counts(by_reason: &BTreeMap<&'static str, u64>) -> Vec<(&'static str, u64)> {
     by_reason.iter().map(|(k, v)| (*k, *v)).collect()
