@@ -1,8 +1,9 @@
 //! `asgard-stats check`: reaches every part a pass needs (each master, Redis, the broker
 //! and the queue behind the routing key) without collecting anything, and prints one
-//! aligned line per part with `ok` or `FAIL` and the reason, then a verdict line. It exits
-//! 0 only if a pass could run, 69 if it could not, and 2 when the configuration itself is
-//! unusable (a CA file that cannot be read, no broker configured).
+//! aligned line per part with `ok` or `FAIL` and the reason, then a verdict line. With
+//! `--metrics-file`, a line says whether its folder is writable. It exits 0 only if a
+//! pass could run (and write its metrics file), 69 if it could not, and 2 when the
+//! configuration itself is unusable (a CA file that cannot be read, no broker configured).
 
 use crate::config::Config;
 use crate::mesos::MesosClient;
@@ -46,6 +47,8 @@ struct Report {
     queue: bool,
     /// The configuration cannot work whatever the servers do (exit 2).
     config_error: bool,
+    /// `--metrics-file` is set and its folder cannot be written.
+    metrics_unwritable: bool,
 }
 
 impl Report {
@@ -75,7 +78,7 @@ impl Report {
     fn exit_code(&self) -> i32 {
         if self.config_error {
             exit::USAGE
-        } else if self.missing().is_empty() {
+        } else if self.missing().is_empty() && !self.metrics_unwritable {
             exit::OK
         } else {
             exit::UNAVAILABLE
@@ -105,6 +108,12 @@ impl Report {
                 Status::Fail,
                 "the configuration is unusable (see the FAIL lines)",
             );
+        } else if missing.is_empty() && self.metrics_unwritable {
+            line(
+                "pass",
+                Status::Fail,
+                "a pass can run but cannot write its metrics file",
+            );
         } else if missing.is_empty() {
             line("pass", Status::Ok, "a pass can run");
         } else {
@@ -123,6 +132,7 @@ pub(crate) fn run(config: &Config) -> i32 {
     check_masters(config, &mut report);
     check_redis(config, &mut report);
     check_broker(config, &mut report);
+    check_metrics_file(config, &mut report);
     print!("{}", report.render());
     report.exit_code()
 }
@@ -252,6 +262,29 @@ fn check_broker(config: &Config, report: &mut Report) {
     }
 }
 
+/// Whether a pass could write its metrics file, by writing and removing the temporary
+/// file it would use; no line without `--metrics-file`.
+fn check_metrics_file(config: &Config, report: &mut Report) {
+    let Some(path) = &config.metrics_file else {
+        return;
+    };
+    match crate::metrics::probe(path) {
+        Ok(()) => report.push(
+            "metrics",
+            Status::Ok,
+            format!("{}: folder writable", path.display()),
+        ),
+        Err(e) => {
+            report.metrics_unwritable = true;
+            report.push(
+                "metrics",
+                Status::Fail,
+                format!("{}: cannot be written: {e}", path.display()),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +317,13 @@ mod tests {
         report.redis = true;
         assert_eq!(report.exit_code(), exit::OK);
         assert!(report.render().ends_with("pass    ok    a pass can run\n"));
+
+        report.metrics_unwritable = true;
+        assert_eq!(report.exit_code(), exit::UNAVAILABLE);
+        assert!(report
+            .render()
+            .ends_with("pass    FAIL  a pass can run but cannot write its metrics file\n"));
+        report.metrics_unwritable = false;
 
         report.config_error = true;
         assert_eq!(report.exit_code(), exit::USAGE);

@@ -34,8 +34,9 @@ pub(crate) enum Command {
     /// Check that every master, Redis and the broker can be reached, without collecting.
     ///
     /// Prints one line per part: each master (and which master leads), Redis (version and
-    /// the pass lock), the broker login and the queue receiving the routing key. Exits 0
-    /// when a pass could run, 69 when it could not, 2 on a configuration error.
+    /// the pass lock), the broker login and the queue receiving the routing key, and with
+    /// --metrics-file whether its folder is writable. Exits 0 when a pass could run, 69
+    /// when it could not, 2 on a configuration error.
     Check,
     /// Print the man page (roff) generated from these definitions.
     #[command(hide = true)]
@@ -310,4 +311,15 @@ pub(crate) struct Settings {
         global = true
     )]
     pub(crate) log_format: LogFormat,
+
+    /// Write the counts of every collecting pass, whatever its outcome, to this file in the
+    /// Prometheus text format (for node_exporter's textfile collector), atomically: a
+    /// temporary file in the same folder, then a rename. One file per shard.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "STATS_COLLECTOR_METRICS_FILE",
+        global = true
+    )]
+    pub(crate) metrics_file: Option<PathBuf>,
 }

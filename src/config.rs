@@ -48,6 +48,8 @@ pub(crate) struct Config {
     /// None when no broker is configured; only a dry run can do without one.
     pub(crate) broker: Option<BrokerSettings>,
     pub(crate) include_raw_metrics: bool,
+    /// Where a collecting pass writes its metrics (`metrics.rs`), if anywhere.
+    pub(crate) metrics_file: Option<PathBuf>,
 }
 
 /// How masters and agents are reached over HTTP.
@@ -146,6 +148,7 @@ impl Config {
             redis: redis(settings, connect_timeout)?,
             broker: broker(settings, connect_timeout)?,
             include_raw_metrics: settings.include_raw_metrics == "1",
+            metrics_file: metrics_file(settings)?,
         })
     }
 
@@ -249,6 +252,21 @@ fn parse_shard(text: &str) -> Result<Shard, ConfigError> {
             "--shard must be K/N with 1 <= K <= N, got {text:?}"
         ))),
     }
+}
+
+/// The metrics file, which must name a file (its temporary file goes beside it).
+fn metrics_file(settings: &Settings) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(path) = &settings.metrics_file else {
+        return Ok(None);
+    };
+    let names_a_file = path.file_name().is_some() && !path.to_string_lossy().ends_with('/');
+    if !names_a_file {
+        return Err(invalid(format!(
+            "--metrics-file must name a file, got {}",
+            path.display()
+        )));
+    }
+    Ok(Some(path.clone()))
 }
 
 fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, ConfigError> {
@@ -432,6 +450,8 @@ mod tests {
             &["--rabbitmq-host", "mq"],
             &["--rabbitmq-host", "mq:notaport", "--routing-key", "rk"],
             &["--state-ttl", "0"],
+            &["--metrics-file", "/var/lib/node_exporter/"],
+            &["--metrics-file", "/var/lib/.."],
         ] {
             assert!(with(bad).is_err(), "{bad:?} must be rejected");
         }
@@ -440,6 +460,12 @@ mod tests {
             Some(Shard { index: 2, count: 3 })
         );
         assert!(with(&[]).expect("valid").require_broker().is_err());
+        assert_eq!(
+            with(&["--metrics-file", "m.prom"])
+                .expect("valid")
+                .metrics_file,
+            Some(PathBuf::from("m.prom"))
+        );
     }
 
     #[test]

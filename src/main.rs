@@ -13,6 +13,7 @@ mod dryrun;
 mod logging;
 mod manpage;
 mod mesos;
+mod metrics;
 mod open_files;
 mod pass;
 mod pool;
@@ -25,8 +26,8 @@ use clap::Parser;
 use cli::{Cli, Command, OutputFormat};
 use config::Config;
 use std::io::IsTerminal;
-use std::time::Duration;
-use tally::exit;
+use std::time::{Duration, Instant};
+use tally::{exit, Summary};
 
 fn main() {
     std::process::exit(run());
@@ -74,20 +75,28 @@ fn run() -> i32 {
                     declare_queue: args.declare_queue,
                 }
             };
-            match pass::run(&config, mode) {
-                Ok(summary) => {
-                    summary.log();
-                    summary.exit_code()
-                }
-                Err(e) => {
-                    log::error!("{e}");
-                    e.code
-                }
-            }
+            let started = Instant::now();
+            let summary = pass::run(&config, mode).unwrap_or_else(|e| {
+                log::error!("{e}");
+                Summary::stopped(e.code, started.elapsed(), args.dry_run)
+            });
+            end_pass(&config, &summary)
         }
         Command::Check => check::run(&config),
         Command::Man => exit::OK,
     }
+}
+
+/// Every pass ends here, failed ones included: its metrics file (a dry run writes
+/// nothing), then its summary line, last, and its exit code.
+fn end_pass(config: &Config, summary: &Summary) -> i32 {
+    if let (Some(path), false) = (&config.metrics_file, summary.dry_run) {
+        if let Err(e) = metrics::write(path, summary, config) {
+            log::warn!("cannot write the metrics file {}: {e}", path.display());
+        }
+    }
+    summary.log();
+    summary.exit_code()
 }
 
 /// Prints the man page (`man/asgard-stats.1` is this output, checked in).

@@ -57,6 +57,9 @@ pub(crate) struct Summary {
     pub(crate) duration: Duration,
     /// A dry run prints its documents rather than publishing them.
     pub(crate) dry_run: bool,
+    /// The exit code of a pass that stopped before collecting (the broker, Redis or every
+    /// master unreachable, the lock held, ...); None when it collected.
+    pub(crate) stopped: Option<i32>,
 }
 
 /// Poisoning only means a worker panicked mid-update of a map of plain counts, which
@@ -128,11 +131,23 @@ impl Tally {
             unstored: self.unstored.load(Relaxed),
             duration,
             dry_run: false,
+            stopped: None,
         }
     }
 }
 
 impl Summary {
+    /// The summary of a pass that stopped with `code` before collecting: no counts, so
+    /// that its summary line and metrics still say how it ended.
+    pub(crate) fn stopped(code: i32, duration: Duration, dry_run: bool) -> Summary {
+        Summary {
+            duration,
+            dry_run,
+            stopped: Some(code),
+            ..Summary::default()
+        }
+    }
+
     pub(crate) fn agents_failed(&self) -> u64 {
         self.agent_failures.values().sum()
     }
@@ -141,8 +156,12 @@ impl Summary {
         self.delivery_failures.values().map(|(n, _)| n).sum()
     }
 
-    /// 0 when everything was delivered, 69 when nothing could be, 3 in between.
+    /// 0 when everything was delivered, 69 when nothing could be, 3 in between; a
+    /// stopped pass's own code.
     pub(crate) fn exit_code(&self) -> i32 {
+        if let Some(code) = self.stopped {
+            return code;
+        }
         let agents_missing = self.agents_failed() + self.agents_abandoned;
         let documents_missing = self.deliveries_failed() + self.unstored;
         if agents_missing == 0 && documents_missing == 0 {
@@ -255,5 +274,7 @@ mod tests {
             exit::OK,
             "a cluster without agents is not an error"
         );
+        let locked = Summary::stopped(exit::LOCKED, Duration::ZERO, false);
+        assert_eq!(locked.exit_code(), exit::LOCKED);
     }
 }
