@@ -45,13 +45,7 @@ pub(crate) fn connect(
     tls: Option<&Arc<ClientConfig>>,
     timeout: Duration,
 ) -> io::Result<Link> {
-    let target = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot resolve: {e}")))?
-        .next()
-        .ok_or_else(|| io::Error::other("the host resolves to no address"))?;
-    let socket = TcpStream::connect_timeout(&target, timeout)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot connect: {e}")))?;
+    let socket = connect_any(host, port, timeout)?;
     socket.set_read_timeout(Some(timeout))?;
     socket.set_write_timeout(Some(timeout))?;
     socket.set_nodelay(true)?;
@@ -59,6 +53,22 @@ pub(crate) fn connect(
         None => plain(socket),
         Some(config) => secure(socket, host, config),
     }
+}
+
+/// Connects to the first address of `host` that accepts (a name may resolve to an IPv6
+/// and an IPv4 address, and the broker listen on only one).
+fn connect_any(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let targets = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot resolve: {e}")))?;
+    let mut last = io::Error::other("the host resolves to no address");
+    for target in targets {
+        match TcpStream::connect_timeout(&target, timeout) {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last = io::Error::new(e.kind(), format!("cannot connect: {e}")),
+        }
+    }
+    Err(last)
 }
 
 /// The two halves of a plain TCP connection.
