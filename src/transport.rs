@@ -376,6 +376,94 @@ fn tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+
+    /// A TLS echo server on loopback for one connection, with a certificate for
+    /// `localhost` from a CA of its own; returns its port and the CA as PEM.
+    fn echo_server() -> (u16, String) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let key = KeyPair::generate().expect("key");
+        let params = CertificateParams::new(vec!["localhost".into()]).expect("params");
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+            )
+            .expect("server config");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            let (socket, _) = listener.accept().expect("accept");
+            let conn = rustls::ServerConnection::new(Arc::new(config)).expect("connection");
+            let mut stream = rustls::StreamOwned::new(conn, socket);
+            let mut buffer = vec![0; 100_000];
+            while let Ok(n @ 1..) = stream.read(&mut buffer) {
+                if stream.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        (port, ca.pem())
+    }
+
+    #[test]
+    fn both_halves_carry_large_writes_over_tls_at_once() {
+        let (port, ca_pem) = echo_server();
+        let ca_file = std::env::temp_dir().join(format!("transport-ca-{port}.pem"));
+        std::fs::write(&ca_file, ca_pem).expect("write the CA");
+        let config = client_config(Some(&ca_file)).expect("TLS config");
+        let _ = std::fs::remove_file(&ca_file);
+        let link = connect("localhost", port, Some(&config), Duration::from_secs(5))
+            .expect("TLS connection");
+        let peer = link.peer.expect("a TLS peer");
+        assert!(peer.version.starts_with("TLS 1."), "{peer:?}");
+        // Many records per write, written while the other half reads.
+        let sent: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut writer = link.writer;
+        let to_send = sent.clone();
+        let writing = std::thread::spawn(move || {
+            for chunk in to_send.chunks(700_000) {
+                writer.write_all(chunk).expect("write");
+            }
+            writer
+        });
+        let mut received = vec![0; sent.len()];
+        let mut reader = link.reader;
+        reader.read_exact(&mut received).expect("read the echo");
+        assert!(received == sent, "the echo differs");
+        let writer = writing.join().expect("the writer thread");
+        writer.shutdown();
+        assert_eq!(
+            reader.read(&mut [0; 16]).map_err(|e| e.kind()),
+            Err(io::ErrorKind::UnexpectedEof)
+        );
+    }
+
+    #[test]
+    fn an_untrusted_certificate_fails_the_handshake() {
+        let (port, _) = echo_server();
+        let (_, other_ca) = echo_server();
+        let ca_file = std::env::temp_dir().join(format!("transport-other-ca-{port}.pem"));
+        std::fs::write(&ca_file, other_ca).expect("write the CA");
+        let config = client_config(Some(&ca_file)).expect("TLS config");
+        let _ = std::fs::remove_file(&ca_file);
+        let error = connect("localhost", port, Some(&config), Duration::from_secs(5))
+            .err()
+            .expect("refused");
+        assert!(
+            error.to_string().contains("TLS handshake failed"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn subjects_read_as_attribute_lists() {
