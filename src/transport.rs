@@ -304,14 +304,17 @@ impl TlsReader {
     }
 }
 
-/// Opens the ciphertext in `sealed[*start..]` until some plaintext is ready (rustls
-/// bounds how much plaintext it holds) or none is left.
+/// rustls refuses more ciphertext while it holds over 16 KiB of plaintext.
+const PLAINTEXT_ROOM: usize = 16 * 1024;
+
+/// Opens the ciphertext in `sealed[*start..]` until that much plaintext is ready or none
+/// is left: a burst of acks is handed over together, as it is over plain TCP.
 fn open_pending(conn: &mut ClientConnection, sealed: &[u8], start: &mut usize) -> io::Result<()> {
     while *start < sealed.len() {
         let mut pending = &sealed[*start..];
         *start += conn.read_tls(&mut pending)?;
         let state = conn.process_new_packets().map_err(invalid_data)?;
-        if state.plaintext_bytes_to_read() > 0 {
+        if state.plaintext_bytes_to_read() >= PLAINTEXT_ROOM {
             break;
         }
     }
