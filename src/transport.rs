@@ -85,15 +85,7 @@ fn secure(mut socket: TcpStream, host: &str, config: &Arc<ClientConfig>) -> io::
         .map_err(|e| io::Error::other(format!("not a name a certificate can hold: {e}")))?;
     let mut conn = ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
     while conn.is_handshaking() {
-        conn.complete_io(&mut socket).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "TLS handshake failed: {e} (is the CA in STATS_COLLECTOR_RABBITMQ_CA_FILE, \
-                     and the host the name in the certificate?)"
-                ),
-            )
-        })?;
+        conn.complete_io(&mut socket).map_err(handshake_error)?;
     }
     let peer = TlsPeer {
         version: match conn.protocol_version() {
@@ -127,6 +119,21 @@ fn secure(mut socket: TcpStream, host: &str, config: &Arc<ClientConfig>) -> io::
         },
         peer: Some(peer),
     })
+}
+
+/// A failed handshake in words; a refused certificate names the settings to check.
+fn handshake_error(e: io::Error) -> io::Error {
+    let certificate = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|tls| matches!(tls, rustls::Error::InvalidCertificate(_)));
+    let hint = if certificate {
+        " (is its CA in STATS_COLLECTOR_RABBITMQ_CA_FILE, and the host as written a name \
+         the certificate holds?)"
+    } else {
+        ""
+    };
+    io::Error::new(e.kind(), format!("TLS handshake failed: {e}{hint}"))
 }
 
 /// The TLS settings of a pass: the CA file's certificates, or the system's roots.
@@ -449,6 +456,24 @@ mod tests {
             reader.read(&mut [0; 16]).map_err(|e| e.kind()),
             Err(io::ErrorKind::UnexpectedEof)
         );
+    }
+
+    #[test]
+    fn a_plaintext_broker_fails_the_handshake_without_blaming_certificates() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            // What a plain AMQP port answers to bytes it does not understand.
+            let (mut socket, _) = listener.accept().expect("accept");
+            let _ = socket.write_all(b"AMQP\x00\x00\x09\x01");
+        });
+        let config = client_config(None).expect("system roots");
+        let error = connect("localhost", port, Some(&config), Duration::from_secs(5))
+            .err()
+            .expect("refused");
+        let why = error.to_string();
+        assert!(why.starts_with("TLS handshake failed: "), "{why}");
+        assert!(!why.contains("CA_FILE"), "{why}");
     }
 
     #[test]
