@@ -311,6 +311,24 @@ fn no_secret_reaches_any_output() {
             )],
         ),
         (
+            "a second master URL with credentials",
+            vec![(
+                "HOLLOWMAN_MESOS_ADDRESS_0",
+                format!("https://{principal}:{SECRET}@{authority}"),
+            )],
+        ),
+        (
+            "a master IP with credentials",
+            vec![
+                ("HOLLOWMAN_MESOS_ADDRESS", String::new()),
+                ("HOLLOWMAN_MESOS_ADDRESS_0", String::new()),
+                (
+                    "STATS_COLLECTOR_MESOS_MASTER_IP",
+                    format!("{principal}:{SECRET}@127.0.0.1"),
+                ),
+            ],
+        ),
+        (
             "a wrong Mesos secret",
             vec![("STATS_COLLECTOR_MESOS_SECRET", format!("{SECRET}x"))],
         ),
