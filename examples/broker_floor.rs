@@ -31,11 +31,13 @@
 #[path = "../src/amqp.rs"]
 #[allow(dead_code)] // a publisher needs less of the module than the collector
 mod amqp;
+#[path = "../src/transport.rs"]
+#[allow(dead_code)]
+mod transport;
 
 use amqp::{Event, Login, Message, Session};
 use clap::Parser;
 use std::collections::{BTreeSet, VecDeque};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +47,10 @@ struct Args {
     /// The broker, HOST:PORT (user guest/guest, vhost /).
     #[arg(long)]
     host: String,
+    /// Speak TLS, trusting this PEM CA (the certificate must name HOST), as the
+    /// collector does for an amqps:// broker.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// Routing key on the default exchange; the queue of that name must exist.
     #[arg(long)]
     routing_key: String,
@@ -102,22 +108,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// Opens the connection like the collector does (TCP_NODELAY, PLAIN login, vhost `/`).
+/// Opens the connection like the collector does (TCP_NODELAY, TLS with --ca-file, PLAIN
+/// login, vhost `/`).
 fn connect(args: &Args) -> Result<Session, String> {
-    let address = args
+    let (host, port) = args
         .host
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", args.host))?
-        .next()
-        .ok_or_else(|| format!("{} resolves to no address", args.host))?;
-    let stream = TcpStream::connect(address).map_err(|e| format!("cannot connect: {e}"))?;
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.trim_matches(['[', ']']), port.parse().ok()?)))
+        .ok_or_else(|| format!("--host {} is not HOST:PORT", args.host))?;
+    let tls = args
+        .ca_file
+        .as_deref()
+        .map(|ca| transport::client_config(Some(ca)))
+        .transpose()?;
+    let link = transport::connect(host, port, tls.as_ref(), Duration::from_secs(10))
+        .map_err(|e| format!("{}: {e}", args.host))?;
     let login = Login {
         user: "guest",
         password: "guest",
         vhost: "/",
     };
-    Session::open(stream, &login, Duration::from_secs(10))
-        .map_err(|e| format!("cannot open the AMQP connection: {e}"))
+    Session::open(link, &login).map_err(|e| format!("cannot open the AMQP connection: {e}"))
 }
 
 /// The smallest body: `{"pad":""}`.

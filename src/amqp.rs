@@ -7,9 +7,8 @@
 //! which cost more CPU than everything else a pass does; here a whole batch of messages
 //! is encoded into one buffer and written with one system call.
 
+use crate::transport::{Link, ReadHalf, WriteHalf};
 use std::io::{self, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
 
 const FRAME_METHOD: u8 = 1;
 const FRAME_HEADER: u8 = 2;
@@ -83,8 +82,8 @@ pub(crate) struct Login<'a> {
 
 /// An open connection with channel [`CHANNEL`] open, before it is split for publishing.
 pub(crate) struct Session {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
+    stream: WriteHalf,
+    reader: BufReader<ReadHalf>,
     frame_max: usize,
 }
 
@@ -96,19 +95,12 @@ pub(crate) struct QueueState {
 }
 
 impl Session {
-    /// Logs in on a connected socket and opens the channel. `timeout` bounds every read
-    /// and write of the handshake.
-    pub(crate) fn open(
-        stream: TcpStream,
-        login: &Login,
-        timeout: Duration,
-    ) -> Result<Session, AmqpError> {
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        stream.set_nodelay(true)?;
+    /// Logs in on a connected stream and opens the channel. The stream's timeouts
+    /// bound every read and write of the handshake.
+    pub(crate) fn open(link: Link, login: &Login) -> Result<Session, AmqpError> {
         let mut session = Session {
-            reader: BufReader::with_capacity(64 * 1024, stream.try_clone()?),
-            stream,
+            reader: BufReader::with_capacity(64 * 1024, link.reader),
+            stream: link.writer,
             frame_max: MIN_FRAME_MAX as usize,
         };
         session.stream.write_all(b"AMQP\x00\x00\x09\x01")?;
@@ -302,7 +294,7 @@ fn close_arguments(m: &mut Encoder) {
 
 /// The writing half: encodes messages into one buffer and sends it in one write.
 pub(crate) struct Writer {
-    stream: TcpStream,
+    stream: WriteHalf,
     buffer: Vec<u8>,
     frame_max: usize,
 }
@@ -353,7 +345,7 @@ impl Writer {
 
     /// Ends the connection at once, unblocking the reader.
     pub(crate) fn shutdown(&self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        self.stream.shutdown();
     }
 }
 
@@ -381,7 +373,7 @@ pub(crate) enum Event {
 
 /// The reading half: turns frames into [`Event`]s.
 pub(crate) struct Reader {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<ReadHalf>,
     /// A return whose header (with the message id) has not arrived yet.
     content: Option<PendingReturn>,
 }
@@ -748,7 +740,7 @@ mod tests {
     fn a_published_message_is_method_header_and_body_frames() {
         let (client, _server) = loopback_pair();
         let mut writer = Writer {
-            stream: client,
+            stream: WriteHalf::Plain(client),
             buffer: Vec::new(),
             frame_max: 64,
         };
@@ -873,10 +865,13 @@ mod tests {
         // Let every byte arrive before the first read, as a burst of acks would.
         std::thread::sleep(Duration::from_millis(50));
         Reader {
-            reader: BufReader::new(client),
+            reader: BufReader::new(ReadHalf::Plain(client)),
             content: None,
         }
     }
+
+    use std::net::TcpStream;
+    use std::time::Duration;
 
     fn loopback_pair() -> (TcpStream, TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

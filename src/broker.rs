@@ -9,10 +9,12 @@
 //! flight at once, so the broker is never idle waiting for a confirm.
 
 use crate::amqp::{self, AmqpError, Event, Login, Message, Session, Writer};
-use crate::config::BrokerSettings;
+use crate::config::{BrokerAddress, BrokerSettings};
+use crate::transport::{self, TlsPeer};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use rustls::ClientConfig;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A document ready to send: its AMQP message id and its JSON body.
@@ -57,14 +59,30 @@ pub(crate) trait Publisher: Send + Sync {
     fn finish(self: Box<Self>) -> anyhow::Result<()>;
 }
 
-/// Why the broker could not be reached at the start of a pass.
+/// Why one broker of the list could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("broker {host}:{port} (vhost {vhost:?}): {message}")]
+#[error("broker {address} (vhost {vhost:?}): {message}")]
 pub(crate) struct ConnectError {
-    host: String,
-    port: u16,
+    address: String,
     vhost: String,
     message: String,
+}
+
+/// No broker of the list could be used at the start of a pass; each with its reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.describe())]
+pub(crate) struct NoBroker(Vec<ConnectError>);
+
+impl NoBroker {
+    fn describe(&self) -> String {
+        match &self.0[..] {
+            [only] => only.to_string(),
+            all => {
+                let each: Vec<String> = all.iter().map(ToString::to_string).collect();
+                format!("no broker accepted the login: {}", each.join("; "))
+            }
+        }
+    }
 }
 
 /// A batch handed to the publisher thread, with where to send its results.
@@ -88,9 +106,9 @@ impl AmqpPublisher {
     pub(crate) fn connect(
         settings: &BrokerSettings,
         declare_queue: bool,
-    ) -> Result<AmqpPublisher, ConnectError> {
-        let error = |message: String| connect_error(settings, message);
-        let mut session = open_session(settings)?;
+    ) -> Result<AmqpPublisher, NoBroker> {
+        let (mut session, address) = open_first(settings)?;
+        let error = |message: String| NoBroker(vec![connect_error(settings, address, message)]);
         if declare_queue {
             session
                 .declare_queue(&settings.routing_key, false)
@@ -157,31 +175,73 @@ impl Publisher for AmqpPublisher {
     }
 }
 
-fn connect_error(settings: &BrokerSettings, message: String) -> ConnectError {
+fn connect_error(
+    settings: &BrokerSettings,
+    address: &BrokerAddress,
+    message: String,
+) -> ConnectError {
     ConnectError {
-        host: settings.host.clone(),
-        port: settings.port,
+        address: address.to_string(),
         vhost: settings.vhost.clone(),
         message,
     }
 }
 
-/// Connects TCP within the connect timeout and logs in.
-fn open_session(settings: &BrokerSettings) -> Result<Session, ConnectError> {
-    let error = |message: String| connect_error(settings, message);
-    let address = (settings.host.as_str(), settings.port)
-        .to_socket_addrs()
-        .map_err(|e| error(format!("cannot resolve: {e}")))?
-        .next()
-        .ok_or_else(|| error("host resolves to no address".to_string()))?;
-    let stream = TcpStream::connect_timeout(&address, settings.connect_timeout)
-        .map_err(|e| error(format!("cannot connect: {e}")))?;
+/// The TLS settings for the `amqps://` brokers of the list (None when there are none):
+/// the CA file's certificates, or the system's roots.
+pub(crate) fn tls_config(settings: &BrokerSettings) -> Result<Option<Arc<ClientConfig>>, String> {
+    if !settings.hosts.iter().any(|h| h.tls) {
+        return Ok(None);
+    }
+    transport::client_config(settings.ca_file.as_deref()).map(Some)
+}
+
+/// Logs in to the first broker of the list that accepts, saying which.
+fn open_first(settings: &BrokerSettings) -> Result<(Session, &BrokerAddress), NoBroker> {
+    let tls = tls_config(settings);
+    let mut failures = Vec::new();
+    for address in &settings.hosts {
+        let tls = match (&tls, address.tls) {
+            (Err(why), true) => {
+                failures.push(connect_error(settings, address, why.clone()));
+                continue;
+            }
+            (tls, _) => tls.as_ref().ok().and_then(Option::as_ref),
+        };
+        match open_session(settings, address, tls) {
+            Ok((session, _)) => {
+                log::info!(broker = address.to_string().as_str(); "broker {address}: logged in as {}", settings.user);
+                return Ok((session, address));
+            }
+            Err(e) => {
+                if settings.hosts.len() > 1 {
+                    log::warn!("{e}");
+                }
+                failures.push(e);
+            }
+        }
+    }
+    Err(NoBroker(failures))
+}
+
+/// Connects (TLS for `amqps://`) within the connect timeout and logs in.
+fn open_session(
+    settings: &BrokerSettings,
+    address: &BrokerAddress,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<(Session, Option<TlsPeer>), ConnectError> {
+    let error = |message: String| connect_error(settings, address, message);
+    let tls = tls.filter(|_| address.tls);
+    let mut link = transport::connect(&address.host, address.port, tls, settings.connect_timeout)
+        .map_err(|e| error(e.to_string()))?;
+    let peer = link.peer.take();
     let login = Login {
         user: &settings.user,
         password: settings.password.expose(),
         vhost: &settings.vhost,
     };
-    Session::open(stream, &login, settings.connect_timeout).map_err(|e| error(e.to_string()))
+    let session = Session::open(link, &login).map_err(|e| error(e.to_string()))?;
+    Ok((session, peer))
 }
 
 /// One document waiting for its confirm.
@@ -427,14 +487,22 @@ impl PublisherThread {
 /// routing key (the default exchange routes a key to the queue of that name), or why none.
 pub(crate) struct Probe {
     pub(crate) queue: Result<amqp::QueueState, String>,
+    /// The TLS version and certificate subject of an `amqps://` broker.
+    pub(crate) tls: Option<TlsPeer>,
 }
 
-/// For `check`: logs in (an error when that fails) and looks for the routing key's queue.
-pub(crate) fn probe(settings: &BrokerSettings) -> Result<Probe, ConnectError> {
-    let mut session = open_session(settings)?;
+/// For `check`: logs in to one broker of the list (an error when that fails) and looks
+/// for the routing key's queue.
+pub(crate) fn probe(
+    settings: &BrokerSettings,
+    address: &BrokerAddress,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<Probe, ConnectError> {
+    let (mut session, tls) = open_session(settings, address, tls)?;
     let queue = session.declare_queue(&settings.routing_key, true);
     session.close();
     Ok(Probe {
+        tls,
         queue: queue.map_err(|e| match e {
             AmqpError::ChannelClosed(why) => why,
             other => other.to_string(),

@@ -214,8 +214,9 @@ fn check_redis(config: &Config, report: &mut Report) {
     }
 }
 
-/// The login (host, vhost, user, password) and the queue the default exchange routes the
-/// routing key to, as two lines.
+/// The login (host, vhost, user, password) at every broker of the list, one line each
+/// (with the TLS version and certificate subject for `amqps://`), then the queue the
+/// default exchange routes the routing key to, as seen at the first broker that answered.
 fn check_broker(config: &Config, report: &mut Report) {
     let broker = match config.require_broker() {
         Ok(broker) => broker,
@@ -225,40 +226,55 @@ fn check_broker(config: &Config, report: &mut Report) {
             return;
         }
     };
-    let login = format!(
-        "{}:{} vhost {:?}: logged in as {}",
-        broker.host, broker.port, broker.vhost, broker.user
-    );
+    let tls = match crate::broker::tls_config(broker) {
+        Ok(tls) => tls,
+        Err(e) => {
+            report.push("broker", Status::Fail, e);
+            report.config_error = true;
+            return;
+        }
+    };
     let routing_key = format!("routing key {:?}", broker.routing_key);
-    match crate::broker::probe(broker) {
-        Ok(probed) => {
-            report.broker_login = true;
-            report.push("broker", Status::Ok, login);
-            match probed.queue {
-                Ok(queue) => {
-                    report.queue = true;
-                    let detail = format!(
-                        "{routing_key}: queue {:?} holds {} messages for {} consumers",
-                        broker.routing_key, queue.messages, queue.consumers
-                    );
-                    report.push("queue", Status::Ok, detail);
+    let mut queue = None;
+    for address in &broker.hosts {
+        match crate::broker::probe(broker, address, tls.as_ref()) {
+            Ok(probed) => {
+                report.broker_login = true;
+                let mut detail = format!(
+                    "{address} vhost {:?}: logged in as {}",
+                    broker.vhost, broker.user
+                );
+                if let Some(peer) = &probed.tls {
+                    detail.push_str(&format!("; {}, certificate {}", peer.version, peer.subject));
                 }
-                Err(why) => {
-                    let detail = format!("{routing_key}: no queue receives it ({why})");
-                    report.push("queue", Status::Fail, detail);
-                }
+                report.push("broker", Status::Ok, detail);
+                queue.get_or_insert(probed.queue);
+            }
+            Err(e) => {
+                let error = e.to_string();
+                let error = error.strip_prefix("broker ").unwrap_or(&error);
+                report.push("broker", Status::Fail, error);
             }
         }
-        Err(e) => {
-            let error = e.to_string();
-            let error = error.strip_prefix("broker ").unwrap_or(&error);
-            report.push("broker", Status::Fail, error);
-            report.push(
-                "queue",
-                Status::Skipped,
-                format!("{routing_key}: not checked without a broker login"),
+    }
+    match queue {
+        Some(Ok(queue)) => {
+            report.queue = true;
+            let detail = format!(
+                "{routing_key}: queue {:?} holds {} messages for {} consumers",
+                broker.routing_key, queue.messages, queue.consumers
             );
+            report.push("queue", Status::Ok, detail);
         }
+        Some(Err(why)) => {
+            let detail = format!("{routing_key}: no queue receives it ({why})");
+            report.push("queue", Status::Fail, detail);
+        }
+        None => report.push(
+            "queue",
+            Status::Skipped,
+            format!("{routing_key}: not checked without a broker login"),
+        ),
     }
 }
 

@@ -237,14 +237,24 @@ pub(crate) struct Settings {
     )]
     pub(crate) state_ttl: u64,
 
-    /// RabbitMQ host, optionally host:port (port 5672 when left out).
+    /// RabbitMQ brokers, comma-separated, tried in order: host[:PORT] (port 5672) or
+    /// amqps://host[:PORT] for TLS (port 5671); an IPv6 address in brackets ([::1]:5672).
     #[arg(
         long,
-        value_name = "HOST[:PORT]",
+        value_name = "HOST[:PORT],...",
         env = "STATS_COLLECTOR_RABBITMQ_HOST",
         global = true
     )]
     pub(crate) rabbitmq_host: Option<String>,
+
+    /// PEM file of the CA that signed the brokers' certificates (amqps://).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STATS_COLLECTOR_RABBITMQ_CA_FILE",
+        global = true
+    )]
+    pub(crate) rabbitmq_ca_file: Option<PathBuf>,
 
     /// RabbitMQ user.
     #[arg(

@@ -7,6 +7,7 @@
 
 use crate::cli::Settings;
 use crate::mesos::Agent;
+use crate::redact;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -82,14 +83,38 @@ pub(crate) struct RedisSettings {
 
 #[derive(Clone, Debug)]
 pub(crate) struct BrokerSettings {
-    pub(crate) host: String,
-    pub(crate) port: u16,
+    /// Tried in order; a pass uses the first that accepts the login.
+    pub(crate) hosts: Vec<BrokerAddress>,
+    /// PEM CA for `amqps://` brokers; the system's roots when None.
+    pub(crate) ca_file: Option<PathBuf>,
     pub(crate) user: String,
     pub(crate) password: Secret,
     pub(crate) vhost: String,
     pub(crate) routing_key: String,
     pub(crate) connect_timeout: Duration,
     pub(crate) confirm_timeout: Duration,
+}
+
+/// One broker of the list: where, and whether over TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BrokerAddress {
+    /// A name or an IP address; an IPv6 address without its brackets.
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) tls: bool,
+}
+
+impl fmt::Display for BrokerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.tls {
+            f.write_str("amqps://")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// Shard `index` (1-based) of `count`.
@@ -212,17 +237,18 @@ fn masters(
 
 fn master_url(url: String) -> Result<String, ConfigError> {
     let url = url.trim().trim_end_matches('/').to_string();
+    let shown = redact::url(&url);
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| {
             invalid(format!(
-                "master URL {url:?} must start with http:// or https://"
+                "master URL {shown} must start with http:// or https://"
             ))
         })?;
     if rest.is_empty() || rest.contains('/') || rest.contains('@') {
         return Err(invalid(format!(
-            "master URL {url:?} must be scheme://host[:port], without path or credentials"
+            "master URL {shown} must be scheme://host[:port], without path or credentials"
         )));
     }
     Ok(url)
@@ -271,7 +297,7 @@ fn metrics_file(settings: &Settings) -> Result<Option<PathBuf>, ConfigError> {
 
 fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, ConfigError> {
     let url = settings.redis_url.trim().to_string();
-    let shown_url = redact_url(&url);
+    let shown_url = redact::url(&url);
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err(invalid(format!(
             "Redis URL {shown_url} must start with redis:// or rediss://"
@@ -297,21 +323,6 @@ fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, Config
     })
 }
 
-/// A URL with the password of its user info replaced, safe to log.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:<redacted>{}", &rest[at..])
-        }
-        None => url.to_string(),
-    }
-}
-
 fn broker(
     settings: &Settings,
     connect_timeout: Duration,
@@ -319,22 +330,18 @@ fn broker(
     let Some(host) = settings.rabbitmq_host.as_deref().filter(|h| !h.is_empty()) else {
         return Ok(None);
     };
-    let (host, port) = match host.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| invalid(format!("RabbitMQ host {host:?}: bad port {p:?}")))?,
-        ),
-        None => (host, 5672),
-    };
+    let hosts = host
+        .split(',')
+        .map(broker_address)
+        .collect::<Result<Vec<_>, _>>()?;
     let routing_key = settings
         .routing_key
         .clone()
         .filter(|rk| !rk.is_empty())
         .ok_or_else(|| invalid("STATS_COLLECTOR_RABBITMQ_RK (--routing-key) is required"))?;
     Ok(Some(BrokerSettings {
-        host: host.to_string(),
-        port,
+        hosts,
+        ca_file: settings.rabbitmq_ca_file.clone(),
         user: settings
             .rabbitmq_user
             .clone()
@@ -350,6 +357,51 @@ fn broker(
         connect_timeout,
         confirm_timeout: seconds("--confirm-timeout", settings.confirm_timeout)?,
     }))
+}
+
+/// One entry of the broker list: `host[:port]`, `amqp://host[:port]` or
+/// `amqps://host[:port]` (ports 5672 and 5671 by default), an IPv6 address in brackets.
+fn broker_address(entry: &str) -> Result<BrokerAddress, ConfigError> {
+    let entry = entry.trim();
+    let shown = redact::url(entry);
+    let bad = |why: &str| invalid(format!("RabbitMQ host {shown}: {why}"));
+    let (tls, rest) = match entry.split_once("://") {
+        Some(("amqps", rest)) => (true, rest),
+        Some(("amqp", rest)) => (false, rest),
+        Some(_) => return Err(bad("the scheme must be amqp:// or amqps://")),
+        None => (false, entry),
+    };
+    if rest.contains('@') {
+        return Err(bad(
+            "credentials belong in STATS_COLLECTOR_RABBITMQ_USER and STATS_COLLECTOR_RABBITMQ_PWD",
+        ));
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains(['/', '?', '#']) {
+        return Err(bad(
+            "must be [amqps://]host[:port]; the virtual host belongs in STATS_COLLECTOR_RABBITMQ_VHOST",
+        ));
+    }
+    let (host, port) = redact::split_host_port(authority);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || shown == redact::UNREADABLE {
+        return Err(bad(
+            "expected host[:port] or amqps://host[:port], an IPv6 address in brackets",
+        ));
+    }
+    let port = match port {
+        None if tls => 5671,
+        None => 5672,
+        Some(port) => port.parse::<u16>().map_err(|_| bad("bad port"))?,
+    };
+    Ok(BrokerAddress {
+        host: host.to_string(),
+        port,
+        tls,
+    })
 }
 
 #[cfg(test)]
@@ -421,9 +473,14 @@ mod tests {
         for secret in ["hunter2", "sekrit", "pa55"] {
             assert!(!shown.contains(secret), "{secret} leaked in {shown}");
         }
-        assert_eq!(c.redis.shown_url, "redis://:<redacted>@r:6379/0");
+        assert_eq!(c.redis.shown_url, "redis://<redacted>@r:6379/0");
         let broker = c.require_broker().expect("configured");
-        assert_eq!((broker.host.as_str(), broker.port), ("mq", 5673));
+        let mq = BrokerAddress {
+            host: "mq".into(),
+            port: 5673,
+            tls: false,
+        };
+        assert_eq!(broker.hosts, [mq]);
         assert_eq!(broker.password.expose(), "pa55");
     }
 
@@ -469,13 +526,52 @@ mod tests {
     }
 
     #[test]
-    fn redaction_of_urls() {
-        assert_eq!(redact_url("redis://127.0.0.1/0"), "redis://127.0.0.1/0");
+    fn broker_hosts_are_a_list_of_plain_and_tls_addresses() {
+        let hosts = |value: &str| {
+            let args = ["--master", "http://m:1", "--routing-key", "rk"];
+            config(&[&args[..], &["--rabbitmq-host", value]].concat(), &[])
+                .map(|c| {
+                    let broker = c.broker.expect("configured");
+                    broker
+                        .hosts
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| e.to_string())
+        };
         assert_eq!(
-            redact_url("rediss://u:p@h:1/2"),
-            "rediss://u:<redacted>@h:1/2"
+            hosts("mq1, amqps://mq2,amqp://mq3:1/,amqps://[::1]:5673,[fe80::1]"),
+            Ok(vec![
+                "mq1:5672".to_string(),
+                "amqps://mq2:5671".into(),
+                "mq3:1".into(),
+                "amqps://[::1]:5673".into(),
+                "[fe80::1]:5672".into(),
+            ])
         );
-        assert_eq!(redact_url("redis://u@h"), "redis://u:<redacted>@h");
+        for bad in [
+            "amqp://user:s3cret@mq/",
+            "mq:s3cret",
+            "http://mq",
+            "mq,,mq2",
+            "::1:5673",
+            "amqps://mq/vhost",
+            "mq:70000",
+        ] {
+            let why = hosts(bad).expect_err(bad);
+            assert!(why.starts_with("RabbitMQ host "), "{why}");
+            assert!(!why.contains("s3cret"), "{why}");
+        }
+    }
+
+    #[test]
+    fn master_urls_with_credentials_are_refused_without_showing_them() {
+        let why = config(&["--master", "http://user:s3cret@m:5050"], &[])
+            .expect_err("refused")
+            .to_string();
+        assert!(why.contains("http://<redacted>@m:5050"), "{why}");
+        assert!(!why.contains("s3cret"), "{why}");
     }
 
     #[test]

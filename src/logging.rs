@@ -1,6 +1,7 @@
 //! Logging to stderr through `log` and env_logger: plain lines for people, or one JSON
 //! object per line (`--log-format json`) for log pipelines. `RUST_LOG` sets the level,
-//! `info` by default. A JSON line always has `time` (RFC 3339, UTC), `level` and
+//! `info` by default (the HTTP, TLS and Redis crates log nothing below `warn`: their wire logs
+//! can hold secrets). A JSON line always has `time` (RFC 3339, UTC), `level` and
 //! `message`; the record's `log` key-values (agent, reason, the summary's counts) become
 //! fields of their own, numbers as numbers. Plain lines carry the message only, which
 //! already names what the fields hold.
@@ -12,6 +13,12 @@ use std::io::Write;
 pub(crate) fn init(format: LogFormat) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // The crates that speak to masters, agents, Redis and the broker log requests, headers
+    // and raw bytes at debug and trace, which can hold a password (a Location with user
+    // info, an AUTH command): whatever RUST_LOG says, they log warnings at most.
+    for wire in ["ureq", "ureq_proto", "rustls", "redis", "r2d2"] {
+        builder.filter_module(wire, log::LevelFilter::Warn);
+    }
     match format {
         LogFormat::Text => builder.format(|buf, record| {
             writeln!(

@@ -19,8 +19,10 @@ mod pass;
 mod pool;
 mod printer;
 mod reading;
+mod redact;
 mod state;
 mod tally;
+mod transport;
 
 use clap::Parser;
 use cli::{Cli, Command, OutputFormat};

@@ -8,6 +8,7 @@
 //! protocol-relative `Location`.
 
 use crate::config::HttpSettings;
+use crate::redact;
 use serde::Deserialize;
 use std::fmt;
 use std::io::Read;
@@ -155,17 +156,14 @@ impl MesosClient {
     }
 
     fn list_from(&self, master: &str) -> Result<AgentList, FetchError> {
-        let mut url = format!("{master}/master/slaves");
+        let mut base = master.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let deadline = Instant::now() + self.settings.request_timeout;
-            match self.get(&url, deadline)? {
-                Answer::Body(body) => {
-                    let base = url.trim_end_matches("/master/slaves").to_string();
-                    return parse_agent_list(&body, base);
-                }
+            match self.get(&format!("{base}/master/slaves"), deadline)? {
+                Answer::Body(body) => return parse_agent_list(&body, base),
                 Answer::Redirect(location) => {
-                    url = resolve_redirect(&url, &location)?;
-                    log::info!("{master} is not leading; following it to {url}");
+                    base = leader_of(&base, &location)?;
+                    log::info!("{master} is not leading; following it to {base}");
                 }
             }
         }
@@ -328,53 +326,43 @@ fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<ureq::tls::Certifi
 }
 
 fn basic_authorization(principal: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64(format!("{principal}:{secret}").as_bytes())
-    )
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{principal}:{secret}"));
+    format!("Basic {token}")
 }
 
-/// Standard base64 with padding; small enough not to warrant a dependency.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let bytes = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Resolves a `Location` (absolute, protocol-relative `//host:port/path`, or a path)
-/// against the URL that was asked.
-fn resolve_redirect(asked: &str, location: &str) -> Result<String, FetchError> {
+/// The leader a standby's `Location` names (absolute, protocol-relative `//host:port/…`,
+/// or a path on the master asked): its host and port only, under the scheme of the URL
+/// asked, which is the one the operator configured. The path stays ours, and a Location
+/// that changes the scheme is refused, so credentials never leave in clear text.
+fn leader_of(asked: &str, location: &str) -> Result<String, FetchError> {
     let scheme = Scheme::of(asked);
-    if location.starts_with("http://") || location.starts_with("https://") {
-        Ok(location.to_string())
-    } else if let Some(rest) = location.strip_prefix("//") {
-        Ok(format!("{scheme}://{rest}"))
+    let shown = redact::url(location);
+    let rest = if let Some(rest) = location.strip_prefix("//") {
+        rest
+    } else if let Some((theirs, rest)) = location.split_once("://") {
+        if !theirs.eq_ignore_ascii_case(&scheme.to_string()) {
+            return Err(FetchError::BadRedirect(format!(
+                "Location {shown} changes the scheme from {scheme}: refused"
+            )));
+        }
+        rest
     } else if location.starts_with('/') {
-        let authority = asked
-            .split_once("://")
-            .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
-            .unwrap_or_default();
-        Ok(format!("{scheme}://{authority}{location}"))
+        return Ok(asked.to_string());
     } else {
-        Err(FetchError::BadRedirect(format!(
-            "unusable Location {location:?}"
-        )))
+        return Err(FetchError::BadRedirect(format!(
+            "unusable Location {shown}"
+        )));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // User info in a Location is the standby's, never a reason to send ours elsewhere.
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    if redact::url(authority) == redact::UNREADABLE {
+        return Err(FetchError::BadRedirect(format!(
+            "unusable Location {shown}"
+        )));
     }
+    Ok(format!("{scheme}://{authority}"))
 }
 
 #[derive(Deserialize)]
@@ -437,41 +425,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redirects_resolve_against_the_asked_url() {
-        let asked = "http://10.0.0.1:5050/master/slaves";
+    fn a_redirect_names_a_leader_by_host_and_port_only() {
+        let asked = "http://10.0.0.1:5050";
+        let leader = |location| leader_of(asked, location).map_err(|e| e.to_string());
         assert_eq!(
-            resolve_redirect(asked, "//10.0.0.2:5050/master/slaves").expect("ok"),
-            "http://10.0.0.2:5050/master/slaves"
+            leader("//10.0.0.2:5050/master/slaves"),
+            Ok("http://10.0.0.2:5050".into())
         );
         assert_eq!(
-            resolve_redirect("https://m:1/master/slaves", "//l:2/master/slaves").expect("ok"),
-            "https://l:2/master/slaves"
+            leader_of("https://m:1", "//l:2/master/slaves").expect("ok"),
+            "https://l:2"
         );
-        assert_eq!(
-            resolve_redirect(asked, "/master/slaves").expect("ok"),
-            "http://10.0.0.1:5050/master/slaves"
+        assert_eq!(leader("/master/slaves"), Ok(asked.into()));
+        assert_eq!(leader("http://x/y?z"), Ok("http://x".into()));
+        assert_eq!(leader("HTTP://u:pw@[::1]:7/"), Ok("http://[::1]:7".into()));
+        assert!(leader("nonsense").is_err());
+        assert!(leader("//").is_err());
+        assert!(leader("http://x y/").is_err());
+        let downgrade = leader_of("https://m:1", "http://u:pw@other/").expect_err("refused");
+        let why = downgrade.to_string();
+        assert!(
+            why.contains("changes the scheme from https") && !why.contains("pw"),
+            "{why}"
         );
-        assert_eq!(
-            resolve_redirect(asked, "http://x/y").expect("ok"),
-            "http://x/y"
+        assert!(
+            leader("https://other/").is_err(),
+            "no change of scheme either way"
         );
-        assert!(resolve_redirect(asked, "nonsense").is_err());
     }
 
     #[test]
-    fn base64_matches_the_rfc_vectors() {
-        let vectors = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (input, output) in vectors {
-            assert_eq!(base64(input.as_bytes()), output);
-        }
+    fn the_basic_header_is_base64_of_principal_and_secret() {
         assert_eq!(
             basic_authorization("ops", "s3cret"),
             "Basic b3BzOnMzY3JldA=="

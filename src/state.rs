@@ -263,7 +263,9 @@ fn push_bulk(out: &mut Vec<u8>, parts: &[&[u8]]) {
 
 /// A Redis error in words, without the URL or credentials the crate might add.
 fn describe(error: &redis::RedisError) -> String {
-    if error.is_timeout() {
+    if is_auth_failure(&error.to_string()) {
+        AUTH_FAILED.into()
+    } else if error.is_timeout() {
         "timed out".into()
     } else if error.is_connection_refusal() {
         "connection refused".into()
@@ -274,11 +276,26 @@ fn describe(error: &redis::RedisError) -> String {
     }
 }
 
+const AUTH_FAILED: &str =
+    "authentication failed: check the user and password in STATS_COLLECTOR_REDIS_URL";
+
+/// Redis refused the login (WRONGPASS) or wants one (NOAUTH); the crate's own words for
+/// a refused AUTH name authentication.
+fn is_auth_failure(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    ["wrongpass", "noauth", "authentication"]
+        .iter()
+        .any(|word| lower.contains(word))
+}
+
 /// r2d2 reports the last connection error as text; name the usual causes plainly.
 fn describe_pool_error(error: &r2d2::Error) -> String {
     let text = error.to_string();
     let lower = text.to_lowercase();
-    if lower.contains("refused") {
+    // Checked first: the pool retries a refused login until its timeout, then says so.
+    if is_auth_failure(&text) {
+        AUTH_FAILED.into()
+    } else if lower.contains("refused") {
         "connection refused".into()
     } else if lower.contains("timed out") || lower.contains("timeout") {
         "timed out".into()

@@ -4,6 +4,7 @@
 
 mod common;
 
+use base64::Engine;
 use common::*;
 use mesos_sim::{AgentFault, ClusterSpec, MasterFault, TlsIdentity};
 use std::time::{Duration, Instant};
@@ -143,7 +144,8 @@ fn credentials_reach_the_leader_after_a_redirect_and_every_agent() {
         .arg("collect")
         .run();
     run.assert_success();
-    let expected = format!("Basic {}", base64_of(&format!("{principal}:{secret}")));
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{principal}:{secret}"));
+    let expected = format!("Basic {token}");
     assert_eq!(
         world.cluster.last_master_auth_header(1).as_deref(),
         Some(expected.as_str()),
@@ -172,29 +174,6 @@ fn credentials_reach_the_leader_after_a_redirect_and_every_agent() {
         "{wrong}"
     );
     assert!(!wrong.stderr.contains("wrong-secret"), "{wrong}");
-}
-
-/// Standard base64, written out here so the test does not share the code it checks.
-fn base64_of(text: &str) -> String {
-    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                table[(n >> (18 - 6 * i)) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
 
 #[test]
@@ -229,28 +208,17 @@ fn https_masters_and_agents_with_a_custom_ca() {
 
 /// A CA, and a server certificate it signed for 127.0.0.1 and every agent address.
 fn certificates(first_ip: [u8; 3], agents: u8) -> (String, TlsIdentity) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let key = KeyPair::generate().expect("server key");
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    for i in 0..agents {
-        let ip = [127, first_ip[0], first_ip[1], first_ip[2] + i];
-        params.subject_alt_names.push(SanType::IpAddress(ip.into()));
-    }
-    let cert = params
-        .signed_by(&key, &ca, &ca_key)
-        .expect("server certificate");
+    let mut ips = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+    ips.extend(
+        (0..agents)
+            .map(|i| std::net::IpAddr::from([127, first_ip[0], first_ip[1], first_ip[2] + i])),
+    );
+    let made = TestCertificates::new(&["localhost"], &ips);
     let identity = TlsIdentity {
-        cert_chain_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+        cert_chain_pem: made.cert_pem,
+        key_pem: made.key_pem,
     };
-    (ca.pem(), identity)
+    (made.ca_pem, identity)
 }
 
 #[test]

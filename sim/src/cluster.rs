@@ -192,6 +192,7 @@ impl Cluster {
             MasterFault::Refuse => AgentFault::Refuse,
             MasterFault::Hang => AgentFault::Hang,
             MasterFault::Status(status) => AgentFault::Status(status),
+            MasterFault::Redirect(location) => AgentFault::Redirect(location),
         };
         self.masters[master].set_fault(fault);
     }

@@ -97,6 +97,8 @@ pub enum AgentFault {
     /// Answers 200 with a valid JSON array padded with whitespace to at least this many
     /// bytes.
     Oversized(usize),
+    /// Answers `307` with this `Location` (a standby pointing anywhere).
+    Redirect(String),
 }
 
 /// How a master misbehaves; see [`Cluster::set_master_fault`]. Same meanings as the
@@ -107,6 +109,7 @@ pub enum MasterFault {
     Refuse,
     Hang,
     Status(u16),
+    Redirect(String),
 }
 
 /// An active agent as the leader lists it.

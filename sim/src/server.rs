@@ -378,6 +378,7 @@ impl Endpoint {
         match fault {
             AgentFault::Status(status) => Response::text(*status),
             AgentFault::Body(body) => Response::json(200, body.clone()),
+            AgentFault::Redirect(location) => Response::redirect(location.clone()),
             AgentFault::Oversized(size) => {
                 let mut response = self.authorized_answer(request);
                 response.pad_to(*size);

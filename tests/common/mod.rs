@@ -120,15 +120,27 @@ pub fn unique_key_prefix() -> String {
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// `--requirepass`, when set; [`RedisServer::url`] carries it.
+    password: Option<String>,
 }
 
 impl RedisServer {
     /// Starts a redis-server on a free port and waits until it answers PING.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(None)
+    }
+
+    /// A redis-server that wants this password (`--requirepass`).
+    pub fn with_password(password: &str) -> RedisServer {
+        RedisServer::start_with(Some(password.to_string()))
+    }
+
+    fn start_with(password: Option<String>) -> RedisServer {
         for _ in 0..5 {
             let mut server = RedisServer {
                 child: None,
                 port: free_port(),
+                password: password.clone(),
             };
             if server.spawn() {
                 return server;
@@ -143,6 +155,11 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass", p.as_str()]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -183,7 +200,10 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     pub fn conn(&self) -> redis::Connection {
@@ -277,6 +297,11 @@ impl Broker {
         PrivateBroker::start()
     }
 
+    /// A disposable node that also listens for TLS (on 127.0.0.1) with this certificate.
+    pub fn private_tls(certificates: &TestCertificates) -> PrivateBroker {
+        PrivateBroker::start_with(Some(certificates))
+    }
+
     pub fn user(&self) -> &'static str {
         Self::USER
     }
@@ -302,10 +327,66 @@ pub struct PrivateBroker {
     amqp_port: u16,
     dist_port: u16,
     dir: PathBuf,
+    /// The TLS listener's port, for a node started with [`Broker::private_tls`].
+    tls_port: Option<u16>,
+}
+
+/// A CA and a server certificate it signed, as PEM, made for one test.
+#[derive(Clone, Debug)]
+pub struct TestCertificates {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCertificates {
+    /// A fresh CA, and a certificate it signed for these DNS names and IP addresses.
+    pub fn new(names: &[&str], ips: &[std::net::IpAddr]) -> TestCertificates {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, unique_name("asgard test CA"));
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let key = KeyPair::generate().expect("server key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone()).expect("params");
+        if let Some(first) = names.first() {
+            params
+                .distinguished_name
+                .push(DnType::CommonName, first.as_str());
+        }
+        params
+            .subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        let cert = params
+            .signed_by(&key, &ca, &ca_key)
+            .expect("server certificate");
+        TestCertificates {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// Writes the CA to a file of its own (for STATS_COLLECTOR_*_CA_FILE).
+    pub fn ca_file(&self) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("{}-ca.pem", unique_name("asgard-ca")));
+        std::fs::write(&path, &self.ca_pem).expect("write the CA file");
+        path
+    }
 }
 
 impl PrivateBroker {
     fn start() -> PrivateBroker {
+        PrivateBroker::start_with(None)
+    }
+
+    /// A node with an AMQP listener and a TLS one (`listeners.ssl`) presenting this
+    /// certificate; clients are not asked for one.
+    fn start_with(tls: Option<&TestCertificates>) -> PrivateBroker {
         // Make sure packages and the Erlang cookie exist (cheap when already done).
         let _ = Broker::shared();
         let name = unique_name("asgard-priv").replace('.', "-");
@@ -313,14 +394,32 @@ impl PrivateBroker {
         let node = format!("{name}@localhost");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create private broker dir");
+        let tls_port = tls.map(|certificates| {
+            let port = free_port();
+            write_tls_config(&dir, port, certificates);
+            port
+        });
         let mut broker = PrivateBroker {
             node,
             amqp_port: free_port(),
             dist_port: free_port(),
             dir,
+            tls_port,
         };
         broker.start_again();
+        if let Some(port) = broker.tls_port {
+            wait_for_port(port);
+        }
         broker
+    }
+
+    /// The TLS listener's port.
+    ///
+    /// # Panics
+    /// For a node started without TLS.
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
+            .expect("a node started with Broker::private_tls")
     }
 
     pub fn node(&self) -> &str {
@@ -361,6 +460,42 @@ impl PrivateBroker {
             let _ = try_services(&["stop-node", &dir]);
             services(&start);
         }
+    }
+}
+
+/// The node's `rabbitmq.conf` (scripts/services points RABBITMQ_CONFIG_FILE at
+/// `DIR/rabbitmq`) with a TLS listener on loopback, and its certificate files beside it
+/// (start-node hands the directory to user rabbitmq).
+fn write_tls_config(dir: &std::path::Path, port: u16, certificates: &TestCertificates) {
+    let files = [
+        ("ca.pem", &certificates.ca_pem),
+        ("cert.pem", &certificates.cert_pem),
+        ("key.pem", &certificates.key_pem),
+    ];
+    for (name, pem) in files {
+        std::fs::write(dir.join(name), pem).expect("write a certificate file");
+    }
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let config = format!(
+        "listeners.ssl.1 = 127.0.0.1:{port}\n\
+         ssl_options.cacertfile = {}\n\
+         ssl_options.certfile = {}\n\
+         ssl_options.keyfile = {}\n\
+         ssl_options.verify = verify_none\n\
+         ssl_options.fail_if_no_peer_cert = false\n",
+        path("ca.pem"),
+        path("cert.pem"),
+        path("key.pem"),
+    );
+    std::fs::write(dir.join("rabbitmq.conf"), config).expect("write rabbitmq.conf");
+}
+
+/// Waits (up to 30 s) until 127.0.0.1:`port` accepts connections.
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !port_is_open(port) {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        thread::sleep(Duration::from_millis(100));
     }
 }
 
