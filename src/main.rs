@@ -19,6 +19,7 @@ mod pool;
 mod printer;
 mod reading;
 mod state;
+mod stop;
 mod tally;
 
 use clap::Parser;
