@@ -5,6 +5,7 @@
 mod amqp;
 mod appname;
 mod broker;
+mod budget;
 mod check;
 mod cli;
 mod config;

@@ -10,6 +10,7 @@
 //! stores, releases its lock and logs its summary.
 
 use crate::broker::{AmqpPublisher, Outgoing, Publisher};
+use crate::budget::{self, Reservation};
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::document::{compute, Outcome};
@@ -59,6 +60,7 @@ impl PassError {
 pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
     let started = Instant::now();
     let deadline = started + config.deadline;
+    budget::give_large_buffers_back();
     let stop = stop::on_signals().unwrap_or_else(|e| {
         log::warn!("cannot handle SIGTERM and SIGINT ({e}); a signal ends the pass at once");
         Arc::new(Stop::default())
@@ -255,8 +257,13 @@ pub(crate) fn run_workers<J: Send + Sync + 'static>(
     }
 }
 
-/// Fetches one agent and turns its answer into readings, logging what it skipped.
-pub(crate) fn read_agent(shared: &Shared, worker: &Worker, agent: &Agent) -> Option<Vec<Reading>> {
+/// Fetches one agent and turns its answer into readings, logging what it skipped. The
+/// readings hold their share of the body budget until the reservation is dropped.
+pub(crate) fn read_agent(
+    shared: &Shared,
+    worker: &Worker,
+    agent: &Agent,
+) -> Option<(Vec<Reading>, Reservation)> {
     let body = match worker.fetching(|| {
         shared
             .mesos
@@ -275,6 +282,14 @@ pub(crate) fn read_agent(shared: &Shared, worker: &Worker, agent: &Agent) -> Opt
             return None;
         }
     };
+    let mut held = body.into_reservation();
+    held.shrink_to(
+        answer
+            .readings
+            .iter()
+            .map(|r| (r.entry.len() + r.executor_id.len()) as u64)
+            .sum(),
+    );
     for (position, why) in &answer.skipped {
         log::warn!(agent = agent.address.as_str(), reason = why.to_string().as_str(); "agent {}: entry {position} skipped: {why}", agent.address);
     }
@@ -300,7 +315,7 @@ pub(crate) fn read_agent(shared: &Shared, worker: &Worker, agent: &Agent) -> Opt
         }
         readings.push(reading);
     }
-    Some(readings)
+    Some((readings, held))
 }
 
 /// Loads the previous readings of these tasks; None for tasks without a usable one.
@@ -342,7 +357,7 @@ fn stored_reading(
 
 /// The whole path of one agent in a collecting pass or a dry run's first round.
 fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
-    let Some(readings) = read_agent(shared, worker, agent) else {
+    let Some((readings, _held)) = read_agent(shared, worker, agent) else {
         return;
     };
     let previous = match previous_readings(shared, agent, &readings) {

@@ -97,6 +97,10 @@ pub enum AgentFault {
     /// Answers 200 with a valid JSON array padded with whitespace to at least this many
     /// bytes.
     Oversized(usize),
+    /// Answers 200 with its normal answer padded with whitespace to `bytes` (a valid JSON
+    /// array of that size, announced in Content-Length), sent in steps spread over `over`.
+    /// Its writes wait up to a minute for a client that reads late.
+    SlowBody { bytes: usize, over: Duration },
 }
 
 /// How a master misbehaves; see [`Cluster::set_master_fault`]. Same meanings as the
