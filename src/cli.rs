@@ -25,7 +25,9 @@ Exit codes:
   2   bad command line or configuration
   3   partial: some agents or documents failed; the rest was delivered
   69  nothing could be done: no master, Redis or broker reachable
-  75  another pass holds the lock";
+  75  another pass holds the lock
+  130 stopped by SIGINT; the next pass catches up
+  143 stopped by SIGTERM; the next pass catches up";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -157,6 +159,11 @@ pub(crate) struct Settings {
     /// Largest agent answer accepted, in bytes.
     #[arg(long, value_name = "BYTES", env = "STATS_COLLECTOR_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024, global = true)]
     pub(crate) max_body_bytes: u64,
+
+    /// Bytes of agent answers held at once, read or being read: a fetch whose answer
+    /// would exceed it waits (within its request timeout) until others are done.
+    #[arg(long, value_name = "BYTES", env = "STATS_COLLECTOR_BODY_BUDGET_BYTES", default_value_t = 256 * 1024 * 1024, global = true)]
+    pub(crate) body_budget_bytes: u64,
 
     /// Agents handled at once. A fetch that waits over 100 ms stops counting, so slow or
     /// hung agents wait beside the workers (up to 1024 of them), not in their place.

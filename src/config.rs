@@ -61,6 +61,8 @@ pub(crate) struct HttpSettings {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) max_body_bytes: u64,
+    /// Bytes of agent answers held at once (`budget.rs`).
+    pub(crate) body_budget_bytes: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -163,6 +165,7 @@ impl Config {
                 connect_timeout,
                 request_timeout: seconds("--request-timeout", settings.request_timeout)?,
                 max_body_bytes: positive("--max-body-bytes", settings.max_body_bytes)?,
+                body_budget_bytes: positive("--body-budget-bytes", settings.body_budget_bytes)?,
             },
             workers: match settings.workers {
                 1..=1024 => settings.workers,
@@ -509,6 +512,7 @@ mod tests {
             &["--state-ttl", "0"],
             &["--metrics-file", "/var/lib/node_exporter/"],
             &["--metrics-file", "/var/lib/.."],
+            &["--body-budget-bytes", "0"],
         ] {
             assert!(with(bad).is_err(), "{bad:?} must be rejected");
         }

@@ -63,7 +63,7 @@ pub(crate) fn read_again(shared: &Arc<Shared>, limits: Limits, interval: Duratio
 fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
     std::thread::sleep(earlier.read_at.saturating_duration_since(Instant::now()));
     let agent = &earlier.agent;
-    let Some(readings) = read_agent(shared, worker, agent) else {
+    let Some((readings, _held)) = read_agent(shared, worker, agent) else {
         return;
     };
     let mut outgoing = Vec::new();

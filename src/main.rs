@@ -5,6 +5,7 @@
 mod amqp;
 mod appname;
 mod broker;
+mod budget;
 mod check;
 mod cli;
 mod config;
@@ -21,6 +22,7 @@ mod printer;
 mod reading;
 mod redact;
 mod state;
+mod stop;
 mod tally;
 mod transport;
 
@@ -80,7 +82,7 @@ fn run() -> i32 {
             let started = Instant::now();
             let summary = pass::run(&config, mode).unwrap_or_else(|e| {
                 log::error!("{e}");
-                Summary::stopped(e.code, started.elapsed(), args.dry_run)
+                Summary::ended_early(e.code, started.elapsed(), args.dry_run)
             });
             end_pass(&config, &summary)
         }

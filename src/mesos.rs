@@ -7,11 +7,13 @@
 //! the `Authorization` header on a redirect and Mesos standbys answer with a
 //! protocol-relative `Location`.
 
+use crate::budget::{BodyBudget, Reservation};
 use crate::config::HttpSettings;
 use crate::redact;
 use serde::Deserialize;
 use std::fmt;
 use std::io::Read;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 use ureq::http::{header, StatusCode};
@@ -99,6 +101,8 @@ pub(crate) struct MesosClient {
     http: ureq::Agent,
     authorization: Option<String>,
     settings: HttpSettings,
+    /// What every answer read reserves from while it is held (`--body-budget-bytes`).
+    budget: BodyBudget,
 }
 
 impl MesosClient {
@@ -137,6 +141,7 @@ impl MesosClient {
             http,
             authorization,
             settings: settings.clone(),
+            budget: BodyBudget::new(settings.body_budget_bytes),
         })
     }
 
@@ -178,7 +183,7 @@ impl MesosClient {
         scheme: Scheme,
         agent: &Agent,
         deadline: Instant,
-    ) -> Result<Vec<u8>, FetchError> {
+    ) -> Result<Body, FetchError> {
         let url = format!("{scheme}://{}/monitor/statistics", agent.address);
         match self.get(&url, deadline)? {
             Answer::Body(body) => Ok(body),
@@ -193,6 +198,7 @@ impl MesosClient {
         if budget.is_zero() {
             return Err(FetchError::Timeout);
         }
+        let ends = Instant::now() + budget;
         let mut request = self
             .http
             .get(url)
@@ -222,7 +228,18 @@ impl MesosClient {
                 // Sized from Content-Length up front: growing a Vec through a 30 KB answer
                 // costs a copy per doubling, for every agent of every pass.
                 let limit = self.settings.max_body_bytes;
-                let expected = response.body().content_length().unwrap_or(0).min(limit);
+                let length = response.body().content_length();
+                if length.is_some_and(|length| length > limit) {
+                    return Err(FetchError::TooLarge(limit));
+                }
+                // Reserved before reading, the limit when the length is unknown (what is
+                // not used is given back once read); not reserved by the request's end,
+                // the request would time out meanwhile anyway.
+                let mut reservation = self
+                    .budget
+                    .reserve(length.unwrap_or(limit), ends)
+                    .ok_or(FetchError::Timeout)?;
+                let expected = length.unwrap_or(0);
                 let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
                 response
                     .body_mut()
@@ -231,7 +248,11 @@ impl MesosClient {
                     .reader()
                     .read_to_end(&mut body)
                     .map_err(|e| classify(ureq::Error::from(e)))?;
-                Ok(Answer::Body(body))
+                reservation.shrink_to(body.capacity() as u64);
+                Ok(Answer::Body(Body {
+                    bytes: body,
+                    reservation,
+                }))
             }
         }
     }
@@ -302,8 +323,29 @@ impl ureq::unversioned::resolver::Resolver for LiteralFirstResolver {
 }
 
 enum Answer {
-    Body(Vec<u8>),
+    Body(Body),
     Redirect(String),
+}
+
+/// An answer's bytes, holding their share of the body budget until dropped.
+pub(crate) struct Body {
+    bytes: Vec<u8>,
+    reservation: Reservation,
+}
+
+impl Body {
+    /// Frees the bytes but keeps their reservation, for what was read out of them.
+    pub(crate) fn into_reservation(self) -> Reservation {
+        self.reservation
+    }
+}
+
+impl Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {

@@ -66,7 +66,7 @@ const FAMILIES: &[Family] = &[
     ),
     gauge(
         "exit_code",
-        "Exit code of the last pass: 0 ok, 3 partial, 69 nothing could be done, 75 lock held, 2 configuration, 1 other.",
+        "Exit code of the last pass: 0 ok, 3 partial, 69 nothing could be done, 75 lock held, 130/143 stopped by SIGINT/SIGTERM, 2 configuration, 1 other.",
         |p| f64::from(p.summary.exit_code()),
     ),
     gauge(
@@ -92,6 +92,7 @@ const FAMILIES: &[Family] = &[
             vec![
                 ("answered", s.agents_answered),
                 ("abandoned", s.agents_abandoned),
+                ("not_started", s.agents_not_started),
             ]
         },
     ),

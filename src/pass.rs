@@ -5,9 +5,12 @@
 //! A worker holds only its current agent's readings, so memory stays flat however large
 //! the cluster. The main thread never joins a worker that may hang: it supervises the
 //! pool up to the pass deadline and then returns, so a hung agent, Redis or broker cannot
-//! hold the process.
+//! hold the process. SIGTERM or SIGINT (`stop`) ends the pass early the same way: no
+//! further agent is started, those in flight get a short grace, and the pass still
+//! stores, releases its lock and logs its summary.
 
 use crate::broker::{AmqpPublisher, Outgoing, Publisher};
+use crate::budget::{self, Reservation};
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::document::{compute, Outcome};
@@ -18,6 +21,7 @@ use crate::pool::{self, Ended, Limits, Worker};
 use crate::printer::Printer;
 use crate::reading::{parse_answer, parse_entry, Reading};
 use crate::state::{LockError, PassLock, StateStore};
+use crate::stop::{self, Stop};
 use crate::tally::{exit, Summary, Tally};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -56,6 +60,11 @@ impl PassError {
 pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
     let started = Instant::now();
     let deadline = started + config.deadline;
+    budget::give_large_buffers_back();
+    let stop = stop::on_signals().unwrap_or_else(|e| {
+        log::warn!("cannot handle SIGTERM and SIGINT ({e}); a signal ends the pass at once");
+        Arc::new(Stop::default())
+    });
     let mesos = MesosClient::new(&config.http)
         .map_err(|e| PassError::new(exit::USAGE, format!("{e:#}")))?;
     let state = StateStore::new(&config.redis).map_err(|e| PassError::new(exit::USAGE, e))?;
@@ -89,7 +98,7 @@ pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
                 (state, None, Box::new(Printer::new(output)))
             }
         };
-    let outcome = collect(config, mode, mesos, state, publisher, deadline);
+    let outcome = collect(config, mode, mesos, state, publisher, deadline, stop);
     if let Some(lock) = lock {
         lock.release();
     }
@@ -107,6 +116,7 @@ fn collect(
     state: Option<StateStore>,
     publisher: Box<dyn Publisher>,
     deadline: Instant,
+    stop: Arc<Stop>,
 ) -> Result<Arc<Tally>, PassError> {
     let list = mesos
         .list_agents(&config.masters)
@@ -127,6 +137,7 @@ fn collect(
         include_raw_metrics: config.include_raw_metrics,
         store: matches!(mode, Mode::Collect { .. }),
         deadline,
+        stop,
         rereads: Rereads::default(),
     });
     let limits = pool_limits(config);
@@ -156,6 +167,8 @@ pub(crate) struct Shared {
     /// False in a dry run: nothing is written to Redis.
     store: bool,
     deadline: Instant,
+    /// Once requested, no further agent is started.
+    stop: Arc<Stop>,
     /// Dry run only: agents whose tasks had no usable previous reading.
     pub(crate) rereads: Rereads,
 }
@@ -166,6 +179,9 @@ const MAX_STALLED_FETCHES: usize = 1024;
 /// answer well within it; waiting on a socket costs no CPU, so a slow or hung agent
 /// may as well wait beside the workers instead of in place of one.
 const FETCH_STALL: Duration = Duration::from_millis(100);
+/// How long the agents in flight may still take once a stop is requested: enough for a
+/// batch's confirms on a healthy broker, short beside cron's and systemd's patience.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The pool's size: `--workers`, and as many stalled fetches beside them as the
 /// open-files limit leaves room for, up to `MAX_STALLED_FETCHES`.
@@ -180,12 +196,14 @@ fn pool_limits(config: &Config) -> Limits {
         workers: config.workers,
         max_stalled: room.min(MAX_STALLED_FETCHES),
         stall: FETCH_STALL,
+        grace: STOP_GRACE,
     }
 }
 
-/// Runs `work` on every job (one agent each) on the pool until done or the deadline;
-/// true when every job was handled. Agents not started or not finished by the deadline
-/// are counted as abandoned.
+/// Runs `work` on every job (one agent each) on the pool until done, the deadline, or a
+/// stop; true when every job was handled. Agents not started or not finished by the
+/// deadline are counted as abandoned; after a stop, those never started as not started
+/// and those not finished within the grace as abandoned.
 pub(crate) fn run_workers<J: Send + Sync + 'static>(
     shared: &Arc<Shared>,
     agents: Vec<J>,
@@ -193,7 +211,7 @@ pub(crate) fn run_workers<J: Send + Sync + 'static>(
     work: fn(&Shared, &Worker, &J),
 ) -> bool {
     let total = agents.len();
-    let report = pool::run(shared, agents, limits, shared.deadline, work);
+    let report = pool::run(shared, agents, limits, shared.deadline, &shared.stop, work);
     if report.most_threads > limits.workers {
         log::info!(
             "slow or hung agents: fetches waiting over {FETCH_STALL:?} ran beside the {} workers, {} threads at most",
@@ -222,11 +240,30 @@ pub(crate) fn run_workers<J: Send + Sync + 'static>(
             shared.tally.agents_abandoned(left as u64);
             false
         }
+        Ended::Stopped {
+            reason,
+            not_started,
+            left,
+        } => {
+            log::warn!(
+                "{reason}: {not_started} of {total} agents not started; {left} in flight not done within {:?} are abandoned",
+                limits.grace
+            );
+            shared.tally.stopped(reason);
+            shared.tally.agents_not_started(not_started as u64);
+            shared.tally.agents_abandoned(left as u64);
+            false
+        }
     }
 }
 
-/// Fetches one agent and turns its answer into readings, logging what it skipped.
-pub(crate) fn read_agent(shared: &Shared, worker: &Worker, agent: &Agent) -> Option<Vec<Reading>> {
+/// Fetches one agent and turns its answer into readings, logging what it skipped. The
+/// readings hold their share of the body budget until the reservation is dropped.
+pub(crate) fn read_agent(
+    shared: &Shared,
+    worker: &Worker,
+    agent: &Agent,
+) -> Option<(Vec<Reading>, Reservation)> {
     let body = match worker.fetching(|| {
         shared
             .mesos
@@ -245,6 +282,14 @@ pub(crate) fn read_agent(shared: &Shared, worker: &Worker, agent: &Agent) -> Opt
             return None;
         }
     };
+    let mut held = body.into_reservation();
+    held.shrink_to(
+        answer
+            .readings
+            .iter()
+            .map(|r| (r.entry.len() + r.executor_id.len()) as u64)
+            .sum(),
+    );
     for (position, why) in &answer.skipped {
         log::warn!(agent = agent.address.as_str(), reason = why.to_string().as_str(); "agent {}: entry {position} skipped: {why}", agent.address);
     }
@@ -270,7 +315,7 @@ pub(crate) fn read_agent(shared: &Shared, worker: &Worker, agent: &Agent) -> Opt
         }
         readings.push(reading);
     }
-    Some(readings)
+    Some((readings, held))
 }
 
 /// Loads the previous readings of these tasks; None for tasks without a usable one.
@@ -312,7 +357,7 @@ fn stored_reading(
 
 /// The whole path of one agent in a collecting pass or a dry run's first round.
 fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
-    let Some(readings) = read_agent(shared, worker, agent) else {
+    let Some((readings, _held)) = read_agent(shared, worker, agent) else {
         return;
     };
     let previous = match previous_readings(shared, agent, &readings) {

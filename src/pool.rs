@@ -12,9 +12,12 @@
 //!
 //! The caller's thread supervises: it starts and tops up the threads, marks stalled
 //! fetches, and stops waiting at the deadline, never joining a thread that may hang.
+//! Once a stop is requested (`stop.rs`: a signal, or any reason a part of the pass
+//! gives), it hands out no further job and waits a short grace for the jobs in flight.
 //! Every atomic here is touched a few times per job, so all of them use `SeqCst`, which
 //! keeps the reasoning simple at no measurable cost.
 
+use crate::stop::{Stop, StopReason};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
@@ -41,6 +44,9 @@ pub(crate) struct Limits {
     pub(crate) max_stalled: usize,
     /// How long a fetch waits before it counts as stalled.
     pub(crate) stall: Duration,
+    /// How long the jobs in flight may still take once a stop is requested (never past
+    /// the deadline).
+    pub(crate) grace: Duration,
 }
 
 /// How a pool run went.
@@ -63,6 +69,13 @@ pub(crate) enum Ended {
         left: usize,
         at_deadline: bool,
     },
+    /// A stop was requested: `not_started` jobs were never handed out, and `left` of
+    /// those in flight had not finished when the grace ended.
+    Stopped {
+        reason: StopReason,
+        not_started: usize,
+        left: usize,
+    },
 }
 
 /// A pool thread as its job sees it: lets the job mark the fetch it waits on.
@@ -84,12 +97,14 @@ impl Worker<'_> {
     }
 }
 
-/// Runs `work` on every job until all are done or the deadline passes.
+/// Runs `work` on every job until all are done, the deadline passes, or `stop` is
+/// requested and the jobs in flight are done or their grace is over.
 pub(crate) fn run<C, J>(
     context: &Arc<C>,
     jobs: Vec<J>,
     limits: Limits,
     deadline: Instant,
+    stop: &Stop,
     work: fn(&C, &Worker, &J),
 ) -> Report
 where
@@ -119,10 +134,11 @@ where
     };
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let mut handles = Vec::new();
-    let ended = supervise(&crew, &done_tx, &done_rx, &mut handles);
-    if ended == Ended::AllDone {
-        // Every job is done, so every thread is past its last one and returning: joining
-        // them drops their share of `context`, which the caller may then unwrap.
+    let ended = supervise(&crew, stop, &done_tx, &done_rx, &mut handles);
+    if matches!(ended, Ended::AllDone | Ended::Stopped { left: 0, .. }) {
+        // Every job handed out is done and no other will be, so every thread is past its
+        // last one and returning: joining them drops their share of `context`, which the
+        // caller may then unwrap.
         for handle in handles {
             let _ = handle.join();
         }
@@ -134,10 +150,11 @@ where
     }
 }
 
-/// Keeps the pool at strength until every job is done, the deadline passes, or no thread
-/// is left to do the rest.
+/// Keeps the pool at strength until every job is done, the deadline passes, a stop's
+/// grace ends, or no thread is left to do the rest.
 fn supervise<C, J>(
     crew: &Crew<C, J>,
+    stop: &Stop,
     done_tx: &mpsc::Sender<()>,
     done_rx: &mpsc::Receiver<()>,
     handles: &mut Vec<std::thread::JoinHandle<()>>,
@@ -147,36 +164,65 @@ where
     J: Send + Sync + 'static,
 {
     let pool = &crew.pool;
-    let total = crew.jobs.len();
-    let mut finished = 0;
-    while finished < total {
-        let left = pool.deadline.saturating_duration_since(Instant::now());
+    let mut tally = Progress {
+        total: crew.jobs.len(),
+        handed_out: crew.jobs.len(),
+        finished: 0,
+        stopped: None,
+    };
+    let mut end = pool.deadline;
+    while tally.finished < tally.handed_out {
+        let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ended::Abandoned {
-                left: total - finished,
-                at_deadline: true,
-            };
+            return tally.ended(true);
+        }
+        if let (None, Some(reason)) = (tally.stopped, stop.reason()) {
+            // Jobs are handed out by index: past the end, no thread takes another one.
+            tally.handed_out = pool.next.swap(tally.total, SeqCst).min(tally.total);
+            tally.stopped = Some(reason);
+            end = end.min(Instant::now() + pool.limits.grace);
+            continue;
         }
         pool.mark_stalled();
         crew.top_up(done_tx, handles);
         if pool.alive.load(SeqCst) == 0 {
             // No thread is left to finish a job (none could start, or one panicked):
             // whatever they reported before leaving is already in the channel.
-            finished += done_rx.try_iter().count();
-            return match total.saturating_sub(finished) {
-                0 => Ended::AllDone,
-                left => Ended::Abandoned {
-                    left,
-                    at_deadline: false,
-                },
-            };
+            tally.finished += done_rx.try_iter().count();
+            return tally.ended(false);
         }
         // Never disconnected: this thread holds a sender to start threads with.
         if done_rx.recv_timeout(left.min(TICK)).is_ok() {
-            finished += 1;
+            tally.finished += 1;
         }
     }
-    Ended::AllDone
+    tally.ended(false)
+}
+
+/// The supervisor's count of the jobs.
+struct Progress {
+    total: usize,
+    /// Jobs that may run: all of them, until a stop is requested.
+    handed_out: usize,
+    finished: usize,
+    stopped: Option<StopReason>,
+}
+
+impl Progress {
+    /// How the run ended; `at_deadline` when the supervisor stopped waiting at the
+    /// deadline or the end of a stop's grace.
+    fn ended(&self, at_deadline: bool) -> Ended {
+        let left = self.handed_out.saturating_sub(self.finished);
+        match self.stopped {
+            Some(reason) => Ended::Stopped {
+                reason,
+                not_started: self.total - self.handed_out,
+                left,
+            },
+            None if left == 0 => Ended::AllDone,
+            None => Ended::Abandoned { left, at_deadline },
+        }
+    }
 }
 
 /// The counters the threads and the supervisor share.
@@ -376,6 +422,7 @@ mod tests {
             workers,
             max_stalled,
             stall: Duration::from_millis(50),
+            grace: Duration::from_secs(5),
         }
     }
 
@@ -402,11 +449,31 @@ mod tests {
         limits: Limits,
         deadline: Duration,
     ) -> (Arc<Record>, Report, Duration) {
+        run_jobs_stopped_after(fetches, limits, deadline, None)
+    }
+
+    /// Runs the jobs; a SIGTERM stop is requested `stop_after` the start, if given.
+    fn run_jobs_stopped_after(
+        fetches: Vec<(usize, Duration)>,
+        limits: Limits,
+        deadline: Duration,
+        stop_after: Option<Duration>,
+    ) -> (Arc<Record>, Report, Duration) {
         let record = Arc::new(Record::default());
+        let stop = Arc::new(Stop::default());
+        if let Some(after) = stop_after {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                stop.request(SIGTERM);
+            });
+        }
         let started = Instant::now();
-        let report = run(&record, fetches, limits, started + deadline, job);
+        let report = run(&record, fetches, limits, started + deadline, &stop, job);
         (record, report, started.elapsed())
     }
+
+    const SIGTERM: StopReason = StopReason::Signal(15);
 
     #[test]
     fn every_job_runs_once_on_at_most_the_workers() {
@@ -471,6 +538,61 @@ mod tests {
         assert_eq!(report.most_threads, 5, "2 workers + 3 added");
         assert!(report.bound_reached);
         assert!(took < Duration::from_millis(800), "took {took:?}");
+    }
+
+    #[test]
+    fn a_stop_hands_out_no_further_job_and_lets_those_in_flight_finish() {
+        // Two workers, no stalls: at most two jobs of 300 ms are in flight at the stop.
+        let never_stalls = Limits {
+            stall: Duration::from_secs(60),
+            ..limits(2, 10)
+        };
+        let fetches = jobs((0..20).map(|_| Duration::from_millis(300)));
+        let (record, report, _) = run_jobs_stopped_after(
+            fetches,
+            never_stalls,
+            Duration::from_secs(30),
+            Some(Duration::from_millis(450)),
+        );
+        let Ended::Stopped {
+            reason,
+            not_started,
+            left,
+        } = report.ended
+        else {
+            panic!("not stopped: {report:?}");
+        };
+        assert_eq!(reason, SIGTERM);
+        assert_eq!(left, 0, "the jobs in flight finished within the grace");
+        let done = record.done.lock().expect("no job panics").len();
+        assert!(done >= 2, "the jobs before the stop ran: {done}");
+        assert!(not_started >= 1, "{report:?}");
+        assert_eq!(done + not_started, 20, "every job ran or was never started");
+    }
+
+    #[test]
+    fn the_grace_of_a_stop_is_bounded() {
+        let fetches = jobs((0..4).map(|_| Duration::from_secs(3)));
+        let short_grace = Limits {
+            grace: Duration::from_millis(200),
+            ..limits(2, 0)
+        };
+        let (record, report, took) = run_jobs_stopped_after(
+            fetches,
+            short_grace,
+            Duration::from_secs(30),
+            Some(Duration::from_millis(100)),
+        );
+        assert_eq!(
+            report.ended,
+            Ended::Stopped {
+                reason: SIGTERM,
+                not_started: 2,
+                left: 2
+            }
+        );
+        assert!(record.done.lock().expect("no job panics").is_empty());
+        assert!(took < Duration::from_secs(2), "took {took:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What happened during a pass: counters shared by the worker threads, the summary line
 //! that ends every pass, and the exit code that follows from them (design section 8).
 
+use crate::stop::StopReason;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -23,6 +24,9 @@ pub(crate) struct Tally {
     agents_listed: AtomicU64,
     agents_answered: AtomicU64,
     agents_abandoned: AtomicU64,
+    agents_not_started: AtomicU64,
+    /// Set when the pass stopped starting agents early.
+    stopped: std::sync::OnceLock<StopReason>,
     tasks_seen: AtomicU64,
     published: AtomicU64,
     first_sightings: AtomicU64,
@@ -43,6 +47,9 @@ pub(crate) struct Summary {
     pub(crate) agents_listed: u64,
     pub(crate) agents_answered: u64,
     pub(crate) agents_abandoned: u64,
+    /// Agents never started: the pass was stopped (a signal) before their turn.
+    pub(crate) agents_not_started: u64,
+    pub(crate) stopped: Option<StopReason>,
     pub(crate) agent_failures: BTreeMap<&'static str, u64>,
     pub(crate) tasks_seen: u64,
     pub(crate) published: u64,
@@ -57,9 +64,9 @@ pub(crate) struct Summary {
     pub(crate) duration: Duration,
     /// A dry run prints its documents rather than publishing them.
     pub(crate) dry_run: bool,
-    /// The exit code of a pass that stopped before collecting (the broker, Redis or every
+    /// The exit code of a pass that ended before collecting (the broker, Redis or every
     /// master unreachable, the lock held, ...); None when it collected.
-    pub(crate) stopped: Option<i32>,
+    pub(crate) ended_early: Option<i32>,
 }
 
 /// Poisoning only means a worker panicked mid-update of a map of plain counts, which
@@ -82,6 +89,12 @@ impl Tally {
     }
     pub(crate) fn agents_abandoned(&self, n: u64) {
         self.agents_abandoned.fetch_add(n, Relaxed);
+    }
+    pub(crate) fn agents_not_started(&self, n: u64) {
+        self.agents_not_started.fetch_add(n, Relaxed);
+    }
+    pub(crate) fn stopped(&self, reason: StopReason) {
+        let _ = self.stopped.set(reason);
     }
     pub(crate) fn published(&self, n: usize) {
         self.published.fetch_add(n as u64, Relaxed);
@@ -118,6 +131,9 @@ impl Tally {
             agents_listed: self.agents_listed.load(Relaxed),
             agents_answered: self.agents_answered.load(Relaxed),
             agents_abandoned: self.agents_abandoned.load(Relaxed),
+            agents_not_started: self.agents_not_started.load(Relaxed),
+            stopped: self.stopped.get().copied(),
+            ended_early: None,
             agent_failures: lock(&self.agent_failures).clone(),
             tasks_seen: self.tasks_seen.load(Relaxed),
             published: self.published.load(Relaxed),
@@ -131,19 +147,18 @@ impl Tally {
             unstored: self.unstored.load(Relaxed),
             duration,
             dry_run: false,
-            stopped: None,
         }
     }
 }
 
 impl Summary {
-    /// The summary of a pass that stopped with `code` before collecting: no counts, so
+    /// The summary of a pass that ended with `code` before collecting: no counts, so
     /// that its summary line and metrics still say how it ended.
-    pub(crate) fn stopped(code: i32, duration: Duration, dry_run: bool) -> Summary {
+    pub(crate) fn ended_early(code: i32, duration: Duration, dry_run: bool) -> Summary {
         Summary {
             duration,
             dry_run,
-            stopped: Some(code),
+            ended_early: Some(code),
             ..Summary::default()
         }
     }
@@ -156,13 +171,16 @@ impl Summary {
         self.delivery_failures.values().map(|(n, _)| n).sum()
     }
 
-    /// 0 when everything was delivered, 69 when nothing could be, 3 in between; a
-    /// stopped pass's own code.
+    /// 0 when everything was delivered, 69 when nothing could be, 3 in between; 128 + the
+    /// signal's number when a signal stopped the pass; the code of a pass that ended early.
     pub(crate) fn exit_code(&self) -> i32 {
-        if let Some(code) = self.stopped {
+        if let Some(code) = self.ended_early {
             return code;
         }
-        let agents_missing = self.agents_failed() + self.agents_abandoned;
+        if let Some(code) = self.stopped.and_then(StopReason::exit_code) {
+            return code;
+        }
+        let agents_missing = self.agents_failed() + self.agents_abandoned + self.agents_not_started;
         let documents_missing = self.deliveries_failed() + self.unstored;
         if agents_missing == 0 && documents_missing == 0 {
             return exit::OK;
@@ -194,6 +212,12 @@ impl Summary {
             agents_answered = self.agents_answered,
             agents_failed = self.agents_failed(),
             agents_abandoned = self.agents_abandoned,
+            agents_not_started = self.agents_not_started,
+            // Empty when the pass ran to its end.
+            stopped_by = self
+                .stopped
+                .map(|reason| reason.to_string())
+                .unwrap_or_default(),
             tasks_seen = self.tasks_seen,
             published = self.published,
             first_sightings = self.first_sightings,
@@ -206,7 +230,7 @@ impl Summary {
             unstored = self.unstored,
             duration_secs = self.duration.as_secs_f64(),
             exit_code = self.exit_code();
-            "pass done: agents listed={} answered={} failed={}{} abandoned={}; tasks seen={} \
+            "pass done: agents listed={} answered={} failed={}{} abandoned={} not_started={}{}; tasks seen={} \
              {}={} first_sightings={} resets={} not_newer={} skipped_entries={} \
              malformed_fields={} bad_state={} deliveries_failed={}{} unstored={}; \
              duration={:.3}s exit={}",
@@ -215,6 +239,10 @@ impl Summary {
             self.agents_failed(),
             failures(&self.agent_failures),
             self.agents_abandoned,
+            self.agents_not_started,
+            self.stopped
+                .map(|reason| format!(" stopped_by={reason}"))
+                .unwrap_or_default(),
             self.tasks_seen,
             if self.dry_run { "printed" } else { "published" },
             self.published,
@@ -268,13 +296,23 @@ mod tests {
         let mut abandoned = ok.clone();
         abandoned.agents_abandoned = 1;
         assert_eq!(abandoned.exit_code(), exit::PARTIAL);
+        let mut not_started = ok.clone();
+        not_started.agents_not_started = 1;
+        assert_eq!(not_started.exit_code(), exit::PARTIAL);
+        let mut signalled = ok.clone();
+        signalled.stopped = Some(StopReason::Signal(15));
+        assert_eq!(
+            signalled.exit_code(),
+            143,
+            "a signal's code, however it went"
+        );
         let empty = Summary::default();
         assert_eq!(
             empty.exit_code(),
             exit::OK,
             "a cluster without agents is not an error"
         );
-        let locked = Summary::stopped(exit::LOCKED, Duration::ZERO, false);
+        let locked = Summary::ended_early(exit::LOCKED, Duration::ZERO, false);
         assert_eq!(locked.exit_code(), exit::LOCKED);
     }
 }

@@ -5,6 +5,7 @@
 //! dependency-light; closing after every response means no keep-alive bookkeeping.
 
 use std::io::{self, Read, Write};
+use std::time::Duration;
 
 /// A request head larger than this is not from a Mesos client; answer 400.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -74,20 +75,59 @@ impl Response {
 
     /// Writes the head (announcing the whole body) and the first `body_bytes` of the body.
     pub fn write_to(&self, out: &mut impl Write, body_bytes: usize) -> io::Result<()> {
+        out.write_all(self.head(self.body.len()).as_bytes())?;
+        out.write_all(&self.body.as_bytes()[..body_bytes.min(self.body.len())])?;
+        out.flush()
+    }
+
+    /// Writes the response padded as `pad_to` would (without building the padding in
+    /// memory), the padding in 64 KiB steps with `pause` of an even share of `over` after
+    /// each; `pause` returns false to give up.
+    pub fn write_padded_paced(
+        &self,
+        out: &mut impl Write,
+        size: usize,
+        over: Duration,
+        pause: impl Fn(Duration) -> bool,
+    ) -> io::Result<()> {
+        const STEP: usize = 64 * 1024;
+        static SPACES: [u8; STEP] = [b' '; STEP];
+        let body = self.body.as_bytes();
+        let at = match body.last() {
+            Some(b']' | b'}') => body.len() - 1,
+            _ => body.len(),
+        };
+        let mut padding = size.saturating_sub(body.len());
+        let steps = u32::try_from(padding.div_ceil(STEP))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        out.write_all(self.head(body.len() + padding).as_bytes())?;
+        out.write_all(&body[..at])?;
+        while padding > 0 {
+            let step = padding.min(STEP);
+            out.write_all(&SPACES[..step])?;
+            padding -= step;
+            if !pause(over / steps) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+        }
+        out.write_all(&body[at..])?;
+        out.flush()
+    }
+
+    /// The status line and headers, announcing `length` bytes of body.
+    fn head(&self, length: usize) -> String {
         let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {length}\r\nConnection: close\r\n",
             self.status,
             reason(self.status),
             self.content_type,
-            self.body.len()
         );
         if let Some((name, value)) = &self.extra_header {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
-        out.write_all(head.as_bytes())?;
-        out.write_all(&self.body.as_bytes()[..body_bytes.min(self.body.len())])?;
-        out.flush()
+        head
     }
 }
 
@@ -235,6 +275,28 @@ mod tests {
         response.pad_to(100);
         assert_eq!(response.body.len(), 100);
         assert!(response.body.starts_with("[1 ") && response.body.ends_with(" ]"));
+    }
+
+    #[test]
+    fn paced_padding_writes_what_pad_to_builds() {
+        let size = 200 * 1024;
+        let mut padded = Response::json(200, String::from("[1]"));
+        padded.pad_to(size);
+        let mut expected = Vec::new();
+        padded
+            .write_to(&mut expected, size)
+            .expect("write to a Vec");
+        let mut out = Vec::new();
+        let pauses = std::cell::Cell::new(0);
+        Response::json(200, String::from("[1]"))
+            .write_padded_paced(&mut out, size, Duration::from_millis(4), |pause| {
+                assert_eq!(pause, Duration::from_millis(1));
+                pauses.set(pauses.get() + 1);
+                true
+            })
+            .expect("write to a Vec");
+        assert!(out == expected, "the same bytes");
+        assert_eq!(pauses.get(), 4, "a pause after each 64 KiB step");
     }
 
     #[test]

@@ -99,6 +99,10 @@ pub enum AgentFault {
     Oversized(usize),
     /// Answers `307` with this `Location` (a standby pointing anywhere).
     Redirect(String),
+    /// Answers 200 with its normal answer padded with whitespace to `bytes` (a valid JSON
+    /// array of that size, announced in Content-Length), sent in steps spread over `over`.
+    /// Its writes wait up to a minute for a client that reads late.
+    SlowBody { bytes: usize, over: Duration },
 }
 
 /// How a master misbehaves; see [`Cluster::set_master_fault`]. Same meanings as the

@@ -51,6 +51,16 @@ struct Args {
     /// Agents that answer 500 (the ones before the slow ones).
     #[arg(long, default_value_t = 0)]
     broken: usize,
+    /// Agents whose answer is padded to --big-bytes and sent over --big-ms (the ones
+    /// before the broken ones).
+    #[arg(long, default_value_t = 0)]
+    big: usize,
+    /// Size of the --big agents' answers, in bytes (still a valid JSON array).
+    #[arg(long, default_value_t = 15 * 1024 * 1024)]
+    big_bytes: usize,
+    /// How long the --big agents take to send their answers, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    big_ms: u64,
     /// Spread the faulty agents evenly over the list (as a master's order would) instead
     /// of making them the last ones; the hanging ones still come last of all.
     #[arg(long)]
@@ -109,8 +119,9 @@ fn start(args: &Args) -> Result<Cluster, String> {
     Ok(cluster)
 }
 
-/// Which agent gets which fault: the last agents hang, the ones before them are slow, and
-/// the ones before those are broken, so combined options never overlap. With `--spread`
+/// Which agent gets which fault: the last agents hang, the ones before them are slow, the
+/// ones before those are broken, and the ones before those big, so combined options never
+/// overlap. With `--spread`
 /// the same order holds, with faulty agents evenly spaced over the list.
 fn fault_plan(args: &Args) -> Result<Vec<(usize, AgentFault)>, String> {
     let groups = [
@@ -120,6 +131,13 @@ fn fault_plan(args: &Args) -> Result<Vec<(usize, AgentFault)>, String> {
             AgentFault::Slow(Duration::from_millis(args.slow_ms)),
         ),
         (args.broken, AgentFault::Status(500)),
+        (
+            args.big,
+            AgentFault::SlowBody {
+                bytes: args.big_bytes,
+                over: Duration::from_millis(args.big_ms),
+            },
+        ),
     ];
     let faulty: usize = groups.iter().map(|(count, _)| count).sum();
     if faulty > args.agents {
@@ -224,12 +242,15 @@ mod tests {
             "1",
             "--broken",
             "2",
+            "--big",
+            "1",
         ]);
         let plan = fault_plan(&args).expect("fits");
         let agents: Vec<usize> = plan.iter().map(|(agent, _)| *agent).collect();
-        assert_eq!(agents, [4, 3, 2, 1]);
+        assert_eq!(agents, [4, 3, 2, 1, 0]);
         assert_eq!(plan[0].1, AgentFault::Hang);
         assert_eq!(plan[3].1, AgentFault::Status(500));
+        assert!(matches!(plan[4].1, AgentFault::SlowBody { .. }));
         let too_many = Args::parse_from(["mesos-sim", "--agents", "1", "--hang", "2"]);
         assert!(fault_plan(&too_many).is_err());
     }

@@ -22,6 +22,8 @@ use crate::AgentFault;
 
 /// Bounds every read and write of a connection.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bounds them for `SlowBody`, whose client may wait before it reads the body.
+const SLOW_BODY_IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a fault setter waits for the listener thread to close or re-bind its socket.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to try the self-connection that unblocks accept().
@@ -329,7 +331,10 @@ impl Endpoint {
 
     /// Serves healthy-ish connections inline; delayed ones on their own thread.
     fn dispatch(self: &Arc<Self>, stream: TcpStream, fault: AgentFault) {
-        if !matches!(fault, AgentFault::Hang | AgentFault::Slow(_)) {
+        if !matches!(
+            fault,
+            AgentFault::Hang | AgentFault::Slow(_) | AgentFault::SlowBody { .. }
+        ) {
             return self.serve(stream, &fault);
         }
         let endpoint = Arc::clone(self);
@@ -343,7 +348,11 @@ impl Endpoint {
     }
 
     fn serve(&self, stream: TcpStream, fault: &AgentFault) {
-        let Ok(mut conn) = Conn::new(stream, self.shared.tls.as_ref(), IO_TIMEOUT) else {
+        let timeout = match fault {
+            AgentFault::SlowBody { .. } => SLOW_BODY_IO_TIMEOUT,
+            _ => IO_TIMEOUT,
+        };
+        let Ok(mut conn) = Conn::new(stream, self.shared.tls.as_ref(), timeout) else {
             return;
         };
         let request = match http::read_request(&mut conn) {
@@ -361,7 +370,20 @@ impl Endpoint {
         if request.path == self.counted_path {
             self.served.fetch_add(1, Ordering::SeqCst);
         }
+        if let AgentFault::SlowBody { bytes, over } = *fault {
+            return self.send_slowly(conn, &response, bytes, over);
+        }
         send(conn, &response, *fault != AgentFault::Truncated);
+    }
+
+    /// Sends `response` padded to `bytes`, in steps spread over `over`.
+    fn send_slowly(&self, mut conn: Conn, response: &Response, bytes: usize, over: Duration) {
+        let paced = response.write_padded_paced(&mut conn, bytes, over, |pause| {
+            !self.shared.wait_for_stop(Some(pause))
+        });
+        if paced.is_ok() {
+            conn.finish();
+        }
     }
 
     /// Applies the timing faults; false when the request must get no answer.

@@ -866,6 +866,13 @@ impl Running {
             .status();
     }
 
+    /// Sends SIGINT (what Ctrl-C sends).
+    pub fn interrupt(&self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+    }
+
     /// Waits for exit; kills the process and fails the test if the timeout passes first.
     pub fn wait(mut self) -> Run {
         loop {

@@ -1,0 +1,173 @@
+//! The memory budget of agent answers in flight: a counting semaphore of bytes.
+//!
+//! Each body is bounded by `--max-body-bytes`, but with a thousand fetches at once that
+//! bound alone allows gigabytes. A fetch reserves its answer's size before reading it
+//! and waits while the budget is spent; the reservation lives as long as the bytes (or
+//! the entries kept from them) and is given back when dropped. No fetch ever holds one
+//! reservation while waiting for another, and none asks for more than the whole budget,
+//! so one answer larger than the budget waits for all of it rather than forever.
+//!
+//! The budget bounds what is held, and `give_large_buffers_back` makes the process's
+//! resident memory follow it: left to itself, glibc serves a large buffer freed once
+//! from its heap from then on and keeps it there, in each thread's arena, so a pass over
+//! large answers grew to several times the budget.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+/// Buffers from this size on are mapped on their own and unmapped when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const LARGE_BUFFER: libc::c_int = 1024 * 1024;
+
+/// Makes glibc return large buffers (agent bodies past a MiB) to the system when freed,
+/// instead of raising its mapping threshold to the largest freed so far and keeping
+/// such buffers in the heap of whichever arena served them. Answers of a healthy
+/// cluster are far smaller and keep being served from the heap.
+pub(crate) fn give_large_buffers_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable of glibc's allocator, under its own locks; a
+    // fixed value is always valid for M_MMAP_THRESHOLD (at most 32 MiB on 64-bit).
+    if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BUFFER) } != 1 {
+        log::debug!("glibc refused a fixed mmap threshold; freed large answers may stay resident");
+    }
+}
+
+/// The budget every fetch of a pass reserves from; clones share it.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyBudget(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    total: u64,
+    free: Mutex<u64>,
+    freed: Condvar,
+}
+
+impl Shared {
+    /// Poisoning only means a thread panicked between two additions, which stay right.
+    fn free(&self) -> MutexGuard<'_, u64> {
+        self.free.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn give_back(&self, bytes: u64) {
+        *self.free() += bytes;
+        self.freed.notify_all();
+    }
+}
+
+impl BodyBudget {
+    pub(crate) fn new(total: u64) -> BodyBudget {
+        BodyBudget(Arc::new(Shared {
+            total,
+            free: Mutex::new(total),
+            freed: Condvar::new(),
+        }))
+    }
+
+    /// Reserves `bytes` (at most the whole budget), waiting until they are free; None if
+    /// they are not by `until`.
+    pub(crate) fn reserve(&self, bytes: u64, until: Instant) -> Option<Reservation> {
+        let bytes = bytes.min(self.0.total);
+        let mut free = self.0.free();
+        while *free < bytes {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            free = match self.0.freed.wait_timeout(free, left) {
+                Ok((free, _)) => free,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        *free -= bytes;
+        Some(Reservation {
+            budget: Arc::clone(&self.0),
+            bytes,
+        })
+    }
+}
+
+/// Bytes taken from the budget until this is dropped.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: Arc<Shared>,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// Gives back what is reserved beyond `bytes`, once fewer are held than reserved.
+    pub(crate) fn shrink_to(&mut self, bytes: u64) {
+        if bytes < self.bytes {
+            self.budget.give_back(self.bytes - bytes);
+            self.bytes = bytes;
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_millis(50)
+    }
+
+    fn free(budget: &BodyBudget) -> u64 {
+        *budget.0.free()
+    }
+
+    #[test]
+    fn reservations_wait_while_the_budget_is_spent() {
+        let budget = BodyBudget::new(100);
+        let first = budget.reserve(60, soon()).expect("free");
+        assert!(budget.reserve(50, soon()).is_none(), "only 40 left");
+        let second = budget.reserve(40, soon()).expect("exactly what is left");
+        assert_eq!(free(&budget), 0);
+        drop(first);
+        assert!(budget.reserve(50, soon()).is_some(), "given back");
+        drop(second);
+        assert_eq!(free(&budget), 100);
+    }
+
+    #[test]
+    fn a_waiting_reservation_gets_what_is_given_back() {
+        let budget = BodyBudget::new(100);
+        let mut held = budget.reserve(100, soon()).expect("free");
+        let waiter = {
+            let budget = budget.clone();
+            std::thread::spawn(move || {
+                budget
+                    .reserve(70, Instant::now() + Duration::from_secs(30))
+                    .is_some()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        held.shrink_to(30);
+        assert!(waiter.join().expect("no panic"), "the waiter got its bytes");
+        assert_eq!(
+            free(&budget),
+            70,
+            "30 held; the waiter's 70 came back as it ended"
+        );
+        drop(held);
+        assert_eq!(free(&budget), 100);
+    }
+
+    #[test]
+    fn one_answer_larger_than_the_budget_takes_all_of_it() {
+        let budget = BodyBudget::new(100);
+        let mut all = budget.reserve(1_000, soon()).expect("capped at the budget");
+        assert_eq!(free(&budget), 0);
+        all.shrink_to(500);
+        assert_eq!(free(&budget), 0, "never more than reserved is given back");
+        all.shrink_to(10);
+        assert_eq!(free(&budget), 90);
+    }
+}
