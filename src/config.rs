@@ -48,6 +48,8 @@ pub(crate) struct Config {
     /// None when no broker is configured; only a dry run can do without one.
     pub(crate) broker: Option<BrokerSettings>,
     pub(crate) include_raw_metrics: bool,
+    /// Publish documents without cpu_pct or mem_pct too (off: they are held back).
+    pub(crate) publish_incomplete: bool,
 }
 
 /// How masters and agents are reached over HTTP.
@@ -58,6 +60,7 @@ pub(crate) struct HttpSettings {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) max_body_bytes: u64,
+    pub(crate) max_agent_list_bytes: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -101,10 +104,12 @@ impl Shard {
     /// The agents of this shard: those whose id hashes (FNV-1a, stable across hosts and
     /// versions) to it. Every agent falls in exactly one shard of N.
     pub(crate) fn select(self, agents: Vec<Agent>) -> Vec<Agent> {
-        agents
-            .into_iter()
-            .filter(|a| fnv1a(a.id.as_bytes()) % u64::from(self.count) == u64::from(self.index - 1))
-            .collect()
+        agents.into_iter().filter(|a| self.holds(&a.id)).collect()
+    }
+
+    /// Whether the agent of this id falls in this shard.
+    pub(crate) fn holds(self, id: &str) -> bool {
+        fnv1a(id.as_bytes()) % u64::from(self.count) == u64::from(self.index - 1)
     }
 }
 
@@ -136,6 +141,10 @@ impl Config {
                 connect_timeout,
                 request_timeout: seconds("--request-timeout", settings.request_timeout)?,
                 max_body_bytes: positive("--max-body-bytes", settings.max_body_bytes)?,
+                max_agent_list_bytes: positive(
+                    "--max-agent-list-bytes",
+                    settings.max_agent_list_bytes,
+                )?,
             },
             workers: match settings.workers {
                 1..=1024 => settings.workers,
@@ -146,6 +155,7 @@ impl Config {
             redis: redis(settings, connect_timeout)?,
             broker: broker(settings, connect_timeout)?,
             include_raw_metrics: settings.include_raw_metrics == "1",
+            publish_incomplete: settings.publish_incomplete,
         })
     }
 
