@@ -33,12 +33,7 @@ fn the_second_pass_publishes_one_correct_document_per_task() {
     assert_eq!(messages.len(), 24, "one document per task");
 
     let tasks: BTreeMap<String, TaskInfo> = world.tasks_by_id();
-    let agents: Vec<String> = world
-        .cluster
-        .agents()
-        .into_iter()
-        .map(|a| a.address)
-        .collect();
+    let agents = world.agent_addresses();
     let mut seen = BTreeSet::new();
     for message in &messages {
         let doc = &message.body;

@@ -57,12 +57,7 @@ fn two_passes_publish_every_readable_task(spec: ClusterSpec) {
             && second.stderr.contains("incomplete=0 "),
         "{second}"
     );
-    let agents: Vec<String> = world
-        .cluster
-        .agents()
-        .into_iter()
-        .map(|a| a.address)
-        .collect();
+    let agents = world.agent_addresses();
     let messages = world.messages();
     let mut seen = BTreeSet::new();
     for message in &messages {

@@ -182,6 +182,15 @@ impl World {
         }
     }
 
+    /// The served agents' addresses (a document's `host`), in the cluster's order.
+    pub fn agent_addresses(&self) -> Vec<String> {
+        self.cluster
+            .agents()
+            .into_iter()
+            .map(|a| a.address)
+            .collect()
+    }
+
     /// Every task of the cluster by executor id; the cluster must not churn.
     pub fn tasks_by_id(&self) -> std::collections::BTreeMap<String, mesos_sim::TaskInfo> {
         self.cluster
