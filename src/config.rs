@@ -442,6 +442,7 @@ mod tests {
             &["--rabbitmq-host", "mq"],
             &["--rabbitmq-host", "mq:notaport", "--routing-key", "rk"],
             &["--state-ttl", "0"],
+            &["--max-agent-list-bytes", "0"],
         ] {
             assert!(with(bad).is_err(), "{bad:?} must be rejected");
         }

@@ -260,15 +260,8 @@ impl MesosClient {
     fn read_agent_list(&self, body: ureq::Body, leader: String) -> Result<AgentList, FetchError> {
         let limit = self.settings.max_agent_list_bytes;
         let reader = body.into_with_config().limit(limit).reader();
-        parse_agent_list(BufReader::with_capacity(LIST_BUFFER_BYTES, reader), leader).map_err(|e| {
-            if !e.is_io() {
-                return FetchError::UnreadableList(e.to_string());
-            }
-            match classify(ureq::Error::from(std::io::Error::from(e))) {
-                FetchError::TooLarge(limit) => FetchError::ListTooLarge(limit),
-                other => other,
-            }
-        })
+        parse_agent_list(BufReader::with_capacity(LIST_BUFFER_BYTES, reader), leader)
+            .map_err(list_error)
     }
 
     fn get(&self, url: &str, deadline: Instant) -> Result<Answer, FetchError> {
@@ -444,6 +437,19 @@ fn resolve_redirect(asked: &str, location: &str) -> Result<String, FetchError> {
         Err(FetchError::BadRedirect(format!(
             "unusable Location {location:?}"
         )))
+    }
+}
+
+/// Why an agent list could not be read. A list cut short, too large or not the JSON
+/// expected was still an answer: the master is not said to be silent.
+fn list_error(error: serde_json::Error) -> FetchError {
+    if !error.is_io() {
+        return FetchError::UnreadableList(error.to_string());
+    }
+    match classify(ureq::Error::from(std::io::Error::from(error))) {
+        FetchError::TooLarge(limit) => FetchError::ListTooLarge(limit),
+        FetchError::Truncated(why) => FetchError::UnreadableList(format!("cut short: {why}")),
+        other => other,
     }
 }
 

@@ -172,7 +172,7 @@ fn unusable_entries_of_the_agent_list_are_skipped_counted_and_named() {
 }
 
 #[test]
-fn a_master_with_an_unreadable_or_oversized_list_did_answer() {
+fn a_master_with_an_unreadable_cut_or_oversized_list_did_answer() {
     let world = World::start(spec(1, 1, [11, 5, 1]));
     let leader = world.cluster.leader_url();
     world
@@ -188,6 +188,12 @@ fn a_master_with_an_unreadable_or_oversized_list_did_answer() {
         "{run}"
     );
     assert!(!run.stderr.contains("no Mesos master answered"), "{run}");
+
+    world.cluster.set_master_fault(0, MasterFault::Truncated);
+    let run = world.collect();
+    run.assert_status(69);
+    let line = format!("{leader}: answered an unreadable agent list: cut short");
+    assert!(run.stderr.contains(&line), "missing {line:?}: {run}");
 
     world.cluster.set_master_fault(0, MasterFault::Healthy);
     let run = world

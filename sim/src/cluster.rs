@@ -228,6 +228,7 @@ impl Cluster {
             MasterFault::Refuse => AgentFault::Refuse,
             MasterFault::Hang => AgentFault::Hang,
             MasterFault::Status(status) => AgentFault::Status(status),
+            MasterFault::Truncated => AgentFault::Truncated,
             MasterFault::Body(body) => AgentFault::Body(body),
         };
         self.masters[master].set_fault(fault);

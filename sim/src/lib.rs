@@ -177,6 +177,7 @@ pub enum MasterFault {
     Refuse,
     Hang,
     Status(u16),
+    Truncated,
     Body(String),
 }
 

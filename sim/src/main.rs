@@ -196,10 +196,12 @@ fn summary(args: &Args, cluster: &Cluster) -> String {
         _ => String::from("no agents"),
     };
     format!(
-        "{} agents x {} tasks ({} inactive), {} standby masters + leader {}; {span}",
+        "Mesos {}: {} agents x {} tasks ({} inactive, {} unserved), {} standby masters + leader {}; {span}",
+        args.mesos_version.name(),
         args.agents,
         args.tasks,
         args.inactive,
+        args.unserved,
         args.standbys,
         cluster.leader_url()
     )
