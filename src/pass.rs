@@ -361,37 +361,37 @@ fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     let mut awaiting: Vec<&Reading> = Vec::new();
     let mut unusable: Vec<&Reading> = Vec::new();
     for (now, before) in readings.iter().zip(&previous) {
-        let outcome = compute(
+        let mut outcome = compute(
             before.as_ref(),
             now,
             &agent.address,
             shared.include_raw_metrics,
         );
+        if let Outcome::Publish(doc) = &mut outcome {
+            if !goes_out(shared, doc) {
+                // Stored at once: the next pass computes from it once limits are back.
+                to_store.push(now);
+                continue;
+            }
+        }
         if outcome.stores_at_once() {
             to_store.push(now);
         }
         match outcome {
-            Outcome::Publish(mut doc) => {
-                if !goes_out(shared, &mut doc) {
-                    // Stored at once: the next pass computes from it once limits are back.
-                    to_store.push(now);
-                    continue;
+            Outcome::Publish(doc) => match doc.to_json() {
+                Ok(body) => {
+                    outgoing.push(Outgoing {
+                        message_id: doc.message_id(),
+                        body,
+                    });
+                    awaiting.push(now);
                 }
-                match doc.to_json() {
-                    Ok(body) => {
-                        outgoing.push(Outgoing {
-                            message_id: doc.message_id(),
-                            body,
-                        });
-                        awaiting.push(now);
-                    }
-                    Err(e) => log::error!(
-                        "agent {}: cannot serialize the document of {}: {e}",
-                        agent.address,
-                        now.executor_id
-                    ),
-                }
-            }
+                Err(e) => log::error!(
+                    "agent {}: cannot serialize the document of {}: {e}",
+                    agent.address,
+                    now.executor_id
+                ),
+            },
             Outcome::FirstSighting => {
                 shared.tally.first_sighting();
                 unusable.push(now);
