@@ -128,9 +128,8 @@ impl FetchError {
             FetchError::Unauthorized(_) => "unauthorized",
             FetchError::Status(_) | FetchError::NoLeader => "http-status",
             FetchError::TooLarge(_) | FetchError::ListTooLarge(_) => "too-large",
-            FetchError::UnreadableList(_) => "bad-answer",
             FetchError::Truncated(_) => "truncated",
-            FetchError::BadRedirect(_) => "bad-answer",
+            FetchError::BadRedirect(_) | FetchError::UnreadableList(_) => "bad-answer",
             FetchError::Connection(_) => "connection",
         }
     }
@@ -470,7 +469,7 @@ fn parse_agent_list(reader: impl Read, leader: String) -> Result<AgentList, serd
     })
 }
 
-/// The agents of a listing, sorted as they were read.
+/// The entries of a listing, each reduced to what a pass keeps, in the master's order.
 #[derive(Default)]
 struct Listing {
     agents: Vec<Agent>,
@@ -510,7 +509,7 @@ impl<'de> Visitor<'de> for AnswerVisitor {
     }
 }
 
-/// The `slaves` array, sorted entry by entry.
+/// The `slaves` array, read entry by entry.
 struct Slaves(Listing);
 
 impl<'de> Deserialize<'de> for Slaves {
