@@ -131,9 +131,9 @@ fn split_address(address: &str) -> (String, u16) {
     (host, port.parse().expect("a port"))
 }
 
-#[test]
-fn unusable_entries_of_the_agent_list_are_skipped_counted_and_named() {
-    let world = World::start(spec(2, 2, [11, 4, 1]));
+/// The served agents of `world`, then three entries no pass can use, as the leader's
+/// listing.
+fn listing_with_unusable_entries(world: &World) -> String {
     let mut slaves: Vec<Value> = world
         .cluster
         .agents()
@@ -146,7 +146,13 @@ fn unusable_entries_of_the_agent_list_are_skipped_counted_and_named() {
     slaves.push(json!({"id": "no-port-S9", "hostname": "10.0.0.9", "pid": "slave(1)@10.0.0.9"}));
     slaves.push(json!({"id": "no-host-S10", "port": 5051}));
     slaves.push(json!("not an agent"));
-    let listing = json!({"slaves": slaves}).to_string();
+    json!({"slaves": slaves}).to_string()
+}
+
+#[test]
+fn unusable_entries_of_the_agent_list_are_skipped_counted_and_named() {
+    let world = World::start(spec(2, 2, [11, 4, 1]));
+    let listing = listing_with_unusable_entries(&world);
     world
         .cluster
         .set_master_fault(0, MasterFault::Body(listing));
@@ -169,6 +175,33 @@ fn unusable_entries_of_the_agent_list_are_skipped_counted_and_named() {
         4,
         "the usable agents are collected"
     );
+}
+
+#[test]
+fn each_unusable_entry_is_reported_by_exactly_one_shard() {
+    let world = World::start(spec(2, 1, [11, 8, 1]));
+    let listing = listing_with_unusable_entries(&world);
+    world
+        .cluster
+        .set_master_fault(0, MasterFault::Body(listing));
+    let mut reported = Vec::new();
+    for shard in ["1/2", "2/2"] {
+        let run = world.collector().args(["collect", "--shard", shard]).run();
+        reported.extend(
+            run.stderr
+                .lines()
+                .filter(|l| l.contains("agent list entry"))
+                .map(|l| {
+                    l.split_once("agent list entry")
+                        .map_or("", |(_, e)| e)
+                        .to_string()
+                }),
+        );
+    }
+    reported.sort();
+    assert_eq!(reported.len(), 3, "{reported:?}");
+    reported.dedup();
+    assert_eq!(reported.len(), 3, "each entry once: {reported:?}");
 }
 
 #[test]
