@@ -152,11 +152,14 @@ fn check_masters(config: &Config, report: &mut Report) {
         match client.list_agents(std::slice::from_ref(master)) {
             Ok(list) => {
                 report.leader = true;
-                let agents = format!(
+                let mut agents = format!(
                     "{} active agents, {} inactive",
                     list.agents.len(),
                     list.inactive
                 );
+                if !list.unusable.is_empty() {
+                    agents.push_str(&format!(", {} unusable", list.unusable.len()));
+                }
                 let detail = if list.leader == *master {
                     format!("{master}: leading; {agents}")
                 } else {

@@ -164,6 +164,10 @@ pub(crate) struct Settings {
     /// would exceed it waits (within its request timeout) until others are done.
     #[arg(long, value_name = "BYTES", env = "STATS_COLLECTOR_BODY_BUDGET_BYTES", default_value_t = 256 * 1024 * 1024, global = true)]
     pub(crate) body_budget_bytes: u64,
+    /// Largest agent list accepted from a master, in bytes. It is read as a stream, so
+    /// this bounds the transfer, not memory; a real list is ~1.7 KB per agent.
+    #[arg(long, value_name = "BYTES", env = "STATS_COLLECTOR_MAX_AGENT_LIST_BYTES", default_value_t = 256 * 1024 * 1024, global = true)]
+    pub(crate) max_agent_list_bytes: u64,
 
     /// Agents handled at once. A fetch that waits over 100 ms stops counting, so slow or
     /// hung agents wait beside the workers (up to 1024 of them), not in their place.
@@ -316,6 +320,12 @@ pub(crate) struct Settings {
     /// Add `stats: {before, now}` (both raw readings) to each document (0 or 1).
     #[arg(long, value_name = "0|1", env = "STATS_COLLECTOR_INCLUDE_RAW_METRICS", default_value = "0", value_parser = ["0", "1"], global = true)]
     pub(crate) include_raw_metrics: String,
+
+    /// Also publish documents that lack cpu_pct or mem_pct (their inputs are missing),
+    /// with those fields left out. Off by default: consumers averaging them fail on
+    /// documents without them.
+    #[arg(long, env = "STATS_COLLECTOR_PUBLISH_INCOMPLETE", value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub(crate) publish_incomplete: bool,
 
     /// Log line format on stderr; the level comes from RUST_LOG (default info). The last
     /// line of a pass is its summary.

@@ -51,6 +51,8 @@ pub(crate) struct Config {
     pub(crate) include_raw_metrics: bool,
     /// Where a collecting pass writes its metrics (`metrics.rs`), if anywhere.
     pub(crate) metrics_file: Option<PathBuf>,
+    /// Publish documents without cpu_pct or mem_pct too (off: they are held back).
+    pub(crate) publish_incomplete: bool,
 }
 
 /// How masters and agents are reached over HTTP.
@@ -63,6 +65,7 @@ pub(crate) struct HttpSettings {
     pub(crate) max_body_bytes: u64,
     /// Bytes of agent answers held at once (`budget.rs`).
     pub(crate) body_budget_bytes: u64,
+    pub(crate) max_agent_list_bytes: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -130,10 +133,12 @@ impl Shard {
     /// The agents of this shard: those whose id hashes (FNV-1a, stable across hosts and
     /// versions) to it. Every agent falls in exactly one shard of N.
     pub(crate) fn select(self, agents: Vec<Agent>) -> Vec<Agent> {
-        agents
-            .into_iter()
-            .filter(|a| fnv1a(a.id.as_bytes()) % u64::from(self.count) == u64::from(self.index - 1))
-            .collect()
+        agents.into_iter().filter(|a| self.holds(&a.id)).collect()
+    }
+
+    /// Whether the agent of this id falls in this shard.
+    pub(crate) fn holds(self, id: &str) -> bool {
+        fnv1a(id.as_bytes()) % u64::from(self.count) == u64::from(self.index - 1)
     }
 }
 
@@ -166,6 +171,10 @@ impl Config {
                 request_timeout: seconds("--request-timeout", settings.request_timeout)?,
                 max_body_bytes: positive("--max-body-bytes", settings.max_body_bytes)?,
                 body_budget_bytes: positive("--body-budget-bytes", settings.body_budget_bytes)?,
+                max_agent_list_bytes: positive(
+                    "--max-agent-list-bytes",
+                    settings.max_agent_list_bytes,
+                )?,
             },
             workers: match settings.workers {
                 1..=1024 => settings.workers,
@@ -177,6 +186,7 @@ impl Config {
             broker: broker(settings, connect_timeout)?,
             include_raw_metrics: settings.include_raw_metrics == "1",
             metrics_file: metrics_file(settings)?,
+            publish_incomplete: settings.publish_incomplete,
         })
     }
 
@@ -513,6 +523,7 @@ mod tests {
             &["--metrics-file", "/var/lib/node_exporter/"],
             &["--metrics-file", "/var/lib/.."],
             &["--body-budget-bytes", "0"],
+            &["--max-agent-list-bytes", "0"],
         ] {
             assert!(with(bad).is_err(), "{bad:?} must be rejected");
         }

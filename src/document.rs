@@ -71,6 +71,10 @@ pub(crate) struct Document<'a> {
     pub(crate) mem_pct: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) stats: Option<RawStats<'a>>,
+    /// Only in a dry run's output: a pass would hold this document back (see
+    /// [`Document::is_complete`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) incomplete: bool,
 }
 
 /// Both readings' `statistics` objects exactly as the agent sent them.
@@ -86,6 +90,13 @@ impl Document<'_> {
         let mut body = Vec::with_capacity(768);
         serde_json::to_writer(&mut body, self)?;
         Ok(body)
+    }
+
+    /// Whether the document carries both `cpu_pct` and `mem_pct`. The consumers average
+    /// them per app and fail on a window of documents that all lack one, so by default
+    /// only complete documents are published.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.cpu_pct.is_some() && self.mem_pct.is_some()
     }
 
     /// The AMQP message id, `<executor_id>@<timestamp>`, that lets a consumer drop repeats.
@@ -157,6 +168,7 @@ pub(crate) fn compute<'a>(
                 })
             })
             .flatten(),
+        incomplete: false,
     }))
 }
 
@@ -407,6 +419,32 @@ mod tests {
     }
 
     #[test]
+    fn soft_limits_give_cpu_and_memory_percentages_and_completeness() {
+        let b = r#"{"timestamp": 1, "cpus_user_time_secs": 1, "cpus_system_time_secs": 1}"#;
+        let n = r#"{"timestamp": 2, "cpus_user_time_secs": 1.5, "cpus_system_time_secs": 1,
+            "cpus_soft_limit": 1.1, "mem_rss_bytes": 256, "mem_soft_limit_bytes": 1024}"#;
+        let doc = document(b, n);
+        assert_eq!(doc["cpu_limit_raw"], 1.1);
+        assert_eq!(doc["cpu_limit"], 1.0);
+        assert_eq!(doc["cpu_pct"], 50.0);
+        assert_eq!(doc["mem_pct"], 25.0);
+        let complete = |now: &str| {
+            let (b, n) = (reading("g_a.1", b), reading("g_a.1", now));
+            match compute(Some(&b), &n, "h", false) {
+                Outcome::Publish(doc) => doc.is_complete(),
+                other => panic!("expected a document, got {other:?}"),
+            }
+        };
+        assert!(complete(n));
+        assert!(!complete(
+            r#"{"timestamp": 2, "cpus_user_time_secs": 2, "cpus_system_time_secs": 1, "mem_rss_bytes": 1, "mem_limit_bytes": 2}"#
+        ));
+        assert!(!complete(
+            r#"{"timestamp": 2, "cpus_user_time_secs": 2, "cpus_system_time_secs": 1, "cpus_limit": 1.1, "mem_rss_bytes": 1}"#
+        ));
+    }
+
+    #[test]
     fn memory_fields_need_their_inputs() {
         let b = r#"{"timestamp": 1}"#;
         let doc = document(
@@ -615,9 +653,11 @@ mod properties {
         ]
     }
 
-    const FIELDS: [&str; 7] = [
+    const FIELDS: [&str; 9] = [
         "timestamp",
         "cpus_limit",
+        "cpus_soft_limit",
+        "mem_soft_limit_bytes",
         "cpus_user_time_secs",
         "cpus_system_time_secs",
         "cpus_throttled_time_secs",

@@ -8,7 +8,7 @@
 use crate::broker::Outgoing;
 use crate::document::{compute, Outcome};
 use crate::mesos::Agent;
-use crate::pass::{read_agent, run_workers, Shared};
+use crate::pass::{goes_out, read_agent, run_workers, Shared};
 use crate::pool::{Limits, Worker};
 use crate::reading::Reading;
 use std::sync::{Arc, Mutex};
@@ -74,12 +74,15 @@ fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
         else {
             continue;
         };
-        if let Outcome::Publish(doc) = compute(
+        if let Outcome::Publish(mut doc) = compute(
             Some(before),
             now,
             &agent.address,
             shared.include_raw_metrics,
         ) {
+            if !goes_out(shared, &mut doc) {
+                continue;
+            }
             if let Ok(body) = doc.to_json() {
                 outgoing.push(Outgoing {
                     message_id: doc.message_id(),

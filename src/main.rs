@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod document;
 mod dryrun;
+mod json;
 mod logging;
 mod manpage;
 mod mesos;

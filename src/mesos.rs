@@ -9,10 +9,12 @@
 
 use crate::budget::{BodyBudget, Reservation};
 use crate::config::HttpSettings;
+use crate::json::{Object, Scalar};
 use crate::redact;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,8 +22,12 @@ use ureq::http::{header, StatusCode};
 
 /// How many 307s a master listing may follow before giving up.
 const MAX_REDIRECTS: usize = 3;
+/// Read buffer of the streamed agent list: large reads, yet a fixed size whatever the
+/// list's length.
+const LIST_BUFFER_BYTES: usize = 64 * 1024;
 
-/// An active agent: its id (for sharding) and its `hostname:port` (the document's host).
+/// An active agent: its id (for sharding) and its `hostname:port` (the document's host;
+/// an IPv6 literal hostname in brackets, `[::1]:5051`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Agent {
     pub(crate) id: String,
@@ -35,23 +41,57 @@ pub(crate) struct AgentList {
     pub(crate) agents: Vec<Agent>,
     /// Agents the master listed as inactive, which are not collected.
     pub(crate) inactive: usize,
+    /// Entries that name no agent that can be reached; skipped, not collected.
+    pub(crate) unusable: Vec<UnusableAgent>,
+}
+
+/// An entry of the agent list that cannot be collected, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UnusableAgent {
+    /// Its position in the master's list.
+    pub(crate) position: usize,
+    /// Its `id`, when it has a string one.
+    pub(crate) id: Option<String>,
+    pub(crate) why: &'static str,
+}
+
+impl fmt::Display for UnusableAgent {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let id = self.id.as_deref().unwrap_or("without an id");
+        write!(
+            f,
+            "agent list entry {} ({id}) skipped: {}",
+            self.position, self.why
+        )
+    }
 }
 
 /// Every master failed; each with its reason, in the order tried.
 #[derive(Debug, thiserror::Error)]
-#[error("no Mesos master answered: {}", self.describe())]
+#[error("{}", self.describe())]
 pub(crate) struct NoMaster {
     pub(crate) attempts: Vec<(String, FetchError)>,
 }
 
 impl NoMaster {
     fn describe(&self) -> String {
+        // A master that sent a list that could not be read did answer: saying otherwise
+        // sends the operator after the network instead of the master's answer.
+        let head = if self
+            .attempts
+            .iter()
+            .any(|(_, why)| why.is_unreadable_list())
+        {
+            "no Mesos master gave a readable agent list"
+        } else {
+            "no Mesos master answered"
+        };
         let parts: Vec<String> = self
             .attempts
             .iter()
             .map(|(url, why)| format!("{url}: {why}"))
             .collect();
-        parts.join("; ")
+        format!("{head}: {}", parts.join("; "))
     }
 }
 
@@ -70,12 +110,14 @@ pub(crate) enum FetchError {
     NoLeader,
     #[error("answer larger than {0} bytes")]
     TooLarge(u64),
+    #[error("answered an unreadable agent list: {0}")]
+    UnreadableList(String),
+    #[error("answered an agent list larger than {0} bytes (see --max-agent-list-bytes)")]
+    ListTooLarge(u64),
     #[error("answer cut short: {0}")]
     Truncated(String),
     #[error("bad redirect: {0}")]
     BadRedirect(String),
-    #[error("unreadable answer: {0}")]
-    BadAnswer(String),
     #[error("{0}")]
     Connection(String),
 }
@@ -88,11 +130,19 @@ impl FetchError {
             FetchError::Timeout => "timeout",
             FetchError::Unauthorized(_) => "unauthorized",
             FetchError::Status(_) | FetchError::NoLeader => "http-status",
-            FetchError::TooLarge(_) => "too-large",
+            FetchError::TooLarge(_) | FetchError::ListTooLarge(_) => "too-large",
             FetchError::Truncated(_) => "truncated",
-            FetchError::BadRedirect(_) | FetchError::BadAnswer(_) => "bad-answer",
+            FetchError::BadRedirect(_) | FetchError::UnreadableList(_) => "bad-answer",
             FetchError::Connection(_) => "connection",
         }
+    }
+
+    /// The master answered, but with an agent list that could not be used.
+    fn is_unreadable_list(&self) -> bool {
+        matches!(
+            self,
+            FetchError::UnreadableList(_) | FetchError::ListTooLarge(_)
+        )
     }
 }
 
@@ -165,7 +215,7 @@ impl MesosClient {
         for _ in 0..=MAX_REDIRECTS {
             let deadline = Instant::now() + self.settings.request_timeout;
             match self.get(&format!("{base}/master/slaves"), deadline)? {
-                Answer::Body(body) => return parse_agent_list(&body, base),
+                Answer::Body(body) => return self.read_agent_list(body, base),
                 Answer::Redirect(location) => {
                     base = leader_of(&base, &location)?;
                     log::info!("{master} is not leading; following it to {base}");
@@ -185,10 +235,49 @@ impl MesosClient {
         deadline: Instant,
     ) -> Result<Body, FetchError> {
         let url = format!("{scheme}://{}/monitor/statistics", agent.address);
-        match self.get(&url, deadline)? {
-            Answer::Body(body) => Ok(body),
+        // The whole request, reading the body included, ends by then.
+        let ends = deadline.min(Instant::now() + self.settings.request_timeout);
+        match self.get(&url, ends)? {
+            Answer::Body(body) => self.read_body(body, ends),
             Answer::Redirect(_) => Err(FetchError::Status(307)),
         }
+    }
+
+    /// Reads an agent's whole answer, up to `--max-body-bytes`, within its share of the
+    /// body budget.
+    fn read_body(&self, mut body: ureq::Body, ends: Instant) -> Result<Body, FetchError> {
+        let limit = self.settings.max_body_bytes;
+        let length = body.content_length();
+        if length.is_some_and(|length| length > limit) {
+            return Err(FetchError::TooLarge(limit));
+        }
+        // Reserved before reading, the limit when the length is unknown (what is not used
+        // is given back once read); not reserved by the request's end, the request would
+        // time out meanwhile anyway.
+        let mut reservation = self
+            .budget
+            .reserve(length.unwrap_or(limit), ends)
+            .ok_or(FetchError::Timeout)?;
+        // Sized from Content-Length up front: growing a Vec through a 30 KB answer costs a
+        // copy per doubling, for every agent of every pass.
+        let mut bytes = Vec::with_capacity(usize::try_from(length.unwrap_or(0)).unwrap_or(0));
+        body.with_config()
+            .limit(limit)
+            .reader()
+            .read_to_end(&mut bytes)
+            .map_err(|e| classify(ureq::Error::from(e)))?;
+        reservation.shrink_to(bytes.capacity() as u64);
+        Ok(Body { bytes, reservation })
+    }
+
+    /// Reads a master's agent list as it arrives, keeping only what each agent needs, up
+    /// to `--max-agent-list-bytes`: a list of 50,000 agents is ~85 MB of JSON, of which a
+    /// pass keeps a few MB.
+    fn read_agent_list(&self, body: ureq::Body, leader: String) -> Result<AgentList, FetchError> {
+        let limit = self.settings.max_agent_list_bytes;
+        let reader = body.into_with_config().limit(limit).reader();
+        parse_agent_list(BufReader::with_capacity(LIST_BUFFER_BYTES, reader), leader)
+            .map_err(list_error)
     }
 
     fn get(&self, url: &str, deadline: Instant) -> Result<Answer, FetchError> {
@@ -198,7 +287,6 @@ impl MesosClient {
         if budget.is_zero() {
             return Err(FetchError::Timeout);
         }
-        let ends = Instant::now() + budget;
         let mut request = self
             .http
             .get(url)
@@ -208,7 +296,7 @@ impl MesosClient {
         if let Some(auth) = &self.authorization {
             request = request.header(header::AUTHORIZATION, auth);
         }
-        let mut response = request.call().map_err(classify)?;
+        let response = request.call().map_err(classify)?;
         let status = response.status();
         match status {
             StatusCode::TEMPORARY_REDIRECT | StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => {
@@ -224,36 +312,7 @@ impl MesosClient {
             }
             StatusCode::SERVICE_UNAVAILABLE => Err(FetchError::NoLeader),
             s if !s.is_success() => Err(FetchError::Status(s.as_u16())),
-            _ => {
-                // Sized from Content-Length up front: growing a Vec through a 30 KB answer
-                // costs a copy per doubling, for every agent of every pass.
-                let limit = self.settings.max_body_bytes;
-                let length = response.body().content_length();
-                if length.is_some_and(|length| length > limit) {
-                    return Err(FetchError::TooLarge(limit));
-                }
-                // Reserved before reading, the limit when the length is unknown (what is
-                // not used is given back once read); not reserved by the request's end,
-                // the request would time out meanwhile anyway.
-                let mut reservation = self
-                    .budget
-                    .reserve(length.unwrap_or(limit), ends)
-                    .ok_or(FetchError::Timeout)?;
-                let expected = length.unwrap_or(0);
-                let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
-                response
-                    .body_mut()
-                    .with_config()
-                    .limit(limit)
-                    .reader()
-                    .read_to_end(&mut body)
-                    .map_err(|e| classify(ureq::Error::from(e)))?;
-                reservation.shrink_to(body.capacity() as u64);
-                Ok(Answer::Body(Body {
-                    bytes: body,
-                    reservation,
-                }))
-            }
+            _ => Ok(Answer::Body(response.into_body())),
         }
     }
 }
@@ -322,8 +381,9 @@ impl ureq::unversioned::resolver::Resolver for LiteralFirstResolver {
     }
 }
 
+/// A successful answer's body, still to be read, or where a redirect points.
 enum Answer {
-    Body(Body),
+    Body(ureq::Body),
     Redirect(String),
 }
 
@@ -407,42 +467,164 @@ fn leader_of(asked: &str, location: &str) -> Result<String, FetchError> {
     Ok(format!("{scheme}://{authority}"))
 }
 
-#[derive(Deserialize)]
-struct SlavesAnswer {
-    slaves: Vec<SlaveEntry>,
+/// Why an agent list could not be read. A list cut short, too large or not the JSON
+/// expected was still an answer: the master is not said to be silent.
+fn list_error(error: serde_json::Error) -> FetchError {
+    if !error.is_io() {
+        return FetchError::UnreadableList(error.to_string());
+    }
+    match classify(ureq::Error::from(std::io::Error::from(error))) {
+        FetchError::TooLarge(limit) => FetchError::ListTooLarge(limit),
+        FetchError::Truncated(why) => FetchError::UnreadableList(format!("cut short: {why}")),
+        other => other,
+    }
 }
 
-#[derive(Deserialize)]
-struct SlaveEntry {
-    id: String,
-    hostname: String,
-    port: u16,
-    #[serde(default = "active_by_default")]
-    active: bool,
-}
-
-fn active_by_default() -> bool {
-    true
-}
-
-fn parse_agent_list(body: &[u8], leader: String) -> Result<AgentList, FetchError> {
-    let answer: SlavesAnswer = serde_json::from_slice(body)
-        .map_err(|e| FetchError::BadAnswer(format!("agent list: {e}")))?;
-    let total = answer.slaves.len();
-    let agents: Vec<Agent> = answer
-        .slaves
-        .into_iter()
-        .filter(|s| s.active)
-        .map(|s| Agent {
-            address: format!("{}:{}", s.hostname, s.port),
-            id: s.id,
-        })
-        .collect();
+/// Reads a `/master/slaves` answer as a stream: each entry is reduced to an [`Agent`] (or
+/// counted as inactive, or kept as unusable) as soon as it is read, and every other field
+/// of the answer is skipped without being kept.
+fn parse_agent_list(reader: impl Read, leader: String) -> Result<AgentList, serde_json::Error> {
+    let Listing {
+        agents,
+        inactive,
+        unusable,
+    } = serde_json::from_reader::<_, Answered>(reader)?.0;
     Ok(AgentList {
         leader,
-        inactive: total - agents.len(),
         agents,
+        inactive,
+        unusable,
     })
+}
+
+/// The entries of a listing, each reduced to what a pass keeps, in the master's order.
+#[derive(Default)]
+struct Listing {
+    agents: Vec<Agent>,
+    inactive: usize,
+    unusable: Vec<UnusableAgent>,
+}
+
+/// The whole answer: an object whose `slaves` array is the listing.
+struct Answered(Listing);
+
+impl<'de> Deserialize<'de> for Answered {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(AnswerVisitor)
+    }
+}
+
+struct AnswerVisitor;
+
+impl<'de> Visitor<'de> for AnswerVisitor {
+    type Value = Answered;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object with a slaves array")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Answered, A::Error> {
+        let mut listing = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "slaves" && listing.is_none() {
+                listing = Some(map.next_value::<Slaves>()?.0);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        listing
+            .map(Answered)
+            .ok_or_else(|| serde::de::Error::missing_field("slaves"))
+    }
+}
+
+/// The `slaves` array, read entry by entry.
+struct Slaves(Listing);
+
+impl<'de> Deserialize<'de> for Slaves {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(SlavesVisitor)
+    }
+}
+
+struct SlavesVisitor;
+
+impl<'de> Visitor<'de> for SlavesVisitor {
+    type Value = Slaves;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of agents")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Slaves, A::Error> {
+        let mut listing = Listing::default();
+        let mut position = 0;
+        while let Some(entry) = seq.next_element::<Object<SlaveEntry>>()? {
+            match listed_agent(entry) {
+                Ok(Some(agent)) => listing.agents.push(agent),
+                Ok(None) => listing.inactive += 1,
+                Err((id, why)) => listing.unusable.push(UnusableAgent { position, id, why }),
+            }
+            position += 1;
+        }
+        Ok(Slaves(listing))
+    }
+}
+
+/// The fields of an agent entry that a pass uses; every other one is skipped unread.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SlaveEntry {
+    id: Scalar,
+    hostname: Scalar,
+    port: Scalar,
+    pid: Scalar,
+    active: Scalar,
+}
+
+/// An entry's agent; None when it is listed inactive (old masters send no `active`: such
+/// an agent is active); Err with the entry's id and why when it cannot be reached.
+fn listed_agent(
+    entry: Object<SlaveEntry>,
+) -> Result<Option<Agent>, (Option<String>, &'static str)> {
+    let Object::Is(entry) = entry else {
+        return Err((None, "not an object"));
+    };
+    let id = match entry.id {
+        Scalar::Text(id) if !id.is_empty() => id,
+        _ => return Err((None, "no id")),
+    };
+    if entry.active == Scalar::Bool(false) {
+        return Ok(None);
+    }
+    let Some(hostname) = entry.hostname.text().filter(|h| !h.is_empty()) else {
+        return Err((Some(id), "no hostname"));
+    };
+    let port = match entry.port {
+        Scalar::Unsigned(port) => u16::try_from(port).ok().filter(|&p| p > 0),
+        _ => None,
+    };
+    let Some(port) = port.or_else(|| entry.pid.text().and_then(port_of_pid)) else {
+        return Err((Some(id), "no port, and none in its pid"));
+    };
+    Ok(Some(Agent {
+        address: host_port(hostname, port),
+        id,
+    }))
+}
+
+/// The port of a libprocess pid, `slave(1)@10.0.0.7:5051` or `slave(1)@[2001:db8::1]:5051`.
+fn port_of_pid(pid: &str) -> Option<u16> {
+    let (_, address) = pid.rsplit_once('@')?;
+    let (_, port) = address.rsplit_once(':')?;
+    port.parse().ok().filter(|&p| p > 0)
+}
+
+/// `host:port` for a URL and the document: an IPv6 literal goes in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// Maps ureq's errors to the reasons operators act on.
@@ -504,17 +686,129 @@ mod tests {
         );
     }
 
+    fn list(body: &str) -> AgentList {
+        parse_agent_list(body.as_bytes(), "http://m:5050".into()).expect("parses")
+    }
+
+    fn addresses(list: &AgentList) -> Vec<&str> {
+        list.agents.iter().map(|a| a.address.as_str()).collect()
+    }
+
     #[test]
     fn agent_list_skips_inactive_agents() {
-        let body = br#"{"slaves":[
+        let list = list(
+            r#"{"slaves":[
             {"id":"S0","hostname":"10.0.111.32","port":5051,"active":true,"pid":"x"},
             {"id":"S1","hostname":"10.0.111.33","port":5051,"active":false},
-            {"id":"S2","hostname":"h","port":5052}],"recovered_slaves":[{"id":"S9"}]}"#;
-        let list = parse_agent_list(body, "http://m:5050".into()).expect("parses");
-        let addresses: Vec<_> = list.agents.iter().map(|a| a.address.as_str()).collect();
-        assert_eq!(addresses, ["10.0.111.32:5051", "h:5052"]);
+            {"id":"S2","hostname":"h","port":5052}],"recovered_slaves":[{"id":"S9"}]}"#,
+        );
+        assert_eq!(addresses(&list), ["10.0.111.32:5051", "h:5052"]);
         assert_eq!(list.inactive, 1);
-        assert!(parse_agent_list(b"{}", String::new()).is_err());
-        assert!(parse_agent_list(b"<html>", String::new()).is_err());
+        assert!(list.unusable.is_empty());
+        for bad in [
+            "{}",
+            "<html>",
+            r#"{"slaves": 3}"#,
+            "[]",
+            r#"{"slaves":[{"id":"S0"}"#,
+        ] {
+            assert!(
+                parse_agent_list(bad.as_bytes(), String::new()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn old_masters_give_the_port_only_in_the_pid() {
+        let list = list(
+            r#"{"slaves":[
+            {"id":"S0","hostname":"agent-7.example.com","pid":"slave(1)@10.0.0.7:5051"},
+            {"id":"S1","hostname":"2001:db8::7","pid":"slave(1)@[2001:db8::7]:5052"},
+            {"id":"S2","hostname":"::1","port":5053,"pid":"slave(1)@[::1]:5053"},
+            {"id":"S3","hostname":"10.0.0.9","port":0,"pid":"slave(1)@10.0.0.9:5054"}]}"#,
+        );
+        assert_eq!(
+            addresses(&list),
+            [
+                "agent-7.example.com:5051",
+                "[2001:db8::7]:5052",
+                "[::1]:5053",
+                "10.0.0.9:5054"
+            ]
+        );
+        assert_eq!(list.agents[1].id, "S1");
+    }
+
+    #[test]
+    fn unusable_entries_are_skipped_and_named_never_the_whole_list() {
+        let list = list(
+            r#"{"slaves":[3, "x", null, [1],
+            {"hostname":"h","port":1},
+            {"id":"S5","port":5051},
+            {"id":"S6","hostname":"","port":5051},
+            {"id":"S7","hostname":"h"},
+            {"id":"S8","hostname":"h","port":70000,"pid":"slave(1)@h"},
+            {"id":"S9","hostname":"h","port":"5051","pid":7},
+            {"id":"S10","hostname":"h","port":5051,"active":"yes","extra":{"a":[1,{"b":2}]}}]}"#,
+        );
+        assert_eq!(addresses(&list), ["h:5051"]);
+        let why: Vec<(usize, Option<&str>, &str)> = list
+            .unusable
+            .iter()
+            .map(|u| (u.position, u.id.as_deref(), u.why))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                (0, None, "not an object"),
+                (1, None, "not an object"),
+                (2, None, "not an object"),
+                (3, None, "not an object"),
+                (4, None, "no id"),
+                (5, Some("S5"), "no hostname"),
+                (6, Some("S6"), "no hostname"),
+                (7, Some("S7"), "no port, and none in its pid"),
+                (8, Some("S8"), "no port, and none in its pid"),
+                (9, Some("S9"), "no port, and none in its pid"),
+            ]
+        );
+        assert_eq!(
+            list.unusable[7].to_string(),
+            "agent list entry 7 (S7) skipped: no port, and none in its pid"
+        );
+    }
+
+    #[test]
+    fn pids_and_hosts() {
+        assert_eq!(port_of_pid("slave(1)@10.0.0.7:5051"), Some(5051));
+        assert_eq!(port_of_pid("slave(1)@[2001:db8::1]:5051"), Some(5051));
+        assert_eq!(port_of_pid("slave(1)@10.0.0.7"), None);
+        assert_eq!(port_of_pid("slave(1)@10.0.0.7:0"), None);
+        assert_eq!(port_of_pid("10.0.0.7:5051"), None);
+        assert_eq!(host_port("::1", 5051), "[::1]:5051");
+        assert_eq!(host_port("[::1]", 5051), "[::1]:5051");
+        assert_eq!(host_port("10.0.0.1", 5051), "10.0.0.1:5051");
+    }
+
+    #[test]
+    fn a_master_that_answered_badly_is_not_said_to_be_silent() {
+        let silent = NoMaster {
+            attempts: vec![("http://a".into(), FetchError::Refused)],
+        };
+        assert_eq!(
+            silent.to_string(),
+            "no Mesos master answered: http://a: connection refused"
+        );
+        let unreadable = NoMaster {
+            attempts: vec![
+                ("http://a".into(), FetchError::Refused),
+                ("http://b".into(), FetchError::UnreadableList("x".into())),
+            ],
+        };
+        assert_eq!(
+            unreadable.to_string(),
+            "no Mesos master gave a readable agent list: http://a: connection refused; http://b: answered an unreadable agent list: x"
+        );
     }
 }

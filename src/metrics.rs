@@ -93,6 +93,7 @@ const FAMILIES: &[Family] = &[
                 ("answered", s.agents_answered),
                 ("abandoned", s.agents_abandoned),
                 ("not_started", s.agents_not_started),
+                ("unusable", s.agents_unusable),
             ]
         },
     ),
@@ -117,6 +118,7 @@ const FAMILIES: &[Family] = &[
                 ("first_sightings", s.first_sightings),
                 ("resets", s.resets),
                 ("not_newer", s.not_newer),
+                ("incomplete", s.incomplete),
             ]
         },
     ),

@@ -13,9 +13,9 @@ use crate::broker::{AmqpPublisher, Outgoing, Publisher};
 use crate::budget::{self, Reservation};
 use crate::cli::OutputFormat;
 use crate::config::Config;
-use crate::document::{compute, Outcome};
+use crate::document::{compute, Document, Outcome};
 use crate::dryrun::{self, Rereads};
-use crate::mesos::{Agent, MesosClient, Scheme};
+use crate::mesos::{Agent, MesosClient, Scheme, UnusableAgent};
 use crate::open_files;
 use crate::pool::{self, Ended, Limits, Worker};
 use crate::printer::Printer;
@@ -121,13 +121,14 @@ fn collect(
     let list = mesos
         .list_agents(&config.masters)
         .map_err(|e| PassError::new(exit::UNAVAILABLE, e))?;
-    log::info!(leader = list.leader.as_str(); "leading master {}: {} active agents, {} inactive skipped", list.leader, list.agents.len(), list.inactive);
+    log::info!(leader = list.leader.as_str(); "leading master {}: {} active agents, {} inactive skipped, {} unusable", list.leader, list.agents.len(), list.inactive, list.unusable.len());
     let agents = match config.shard {
         Some(shard) => shard.select(list.agents),
         None => list.agents,
     };
     let tally = Arc::new(Tally::default());
     tally.agents_listed(agents.len());
+    report_unusable(config, &list.leader, &list.unusable, &tally);
     let shared = Arc::new(Shared {
         mesos,
         state,
@@ -135,6 +136,7 @@ fn collect(
         scheme: Scheme::of(&list.leader),
         tally: Arc::clone(&tally),
         include_raw_metrics: config.include_raw_metrics,
+        publish_incomplete: config.publish_incomplete,
         store: matches!(mode, Mode::Collect { .. }),
         deadline,
         stop,
@@ -156,6 +158,36 @@ fn collect(
     Ok(tally)
 }
 
+/// Logs, once each, the agent list's entries of this pass's shard that name no agent
+/// that can be reached, and counts them. (An entry without an id belongs to the shard of
+/// the empty id, so exactly one shard reports it.)
+fn report_unusable(config: &Config, leader: &str, unusable: &[UnusableAgent], tally: &Tally) {
+    let mine: Vec<&UnusableAgent> = unusable
+        .iter()
+        .filter(|u| {
+            config
+                .shard
+                .is_none_or(|shard| shard.holds(u.id.as_deref().unwrap_or("")))
+        })
+        .collect();
+    for entry in &mine {
+        log::warn!(master = leader; "master {leader}: {entry}");
+    }
+    tally.agents_unusable(mine.len());
+}
+
+/// Whether a computed document goes out. One without `cpu_pct` or `mem_pct` is counted
+/// as incomplete and held back, unless `--publish-incomplete`; a dry run still prints it,
+/// marked, so the operator sees what a pass would hold back.
+pub(crate) fn goes_out(shared: &Shared, doc: &mut Document) -> bool {
+    if doc.is_complete() || shared.publish_incomplete {
+        return true;
+    }
+    shared.tally.incomplete();
+    doc.incomplete = !shared.store;
+    doc.incomplete
+}
+
 /// Everything a worker needs, shared by all of them.
 pub(crate) struct Shared {
     mesos: MesosClient,
@@ -164,6 +196,7 @@ pub(crate) struct Shared {
     scheme: Scheme,
     pub(crate) tally: Arc<Tally>,
     pub(crate) include_raw_metrics: bool,
+    publish_incomplete: bool,
     /// False in a dry run: nothing is written to Redis.
     store: bool,
     deadline: Instant,
@@ -373,12 +406,19 @@ fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     let mut awaiting: Vec<&Reading> = Vec::new();
     let mut unusable: Vec<&Reading> = Vec::new();
     for (now, before) in readings.iter().zip(&previous) {
-        let outcome = compute(
+        let mut outcome = compute(
             before.as_ref(),
             now,
             &agent.address,
             shared.include_raw_metrics,
         );
+        if let Outcome::Publish(doc) = &mut outcome {
+            if !goes_out(shared, doc) {
+                // Stored at once: the next pass computes from it once limits are back.
+                to_store.push(now);
+                continue;
+            }
+        }
         if outcome.stores_at_once() {
             to_store.push(now);
         }

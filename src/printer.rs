@@ -68,6 +68,8 @@ struct Row {
     thr_pct: Option<f64>,
     mem_pct: Option<f64>,
     mem_bytes: Option<u64>,
+    /// A pass would hold this document back (no cpu_pct or mem_pct).
+    incomplete: bool,
 }
 
 impl Row {
@@ -87,6 +89,7 @@ impl Row {
             thr_pct: doc.get("cpu_thr_pct").and_then(Value::as_f64),
             mem_pct: doc.get("mem_pct").and_then(Value::as_f64),
             mem_bytes: doc.get("mem_bytes").and_then(Value::as_u64),
+            incomplete: doc.get("incomplete").and_then(Value::as_bool) == Some(true),
         })
     }
 }
@@ -95,9 +98,14 @@ impl Row {
 /// make 80 characters.
 const WIDTHS: [usize; 7] = [16, 15, 21, 6, 5, 5, 6];
 
+/// Marks the app of a row a pass would hold back, explained under the table.
+const INCOMPLETE_MARK: &str = "*";
+const INCOMPLETE_NOTE: &str =
+    "* incomplete (no CPU% or MEM%): held back unless --publish-incomplete\n";
+
 /// Sorts rows by cpu_pct (highest first, missing last; ties by app and task) and lays
 /// them out in columns that fit 80 characters: long names are shortened in the middle,
-/// numbers never overflow their column.
+/// numbers never overflow their column. Rows a pass would hold back are marked.
 fn render_table(rows: &mut [Row]) -> String {
     rows.sort_by(|a, b| {
         let key = |r: &Row| r.cpu_pct.unwrap_or(f64::NEG_INFINITY);
@@ -112,9 +120,14 @@ fn render_table(rows: &mut [Row]) -> String {
         "APP", "TASK", "HOST", "CPU%", "THR%", "MEM%", "MEM"
     );
     for r in rows.iter() {
+        let name = if r.incomplete {
+            format!("{INCOMPLETE_MARK}{}", r.app)
+        } else {
+            r.app.clone()
+        };
         out.push_str(&format!(
             "{:<app$} {:<task$} {:<host$} {:>cpu$} {:>thr$} {:>mem_pct$} {:>mem$}\n",
-            shorten(&r.app, app),
+            shorten(&name, app),
             shorten(&r.task, task),
             shorten(&r.host, host),
             percent(r.cpu_pct, cpu),
@@ -122,6 +135,9 @@ fn render_table(rows: &mut [Row]) -> String {
             percent(r.mem_pct, mem_pct),
             r.mem_bytes.map_or("-".to_string(), human_bytes),
         ));
+    }
+    if rows.iter().any(|r| r.incomplete) {
+        out.push_str(INCOMPLETE_NOTE);
     }
     out
 }
@@ -191,6 +207,7 @@ mod tests {
             thr_pct: Some(1.25),
             mem_pct: None,
             mem_bytes: Some(5 * 1024 * 1024 + 512 * 1024),
+            incomplete: false,
         }
     }
 
@@ -235,6 +252,27 @@ mod tests {
             widths.windows(2).all(|w| w[0] == w[1]),
             "aligned: {widths:?}"
         );
+    }
+
+    #[test]
+    fn rows_a_pass_would_hold_back_are_marked_and_explained() {
+        let mut rows = vec![
+            row("/complete", Some(2.0)),
+            Row {
+                incomplete: true,
+                ..row("/held", None)
+            },
+        ];
+        let table = render_table(&mut rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].starts_with("/complete "), "{table}");
+        assert!(lines[2].starts_with("*/held "), "{table}");
+        assert_eq!(lines[3], INCOMPLETE_NOTE.trim_end());
+        assert!(lines.iter().all(|l| l.chars().count() <= 80));
+        let marked = Row::from_json(br#"{"appname":"/a","incomplete":true}"#).expect("parses");
+        assert!(marked.incomplete);
+        let plain = Row::from_json(br#"{"appname":"/a"}"#).expect("parses");
+        assert!(!plain.incomplete);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! metrics show is exactly what the agent sent (floats keep every digit, integers past
 //! 2^53 stay integers); the numbers the arithmetic needs are parsed beside it.
 
+use crate::json::Object;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -36,11 +37,13 @@ impl Reading {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(crate) struct Sample {
     pub(crate) timestamp: f64,
+    /// `cpus_limit`, else `cpus_soft_limit`.
     pub(crate) cpus_limit: Option<f64>,
     pub(crate) cpus_user_time_secs: Option<f64>,
     pub(crate) cpus_system_time_secs: Option<f64>,
     pub(crate) cpus_throttled_time_secs: Option<f64>,
     pub(crate) mem_rss_bytes: Option<u64>,
+    /// `mem_limit_bytes` when above 0, else `mem_soft_limit_bytes`.
     pub(crate) mem_limit_bytes: Option<u64>,
 }
 
@@ -112,7 +115,7 @@ pub(crate) fn parse_entry(entry: Box<str>) -> Result<Reading, EntryError> {
         .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
         .filter(|id| !id.is_empty())
         .ok_or(EntryError::NoExecutorId)?;
-    let Some(Statistics::Object(statistics)) = fields.statistics else {
+    let Some(Object::Is(statistics)) = fields.statistics else {
         return Err(EntryError::NoStatistics);
     };
     let (sample, malformed_fields) = statistics.into_sample()?;
@@ -130,7 +133,7 @@ struct EntryFields<'a> {
     #[serde(borrow, default)]
     executor_id: Option<&'a RawValue>,
     #[serde(default)]
-    statistics: Option<Statistics>,
+    statistics: Option<Object<SampleFields>>,
 }
 
 /// The two parts again, with `statistics` kept raw, for raw metrics.
@@ -140,66 +143,19 @@ struct EntryHead<'a> {
     statistics: &'a RawValue,
 }
 
-/// An entry's `statistics`: the numbers of an object, or anything else.
-enum Statistics {
-    Object(SampleFields),
-    NotAnObject,
-}
-
-impl<'de> Deserialize<'de> for Statistics {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StatisticsVisitor)
-    }
-}
-
-/// Reads an object's fields as [`SampleFields`] and skips anything that is not one.
-struct StatisticsVisitor;
-
-impl<'de> Visitor<'de> for StatisticsVisitor {
-    type Value = Statistics;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a statistics object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Statistics, A::Error> {
-        SampleFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-            .map(Statistics::Object)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Statistics, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Statistics::NotAnObject)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
-    }
-    fn visit_unit<E>(self) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
-    }
-}
-
 /// The statistics fields the document uses, each as loosely typed as agents send them.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct SampleFields {
     timestamp: Field,
     cpus_limit: Field,
+    cpus_soft_limit: Field,
     cpus_user_time_secs: Field,
     cpus_system_time_secs: Field,
     cpus_throttled_time_secs: Field,
     mem_rss_bytes: Field,
     mem_limit_bytes: Field,
+    mem_soft_limit_bytes: Field,
 }
 
 impl SampleFields {
@@ -213,7 +169,10 @@ impl SampleFields {
             }
             value
         };
-        let cpus_limit = float("cpus_limit", self.cpus_limit);
+        // Mesos 1.10+ without CFS sends only the soft limit (the task's request, the
+        // executor's share included), which then stands in for the hard one.
+        let cpus_limit = float("cpus_limit", self.cpus_limit)
+            .or_else(|| float("cpus_soft_limit", self.cpus_soft_limit));
         let cpus_user_time_secs = float("cpus_user_time_secs", self.cpus_user_time_secs);
         let cpus_system_time_secs = float("cpus_system_time_secs", self.cpus_system_time_secs);
         let cpus_throttled_time_secs =
@@ -226,7 +185,9 @@ impl SampleFields {
             value
         };
         let mem_rss_bytes = bytes("mem_rss_bytes", self.mem_rss_bytes);
-        let mem_limit_bytes = bytes("mem_limit_bytes", self.mem_limit_bytes);
+        let mem_limit_bytes = bytes("mem_limit_bytes", self.mem_limit_bytes)
+            .filter(|&limit| limit > 0)
+            .or_else(|| bytes("mem_soft_limit_bytes", self.mem_soft_limit_bytes));
         let sample = Sample {
             timestamp,
             cpus_limit,
@@ -429,6 +390,39 @@ mod tests {
                 "mem_limit_bytes"
             ]
         );
+    }
+
+    #[test]
+    fn soft_limits_stand_in_for_missing_hard_ones() {
+        let sample = |statistics: &str| {
+            let a = answer(&format!(
+                r#"[{{"executor_id":"x","statistics":{{"timestamp":1{statistics}}}}}]"#
+            ));
+            (a.readings[0].sample, a.readings[0].malformed_fields.clone())
+        };
+        let (s, _) = sample(r#","cpus_soft_limit":1.1,"mem_soft_limit_bytes":512"#);
+        assert_eq!((s.cpus_limit, s.mem_limit_bytes), (Some(1.1), Some(512)));
+        let (s, _) = sample(
+            r#","cpus_limit":2.1,"cpus_soft_limit":1.1,"mem_limit_bytes":1024,"mem_soft_limit_bytes":512"#,
+        );
+        assert_eq!((s.cpus_limit, s.mem_limit_bytes), (Some(2.1), Some(1024)));
+        let (s, _) = sample(r#","mem_limit_bytes":0,"mem_soft_limit_bytes":512"#);
+        assert_eq!(
+            s.mem_limit_bytes,
+            Some(512),
+            "a hard limit of 0 is no limit"
+        );
+        let (s, malformed) = sample(r#","cpus_limit":"2","cpus_soft_limit":1.1"#);
+        assert_eq!(s.cpus_limit, Some(1.1));
+        assert_eq!(malformed, ["cpus_limit"]);
+        let (s, _) = sample(r#","cpus_limit":0.05,"cpus_soft_limit":1.1"#);
+        assert_eq!(
+            s.cpus_limit,
+            Some(0.05),
+            "a hard limit present is the limit"
+        );
+        let (s, _) = sample("");
+        assert_eq!((s.cpus_limit, s.mem_limit_bytes), (None, None));
     }
 
     #[test]

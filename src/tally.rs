@@ -27,11 +27,13 @@ pub(crate) struct Tally {
     agents_not_started: AtomicU64,
     /// Set when the pass stopped starting agents early.
     stopped: std::sync::OnceLock<StopReason>,
+    agents_unusable: AtomicU64,
     tasks_seen: AtomicU64,
     published: AtomicU64,
     first_sightings: AtomicU64,
     resets: AtomicU64,
     not_newer: AtomicU64,
+    incomplete: AtomicU64,
     skipped_entries: AtomicU64,
     malformed_fields: AtomicU64,
     bad_state: AtomicU64,
@@ -50,12 +52,16 @@ pub(crate) struct Summary {
     /// Agents never started: the pass was stopped (a signal) before their turn.
     pub(crate) agents_not_started: u64,
     pub(crate) stopped: Option<StopReason>,
+    /// Entries of the agent list that name no reachable agent.
+    pub(crate) agents_unusable: u64,
     pub(crate) agent_failures: BTreeMap<&'static str, u64>,
     pub(crate) tasks_seen: u64,
     pub(crate) published: u64,
     pub(crate) first_sightings: u64,
     pub(crate) resets: u64,
     pub(crate) not_newer: u64,
+    /// Documents held back for want of cpu_pct or mem_pct (their readings are stored).
+    pub(crate) incomplete: u64,
     pub(crate) skipped_entries: u64,
     pub(crate) malformed_fields: u64,
     pub(crate) bad_state: u64,
@@ -108,6 +114,12 @@ impl Tally {
     pub(crate) fn not_newer(&self) {
         self.not_newer.fetch_add(1, Relaxed);
     }
+    pub(crate) fn agents_unusable(&self, n: usize) {
+        self.agents_unusable.fetch_add(n as u64, Relaxed);
+    }
+    pub(crate) fn incomplete(&self) {
+        self.incomplete.fetch_add(1, Relaxed);
+    }
     pub(crate) fn skipped_entries(&self, n: usize) {
         self.skipped_entries.fetch_add(n as u64, Relaxed);
     }
@@ -134,12 +146,14 @@ impl Tally {
             agents_not_started: self.agents_not_started.load(Relaxed),
             stopped: self.stopped.get().copied(),
             ended_early: None,
+            agents_unusable: self.agents_unusable.load(Relaxed),
             agent_failures: lock(&self.agent_failures).clone(),
             tasks_seen: self.tasks_seen.load(Relaxed),
             published: self.published.load(Relaxed),
             first_sightings: self.first_sightings.load(Relaxed),
             resets: self.resets.load(Relaxed),
             not_newer: self.not_newer.load(Relaxed),
+            incomplete: self.incomplete.load(Relaxed),
             skipped_entries: self.skipped_entries.load(Relaxed),
             malformed_fields: self.malformed_fields.load(Relaxed),
             bad_state: self.bad_state.load(Relaxed),
@@ -180,7 +194,11 @@ impl Summary {
         if let Some(code) = self.stopped.and_then(StopReason::exit_code) {
             return code;
         }
-        let agents_missing = self.agents_failed() + self.agents_abandoned + self.agents_not_started;
+        // An unusable entry of the agent list is an agent whose tasks were not collected.
+        let agents_missing = self.agents_failed()
+            + self.agents_abandoned
+            + self.agents_not_started
+            + self.agents_unusable;
         let documents_missing = self.deliveries_failed() + self.unstored;
         if agents_missing == 0 && documents_missing == 0 {
             return exit::OK;
@@ -218,11 +236,13 @@ impl Summary {
                 .stopped
                 .map(|reason| reason.to_string())
                 .unwrap_or_default(),
+            agents_unusable = self.agents_unusable,
             tasks_seen = self.tasks_seen,
             published = self.published,
             first_sightings = self.first_sightings,
             resets = self.resets,
             not_newer = self.not_newer,
+            incomplete = self.incomplete,
             skipped_entries = self.skipped_entries,
             malformed_fields = self.malformed_fields,
             bad_state = self.bad_state,
@@ -230,8 +250,9 @@ impl Summary {
             unstored = self.unstored,
             duration_secs = self.duration.as_secs_f64(),
             exit_code = self.exit_code();
-            "pass done: agents listed={} answered={} failed={}{} abandoned={} not_started={}{}; tasks seen={} \
-             {}={} first_sightings={} resets={} not_newer={} skipped_entries={} \
+            "pass done: agents listed={} answered={} failed={}{} abandoned={} not_started={}{} \
+             unusable={}; tasks seen={} {}={} first_sightings={} resets={} not_newer={} \
+             incomplete={} skipped_entries={} \
              malformed_fields={} bad_state={} deliveries_failed={}{} unstored={}; \
              duration={:.3}s exit={}",
             self.agents_listed,
@@ -243,12 +264,14 @@ impl Summary {
             self.stopped
                 .map(|reason| format!(" stopped_by={reason}"))
                 .unwrap_or_default(),
+            self.agents_unusable,
             self.tasks_seen,
             if self.dry_run { "printed" } else { "published" },
             self.published,
             self.first_sightings,
             self.resets,
             self.not_newer,
+            self.incomplete,
             self.skipped_entries,
             self.malformed_fields,
             self.bad_state,
@@ -306,6 +329,14 @@ mod tests {
             143,
             "a signal's code, however it went"
         );
+        let mut unusable = ok.clone();
+        unusable.agents_unusable = 1;
+        assert_eq!(unusable.exit_code(), exit::PARTIAL);
+        let incomplete = Summary {
+            incomplete: 4,
+            ..ok.clone()
+        };
+        assert_eq!(incomplete.exit_code(), exit::OK, "held back on purpose");
         let empty = Summary::default();
         assert_eq!(
             empty.exit_code(),

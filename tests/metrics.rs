@@ -37,6 +37,16 @@ const SUMMARY_IN_METRICS: &[(&str, &str, Option<&str>)] = &[
         "asgard_stats_agents",
         Some("state=\"not_started\""),
     ),
+    (
+        "agents_unusable",
+        "asgard_stats_agents",
+        Some("state=\"unusable\""),
+    ),
+    (
+        "incomplete",
+        "asgard_stats_documents",
+        Some("outcome=\"incomplete\""),
+    ),
     ("tasks_seen", "asgard_stats_tasks_seen", None),
     (
         "published",

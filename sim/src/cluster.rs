@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use crate::server::{Endpoint, Shared};
 use crate::services::{now_secs, AgentService, MasterService, SLAVES_PATH, STATISTICS_PATH};
 use crate::tls;
 use crate::workload::Workload;
-use crate::{AgentFault, AgentInfo, ClusterSpec, MasterFault, TaskInfo, TaskRates};
+use crate::{AgentFault, AgentInfo, ClusterSpec, MasterFault, MesosVersion, TaskInfo, TaskRates};
 
 /// The port listed for inactive agents, which nothing serves: Mesos' default agent port.
 const INACTIVE_AGENT_PORT: u16 = 5051;
@@ -32,6 +32,9 @@ pub struct Cluster {
     shared: Arc<Shared>,
     /// Stable executor id -> (agent, task), built on first use by `task_rates`.
     executors: OnceLock<HashMap<String, (usize, usize)>>,
+    /// Holds the port of the unserved agents, so nothing else listens on it; it is bound
+    /// on 127.0.0.1 only, so the unserved agents' addresses refuse connections.
+    _unserved_port: Option<TcpListener>,
 }
 
 impl Cluster {
@@ -41,7 +44,13 @@ impl Cluster {
     /// Fails when the agent addresses run past 127.255.255.254, a socket cannot be bound,
     /// a thread cannot be started, or the TLS identity is unusable.
     pub fn start(spec: ClusterSpec) -> io::Result<Cluster> {
-        let ips = agent_ips(spec.first_ip, spec.agents + spec.inactive_agents)?;
+        let listed = spec.agents + spec.inactive_agents + spec.unserved_agents;
+        let ips: Vec<IpAddr> = if spec.ipv6 {
+            vec![IpAddr::V6(Ipv6Addr::LOCALHOST); listed]
+        } else {
+            let ips = agent_ips(spec.first_ip, listed)?;
+            ips.into_iter().map(IpAddr::V4).collect()
+        };
         let tls = spec.tls.as_ref().map(tls::server_config).transpose()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let auth_token = spec
@@ -53,9 +62,15 @@ impl Cluster {
             tasks_per_agent: spec.tasks_per_agent,
             no_cfs_every: spec.no_cfs_every,
             churn_every: spec.churn_every,
+            no_statistics_every: spec.no_statistics_every,
+            no_timestamp_every: spec.no_timestamp_every,
+            version: spec.version,
             framework_id: format!("{cluster_id}-0000"),
             start: now_secs(),
         };
+        let unserved_port = (spec.unserved_agents > 0)
+            .then(|| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+            .transpose()?;
         // Built up in place so that, on failure, dropping it stops what already started.
         let mut cluster = Cluster {
             scheme,
@@ -64,15 +79,28 @@ impl Cluster {
             workload: Arc::new(workload),
             shared: Arc::new(Shared::new(tls, auth_token)),
             executors: OnceLock::new(),
+            _unserved_port: None,
         };
-        let (active, inactive) = ips.split_at(spec.agents);
+        let (active, rest) = ips.split_at(spec.agents);
+        let (unserved, inactive) = rest.split_at(spec.unserved_agents);
         cluster.start_agents(&cluster_id, active)?;
-        let listing = cluster.listing(&cluster_id, inactive);
+        let unserved: Vec<SocketAddr> = match &unserved_port {
+            Some(holder) => {
+                let port = holder.local_addr()?.port();
+                unserved
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, port))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        cluster._unserved_port = unserved_port;
+        let listing = cluster.listing(&cluster_id, &unserved, inactive, spec.version);
         cluster.start_masters(listing, spec.standby_masters)?;
         Ok(cluster)
     }
 
-    fn start_agents(&mut self, cluster_id: &str, ips: &[Ipv4Addr]) -> io::Result<()> {
+    fn start_agents(&mut self, cluster_id: &str, ips: &[IpAddr]) -> io::Result<()> {
         for (index, ip) in ips.iter().enumerate() {
             let listener = TcpListener::bind((*ip, 0))?;
             let service = AgentService {
@@ -98,28 +126,36 @@ impl Cluster {
         Ok(())
     }
 
-    /// The leader's `/master/slaves` body: the active agents, then the inactive ones.
-    fn listing(&self, cluster_id: &str, inactive_ips: &[Ipv4Addr]) -> String {
-        let active = self
+    /// The leader's `/master/slaves` body: the served agents, the unserved ones, then the
+    /// inactive ones.
+    fn listing(
+        &self,
+        cluster_id: &str,
+        unserved: &[SocketAddr],
+        inactive_ips: &[IpAddr],
+        version: MesosVersion,
+    ) -> String {
+        let served = self
             .agents
             .iter()
-            .map(|(info, endpoint)| (info.id.clone(), endpoint.addr(), true));
-        let inactive = inactive_ips.iter().enumerate().map(|(i, ip)| {
-            let addr = SocketAddr::from((*ip, INACTIVE_AGENT_PORT));
-            (agent_id(cluster_id, self.agents.len() + i), addr, false)
-        });
-        let listed: Vec<ListedAgent> = active
+            .map(|(_, endpoint)| (endpoint.addr(), true));
+        let unserved = unserved.iter().map(|addr| (*addr, true));
+        let inactive = inactive_ips
+            .iter()
+            .map(|ip| (SocketAddr::new(*ip, INACTIVE_AGENT_PORT), false));
+        let listed: Vec<ListedAgent> = served
+            .chain(unserved)
             .chain(inactive)
             .enumerate()
-            .map(|(i, (id, addr, active))| ListedAgent {
-                id,
+            .map(|(i, (addr, active))| ListedAgent {
+                id: agent_id(cluster_id, i),
                 addr,
                 active,
                 // Agents registered one after another during the hour before.
                 registered_time: self.workload.start - 3600.0 + i as f64 * 0.25,
             })
             .collect();
-        body::master_slaves(&listed)
+        body::master_slaves(&listed, version)
     }
 
     fn start_masters(&mut self, listing: String, standbys: usize) -> io::Result<()> {
@@ -193,6 +229,8 @@ impl Cluster {
             MasterFault::Hang => AgentFault::Hang,
             MasterFault::Status(status) => AgentFault::Status(status),
             MasterFault::Redirect(location) => AgentFault::Redirect(location),
+            MasterFault::Truncated => AgentFault::Truncated,
+            MasterFault::Body(body) => AgentFault::Body(body),
         };
         self.masters[master].set_fault(fault);
     }
@@ -236,6 +274,7 @@ impl Cluster {
             index,
             app_id: ids::app_id(index),
             executor_id,
+            readable: self.workload.readable(index),
             rates: self.workload.rates(index),
         }
     }

@@ -49,6 +49,71 @@ pub struct ClusterSpec {
     pub credentials: Option<(String, String)>,
     /// When set, masters and agents speak https with this identity.
     pub tls: Option<TlsIdentity>,
+    /// Which Mesos release masters and agents answer like.
+    pub version: MesosVersion,
+    /// Agents bind `::1` (each on its own port) and are listed by the IPv6 literal
+    /// hostname `::1`; `first_ip` is then unused. Masters stay on 127.0.0.1.
+    pub ipv6: bool,
+    /// Every Nth task of an agent (task index % N == N-1) is served without `statistics`,
+    /// as old agents served some Docker-containerizer executors; 0 = none.
+    pub no_statistics_every: usize,
+    /// Every Nth task of an agent is served with `statistics` but no `timestamp`; 0 = none.
+    pub no_timestamp_every: usize,
+    /// Extra agents listed active, after the served ones, that nothing serves: their port
+    /// is held closed, so connections are refused at once. For lists of tens of thousands
+    /// of agents without a listener each.
+    pub unserved_agents: usize,
+}
+
+/// The Mesos release whose answers masters and agents imitate (from Mesos' source and
+/// answers captured on real clusters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MesosVersion {
+    /// Mesos 1.0: agents listed without `port` (it is only in `pid`), without `active`
+    /// unless inactive, and no `recovered_slaves`.
+    V1_0,
+    /// Mesos 1.4: agents listed with `port`, `pid` and `active`; small entries.
+    #[default]
+    V1_4,
+    /// Mesos 1.9: agent entries of real size (~1.7 KB: resources, used, offered,
+    /// reserved and unreserved resources, their `_full` forms, attributes, version,
+    /// capabilities).
+    V1_9,
+    /// Mesos 1.11: as 1.9, and statistics carry `cpus_soft_limit` and
+    /// `mem_soft_limit_bytes`; tasks without CFS (see `no_cfs_every`) send neither
+    /// `cpus_limit` nor `mem_limit_bytes`, only the soft limits.
+    V1_11,
+}
+
+impl MesosVersion {
+    /// Every version the simulator knows, oldest first.
+    pub const ALL: [MesosVersion; 4] = [
+        MesosVersion::V1_0,
+        MesosVersion::V1_4,
+        MesosVersion::V1_9,
+        MesosVersion::V1_11,
+    ];
+
+    /// `"1.0"`, `"1.4"`, `"1.9"` or `"1.11"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MesosVersion::V1_0 => "1.0",
+            MesosVersion::V1_4 => "1.4",
+            MesosVersion::V1_9 => "1.9",
+            MesosVersion::V1_11 => "1.11",
+        }
+    }
+}
+
+impl std::str::FromStr for MesosVersion {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        MesosVersion::ALL
+            .into_iter()
+            .find(|v| v.name() == text)
+            .ok_or_else(|| format!("unknown Mesos version {text:?}: one of 1.0, 1.4, 1.9, 1.11"))
+    }
 }
 
 impl Default for ClusterSpec {
@@ -63,6 +128,11 @@ impl Default for ClusterSpec {
             first_ip: [1, 0, 1],
             credentials: None,
             tls: None,
+            version: MesosVersion::V1_4,
+            ipv6: false,
+            no_statistics_every: 0,
+            no_timestamp_every: 0,
+            unserved_agents: 0,
         }
     }
 }
@@ -114,6 +184,8 @@ pub enum MasterFault {
     Hang,
     Status(u16),
     Redirect(String),
+    Truncated,
+    Body(String),
 }
 
 /// An active agent as the leader lists it.
@@ -136,8 +208,11 @@ pub struct TaskRates {
     pub system: f64,
     /// `cpus_throttled_time_secs` per second; None when the task has no CFS fields.
     pub throttled: Option<f64>,
+    /// The executor's CPU limit, served as `cpus_limit` or `cpus_soft_limit` or both
+    /// (see [`MesosVersion::V1_11`]).
     pub cpus_limit: f64,
     pub mem_rss_bytes: u64,
+    /// Served as `mem_limit_bytes` or `mem_soft_limit_bytes` or both.
     pub mem_limit_bytes: u64,
 }
 
@@ -152,5 +227,8 @@ pub struct TaskInfo {
     pub app_id: String,
     /// None for churning tasks, whose id changes on every request.
     pub executor_id: Option<String>,
+    /// False when the task is served without `statistics` or without `timestamp`, so a
+    /// collector can only skip it.
+    pub readable: bool,
     pub rates: TaskRates,
 }

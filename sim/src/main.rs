@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mesos_sim::{AgentFault, Cluster, ClusterSpec};
+use mesos_sim::{AgentFault, Cluster, ClusterSpec, MesosVersion};
 
 /// Serve a simulated Apache Mesos cluster on loopback until killed.
 #[derive(Parser)]
@@ -65,6 +65,22 @@ struct Args {
     /// of making them the last ones; the hanging ones still come last of all.
     #[arg(long)]
     spread: bool,
+    /// The Mesos release masters and agents answer like: 1.0, 1.4, 1.9 or 1.11.
+    #[arg(long, default_value = "1.4")]
+    mesos_version: MesosVersion,
+    /// Agents listen on ::1 (each on its own port) and are listed by that IPv6 hostname.
+    #[arg(long)]
+    ipv6: bool,
+    /// Every Nth task of an agent is served without statistics (0 = none).
+    #[arg(long, default_value_t = 0)]
+    no_statistics_every: usize,
+    /// Every Nth task of an agent is served without a statistics timestamp (0 = none).
+    #[arg(long, default_value_t = 0)]
+    no_timestamp_every: usize,
+    /// Extra agents listed active that nothing serves (connections refused): a large
+    /// listing without a listener per agent.
+    #[arg(long, default_value_t = 0)]
+    unserved: usize,
     /// Also write the address lines to this file, once everything listens.
     #[arg(long)]
     env_file: Option<PathBuf>,
@@ -101,6 +117,11 @@ fn start(args: &Args) -> Result<Cluster, String> {
         first_ip: args.first_ip,
         credentials: None,
         tls: None,
+        version: args.mesos_version,
+        ipv6: args.ipv6,
+        no_statistics_every: args.no_statistics_every,
+        no_timestamp_every: args.no_timestamp_every,
+        unserved_agents: args.unserved,
     };
     let cluster = Cluster::start(spec).map_err(|e| format!("cannot start the cluster: {e}"))?;
     for (agent, fault) in faults {
@@ -193,10 +214,12 @@ fn summary(args: &Args, cluster: &Cluster) -> String {
         _ => String::from("no agents"),
     };
     format!(
-        "{} agents x {} tasks ({} inactive), {} standby masters + leader {}; {span}",
+        "Mesos {}: {} agents x {} tasks ({} inactive, {} unserved), {} standby masters + leader {}; {span}",
+        args.mesos_version.name(),
         args.agents,
         args.tasks,
         args.inactive,
+        args.unserved,
         args.standbys,
         cluster.leader_url()
     )

@@ -7,7 +7,7 @@
 //! collector diffing two samples recovers the rate up to float error.
 
 use crate::ids::mix;
-use crate::TaskRates;
+use crate::{MesosVersion, TaskRates};
 
 const MIB: u64 = 1024 * 1024;
 /// CFS enforces quotas in 100 ms periods, so a busy container counts ten a second.
@@ -18,6 +18,9 @@ pub(crate) struct Workload {
     pub tasks_per_agent: usize,
     pub no_cfs_every: usize,
     pub churn_every: usize,
+    pub no_statistics_every: usize,
+    pub no_timestamp_every: usize,
+    pub version: MesosVersion,
     pub framework_id: String,
     /// Cluster start, in float seconds since the UNIX epoch.
     pub start: f64,
@@ -49,6 +52,30 @@ impl Workload {
 
     pub fn churns(&self, task: usize) -> bool {
         every(self.churn_every, task)
+    }
+
+    /// Whether the task is served with `statistics`.
+    pub fn has_statistics(&self, task: usize) -> bool {
+        !every(self.no_statistics_every, task)
+    }
+
+    /// Whether the task is served with a `statistics.timestamp`.
+    pub fn has_timestamp(&self, task: usize) -> bool {
+        !every(self.no_timestamp_every, task)
+    }
+
+    /// Whether a collector can read the task's entry at all.
+    pub fn readable(&self, task: usize) -> bool {
+        self.has_statistics(task) && self.has_timestamp(task)
+    }
+
+    /// Which limits the task's statistics carry: (hard, soft). Mesos 1.11 sends the soft
+    /// ones always and the hard ones only with CFS on; older versions only hard ones.
+    pub fn limits(&self, task: usize) -> (bool, bool) {
+        match self.version {
+            MesosVersion::V1_11 => (self.has_cfs(task), true),
+            _ => (true, false),
+        }
     }
 
     pub fn rates(&self, task: usize) -> TaskRates {
@@ -99,6 +126,9 @@ mod tests {
             tasks_per_agent: 10,
             no_cfs_every: 3,
             churn_every: 4,
+            no_statistics_every: 0,
+            no_timestamp_every: 0,
+            version: MesosVersion::V1_11,
             framework_id: String::from("fw"),
             start: 1_764_075_000.0,
         }
@@ -111,6 +141,8 @@ mod tests {
         let churning: Vec<usize> = (0..10).filter(|&t| w.churns(t)).collect();
         assert_eq!(no_cfs, [2, 5, 8]);
         assert_eq!(churning, [3, 7]);
+        assert_eq!(w.limits(2), (false, true), "1.11 without CFS: soft only");
+        assert_eq!(w.limits(0), (true, true));
     }
 
     #[test]

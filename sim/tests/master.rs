@@ -5,7 +5,7 @@ mod support;
 
 use std::net::TcpStream;
 
-use mesos_sim::{Cluster, ClusterSpec, MasterFault};
+use mesos_sim::{Cluster, ClusterSpec, MasterFault, MesosVersion};
 use support::{get, get_with, host_port};
 
 fn start(spec: ClusterSpec) -> Cluster {
@@ -130,4 +130,38 @@ fn masters_require_basic_auth_when_configured() {
         cluster.last_master_auth_header(0).as_deref(),
         Some("Basic YXNnYXJkOnMzY3JldA==")
     );
+}
+
+#[test]
+fn mesos_1_0_lists_ipv6_agents_by_pid_and_unserved_agents_refuse() {
+    let cluster = start(ClusterSpec {
+        agents: 2,
+        unserved_agents: 2,
+        inactive_agents: 1,
+        ipv6: true,
+        version: MesosVersion::V1_0,
+        ..ClusterSpec::default()
+    });
+    let agents = cluster.agents();
+    assert!(agents.iter().all(|a| a.address.starts_with("[::1]:")));
+    assert_ne!(agents[0].address, agents[1].address);
+    let reply = get(host_port(&cluster.leader_url()), "/master/slaves");
+    let listing = reply.json();
+    assert!(listing.get("recovered_slaves").is_none());
+    let slaves = listing["slaves"].as_array().expect("slaves array");
+    assert_eq!(slaves.len(), 5, "served, unserved, then inactive");
+    for slave in &slaves[..4] {
+        assert_eq!(slave["hostname"], "::1");
+        assert!(slave.get("port").is_none() && slave.get("active").is_none());
+    }
+    assert_eq!(slaves[4]["active"], false);
+    for (slave, agent) in slaves.iter().zip(&agents) {
+        assert_eq!(slave["pid"], format!("slave(1)@{}", agent.address).as_str());
+        assert_eq!(get(&agent.address, "/monitor/statistics").status, 200);
+    }
+    for slave in &slaves[2..4] {
+        let pid = slave["pid"].as_str().expect("pid");
+        let address = pid.trim_start_matches("slave(1)@");
+        assert!(TcpStream::connect(address).is_err(), "{address} refuses");
+    }
 }

@@ -832,6 +832,37 @@ impl Collector {
     pub fn run(self) -> Run {
         self.spawn().wait()
     }
+
+    /// Runs to completion; also returns the process's peak resident set size in KiB: the
+    /// largest `VmHWM` (the kernel's high-water mark of its own memory) read from
+    /// /proc every few milliseconds while it runs.
+    ///
+    /// Not wait4's ru_maxrss: a child spawned from the test process (vfork, then exec)
+    /// inherits the test process's own high-water mark, which holds whole simulated
+    /// clusters. VmHWM only grows, so the last reading misses at most the final
+    /// milliseconds, when a pass only logs its summary and exits.
+    pub fn run_measuring_peak_rss(self) -> (Run, u64) {
+        let mut running = self.spawn();
+        let status = PathBuf::from(format!("/proc/{}/status", running.pid()));
+        let mut peak = 0;
+        while let Ok(None) = running.child.try_wait() {
+            if let Some(kib) = std::fs::read_to_string(&status)
+                .ok()
+                .as_deref()
+                .and_then(high_water_mark_kib)
+            {
+                peak = peak.max(kib);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        (running.wait(), peak)
+    }
+}
+
+/// The `VmHWM:  1234 kB` line of a /proc status file, in KiB.
+fn high_water_mark_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn reader(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<String> {

@@ -2,7 +2,7 @@
 //! the shared broker with a queue of its own, and a Redis key prefix of its own.
 
 use super::*;
-use mesos_sim::{Cluster, ClusterSpec};
+use mesos_sim::{Cluster, ClusterSpec, TaskInfo};
 
 /// A cluster of `agents` agents with `tasks` tasks each, its agents bound on loopback
 /// addresses of the test's own (from 127.`first_ip`), otherwise the simulator's defaults.
@@ -21,6 +21,60 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// The numbers of a published document agree with the rates the simulator grows the
+/// task's counters at.
+pub fn assert_matches_rates(doc: &serde_json::Value, task: &TaskInfo) {
+    let r = task.rates;
+    let num = |field: &str| {
+        doc[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} in {doc}"))
+    };
+    let close = |field: &str, want: f64, tolerance: f64| {
+        let got = num(field);
+        assert!(
+            (got - want).abs() <= tolerance,
+            "{field} = {got}, expected {want} ± {tolerance}: {doc}"
+        );
+    };
+    // Percentages come from unrounded deltas, so they match the rates closely.
+    close("cpu_usr_host_pct", r.user * 100.0, 1e-3);
+    close("cpu_sys_host_pct", r.system * 100.0, 1e-3);
+    close("cpu_host_pct", (r.user + r.system) * 100.0, 1e-3);
+    let limit = ((r.cpus_limit - 0.1) * 1e5).round() / 1e5;
+    assert_eq!(
+        num("cpu_limit_raw"),
+        (r.cpus_limit * 1e5).round() / 1e5,
+        "{doc}"
+    );
+    assert_eq!(num("cpu_limit"), limit, "{doc}");
+    close("cpu_usr_pct", r.user * 100.0 / (r.cpus_limit - 0.1), 1e-2);
+    close(
+        "cpu_pct",
+        (r.user + r.system) * 100.0 / (r.cpus_limit - 0.1),
+        1e-2,
+    );
+    let period = num("period_secs");
+    assert!(period > 0.5 && period < 30.0, "period {period}");
+    close("cpu_usr_secs", r.user * period, 1e-4);
+    close("cpu_sys_secs", r.system * period, 1e-4);
+    match r.throttled {
+        Some(thr) => close("cpu_thr_pct", thr * 100.0, 1e-3),
+        None => assert!(
+            doc.get("cpu_thr_pct").is_none() && doc.get("cpu_thr_secs").is_none(),
+            "{doc}"
+        ),
+    }
+    assert_eq!(doc["mem_bytes"].as_u64(), Some(r.mem_rss_bytes), "{doc}");
+    close(
+        "mem_pct",
+        r.mem_rss_bytes as f64 / r.mem_limit_bytes as f64 * 100.0,
+        1e-5,
+    );
+    assert_eq!(doc["appname"], task.app_id.as_str());
+    assert!(doc.get("stats").is_none(), "raw metrics are off by default");
 }
 
 pub struct World {
@@ -126,6 +180,15 @@ impl World {
             );
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The served agents' addresses (a document's `host`), in the cluster's order.
+    pub fn agent_addresses(&self) -> Vec<String> {
+        self.cluster
+            .agents()
+            .into_iter()
+            .map(|a| a.address)
+            .collect()
     }
 
     /// Every task of the cluster by executor id; the cluster must not churn.

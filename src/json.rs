@@ -1,0 +1,171 @@
+//! Loosely typed JSON reading shared by agents' answers (`reading`) and masters' agent
+//! lists (`mesos`): a value that should be an object but may be anything, and a scalar of
+//! whatever type was sent.
+//!
+//! Both inputs come from many Mesos versions and from hand-edited fakes; one value of an
+//! unexpected type must make that one entry or field unusable, never the whole answer,
+//! so these types accept any JSON value and say what they found.
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// A value read as `T` when it is an object; anything else is skipped, not an error.
+pub(crate) enum Object<T> {
+    Is(T),
+    Not,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ObjectVisitor(PhantomData))
+    }
+}
+
+/// Reads an object's fields as `T` and skips anything that is not an object. (Serde would
+/// read a struct from an array too; only an object is one here.)
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = Object<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+        T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object::Is)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Object<T>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Object::Not)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Object<T>, E> {
+        Ok(Object::Not)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Object<T>, E> {
+        Ok(Object::Not)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Object<T>, E> {
+        Ok(Object::Not)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Object<T>, E> {
+        Ok(Object::Not)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Object<T>, E> {
+        Ok(Object::Not)
+    }
+    fn visit_unit<E>(self) -> Result<Object<T>, E> {
+        Ok(Object::Not)
+    }
+}
+
+/// A JSON value as far as a text, whole-number or boolean field needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) enum Scalar {
+    #[default]
+    Missing,
+    Text(String),
+    Unsigned(u64),
+    Bool(bool),
+    /// Any other value: negative or fractional numbers, null, arrays, objects.
+    Other,
+}
+
+impl Scalar {
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            Scalar::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Text(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar::Text(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar::Unsigned(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+        Ok(u64::try_from(v).map_or(Scalar::Other, Scalar::Unsigned))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Scalar, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_unit<E>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_none<E>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Pair {
+        a: Scalar,
+    }
+
+    #[test]
+    fn objects_are_read_and_anything_else_skipped() {
+        let values: Vec<Object<Pair>> =
+            serde_json::from_str(r#"[{"a": "x"}, [1, {"a": 1}], 3, "s", null, true, -1.5]"#)
+                .expect("any JSON array");
+        assert!(matches!(&values[0], Object::Is(Pair { a: Scalar::Text(t) }) if t == "x"));
+        assert!(values[1..].iter().all(|v| matches!(v, Object::Not)));
+    }
+
+    #[test]
+    fn scalars_say_what_they_found() {
+        let values: Vec<Scalar> =
+            serde_json::from_str(r#"["t", 5051, -1, 1.5, false, null, [1], {"x": 1}]"#)
+                .expect("any JSON array");
+        assert_eq!(
+            values,
+            [
+                Scalar::Text("t".into()),
+                Scalar::Unsigned(5051),
+                Scalar::Other,
+                Scalar::Other,
+                Scalar::Bool(false),
+                Scalar::Other,
+                Scalar::Other,
+                Scalar::Other
+            ]
+        );
+        assert_eq!(values[0].text(), Some("t"));
+        assert_eq!(values[1].text(), None);
+    }
+}
