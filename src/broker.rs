@@ -7,12 +7,17 @@
 //! A reader thread turns what the broker sends into events, in the order it sent them,
 //! so a return is always seen before the ack of the same message. Many batches are in
 //! flight at once, so the broker is never idle waiting for a confirm.
+//!
+//! A broker that blocks publishers (`connection.blocked`, a memory or disk alarm) is not
+//! written to until it unblocks; blocked past the blocked timeout, the publisher halts:
+//! every waiting document fails and the pass starts no more agents ([`Publisher::halted`]).
 
 use crate::amqp::{self, AmqpError, Event, Login, Message, Session, Writer};
 use crate::config::BrokerSettings;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A document ready to send: its AMQP message id and its JSON body.
@@ -33,6 +38,12 @@ pub(crate) enum DeliveryError {
     Unconfirmed(Duration),
     #[error("broker connection lost: {0}")]
     ConnectionLost(String),
+    #[error("the broker blocked publishing for over {1:?}: {0}")]
+    Blocked(String, Duration),
+    #[error("cannot be sent: {0}")]
+    Unencodable(String),
+    #[error("no outcome came from the broker")]
+    Unknown,
 }
 
 impl DeliveryError {
@@ -43,6 +54,9 @@ impl DeliveryError {
             DeliveryError::Nacked => "nacked",
             DeliveryError::Unconfirmed(_) => "unconfirmed",
             DeliveryError::ConnectionLost(_) => "connection-lost",
+            DeliveryError::Blocked(..) => "blocked",
+            DeliveryError::Unencodable(_) => "unencodable",
+            DeliveryError::Unknown => "unknown",
         }
     }
 }
@@ -55,6 +69,12 @@ pub(crate) trait Publisher: Send + Sync {
 
     /// Finishes the pass: flushes what the implementation buffered and closes it.
     fn finish(self: Box<Self>) -> anyhow::Result<()>;
+
+    /// Why no more documents can be delivered this pass (the broker blocked publishing
+    /// too long), so the pass starts no more agents; None while delivery goes on.
+    fn halted(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why the broker could not be reached at the start of a pass.
@@ -81,6 +101,8 @@ type Settled = (Vec<Result<(), DeliveryError>>, Vec<Outgoing>);
 pub(crate) struct AmqpPublisher {
     jobs: Sender<Job>,
     thread: std::thread::JoinHandle<()>,
+    /// Set by the publisher thread when it halts: the alarm the broker named.
+    halted: Arc<OnceLock<String>>,
 }
 
 impl AmqpPublisher {
@@ -112,22 +134,29 @@ impl AmqpPublisher {
             })
             .map_err(|e| error(format!("cannot start the reader thread: {e}")))?;
         let (jobs, job_queue) = bounded::<Job>(256);
+        let halted = Arc::new(OnceLock::new());
         let worker = PublisherThread {
             writer,
             routing_key: settings.routing_key.clone(),
             confirm_timeout: settings.confirm_timeout,
+            blocked_timeout: settings.blocked_timeout,
             next_tag: 1,
             pending: BTreeMap::new(),
             batches: HashMap::new(),
             next_batch: 0,
-            returned: HashMap::new(),
             broken: None,
+            blocked: None,
+            halted: Arc::clone(&halted),
         };
         let thread = std::thread::Builder::new()
             .name("publisher".into())
             .spawn(move || worker.run(job_queue, event_queue))
             .map_err(|e| error(format!("cannot start the publisher thread: {e}")))?;
-        Ok(AmqpPublisher { jobs, thread })
+        Ok(AmqpPublisher {
+            jobs,
+            thread,
+            halted,
+        })
     }
 }
 
@@ -149,11 +178,15 @@ impl Publisher for AmqpPublisher {
     }
 
     fn finish(self: Box<Self>) -> anyhow::Result<()> {
-        let AmqpPublisher { jobs, thread } = *self;
+        let AmqpPublisher { jobs, thread, .. } = *self;
         drop(jobs);
         thread
             .join()
             .map_err(|_| anyhow::anyhow!("the publisher thread panicked"))
+    }
+
+    fn halted(&self) -> Option<String> {
+        self.halted.get().cloned()
     }
 }
 
@@ -188,6 +221,8 @@ fn open_session(settings: &BrokerSettings) -> Result<Session, ConnectError> {
 struct Pending {
     batch: u64,
     index: usize,
+    /// Set when the broker returned it as unroutable; its ack follows.
+    returned: Option<DeliveryError>,
 }
 
 /// A batch whose documents are not all settled yet.
@@ -196,7 +231,14 @@ struct OpenBatch {
     results: Vec<Option<Result<(), DeliveryError>>>,
     unsettled: usize,
     reply: Sender<Settled>,
+    /// When its confirms began to be awaited (restarted when the broker unblocks).
     started: Instant,
+}
+
+/// The broker's `connection.blocked`: since when, and the alarm it named.
+struct Blocked {
+    since: Instant,
+    reason: String,
 }
 
 /// The state of the thread that owns the writing half of the connection.
@@ -204,15 +246,18 @@ struct PublisherThread {
     writer: Writer,
     routing_key: String,
     confirm_timeout: Duration,
+    blocked_timeout: Duration,
     /// The delivery tag the broker gives the next publish (confirms count from 1).
     next_tag: u64,
     pending: BTreeMap<u64, Pending>,
     batches: HashMap<u64, OpenBatch>,
     next_batch: u64,
-    /// Unroutable documents by delivery tag; a return arrives before its ack.
-    returned: HashMap<u64, DeliveryError>,
-    /// Set once the connection failed: every later document fails at once.
-    broken: Option<String>,
+    /// Set once the connection is given up: every later document fails with it at once.
+    broken: Option<DeliveryError>,
+    /// While set, nothing is written: a blocked broker does not read, and a write would
+    /// only wait for the write timeout. Messages pushed meanwhile wait in the buffer.
+    blocked: Option<Blocked>,
+    halted: Arc<OnceLock<String>>,
 }
 
 impl PublisherThread {
@@ -234,11 +279,12 @@ impl PublisherThread {
                     Ok(batch) => batch.into_iter().for_each(|event| self.on_event(event)),
                     Err(_) => {
                         events_open = false;
-                        self.fail_all("the connection closed".into());
+                        self.fail_all(DeliveryError::ConnectionLost("the connection closed".into()));
                     }
                 },
                 default(tick) => {}
             }
+            self.halt_if_blocked_too_long();
             self.expire_overdue();
         }
         self.close(&events);
@@ -260,31 +306,44 @@ impl PublisherThread {
         );
         if let Some(why) = self.broken.clone() {
             for index in 0..size {
-                self.settle(
-                    batch_id,
-                    index,
-                    Err(DeliveryError::ConnectionLost(why.clone())),
-                );
+                self.settle(batch_id, index, Err(why.clone()));
             }
             return;
         }
+        let mut refused = Vec::new();
         let docs = self.batches.get(&batch_id).map_or(&[][..], |b| &b.docs[..]);
         for (index, doc) in docs.iter().enumerate() {
-            self.writer.push(&Message {
+            let message = Message {
                 routing_key: &self.routing_key,
                 message_id: &doc.message_id,
                 body: &doc.body,
-            });
+            };
+            // A refused message is not sent, so it takes no delivery tag.
+            if let Err(e) = self.writer.push(&message) {
+                refused.push((index, DeliveryError::Unencodable(e.to_string())));
+                continue;
+            }
             let pending = Pending {
                 batch: batch_id,
                 index,
+                returned: None,
             };
             self.pending.insert(self.next_tag, pending);
             self.next_tag += 1;
         }
-        // The whole batch leaves in one write.
+        for (index, why) in refused {
+            self.settle(batch_id, index, Err(why));
+        }
+        self.flush();
+    }
+
+    /// Sends what was pushed, in one write, unless the broker blocks publishing.
+    fn flush(&mut self) {
+        if self.blocked.is_some() || self.broken.is_some() {
+            return;
+        }
         if let Err(e) = self.writer.flush() {
-            self.fail_all(format!("cannot send: {e}"));
+            self.fail_all(DeliveryError::ConnectionLost(format!("cannot send: {e}")));
         }
     }
 
@@ -296,33 +355,76 @@ impl PublisherThread {
                 routing_key,
                 reason,
             } => self.on_return(message_id, routing_key, reason),
-            Event::Blocked(why) => log::warn!("the broker blocks publishers: {why}"),
-            Event::Unblocked => log::info!("the broker accepts publishers again"),
-            Event::Closed(why) => self.fail_all(why),
+            Event::Blocked(reason) => self.on_blocked(reason),
+            Event::Unblocked => self.on_unblocked(),
+            Event::Closed(why) => self.fail_all(DeliveryError::ConnectionLost(why)),
         }
     }
 
-    fn on_return(&mut self, message_id: Option<String>, routing_key: String, reason: String) {
-        // A return names no delivery tag, only the message; the broker sends it right
-        // before the ack of that same message, which is still pending. Returns are rare
-        // and the returned message is among the oldest pending.
-        let message_id_of = |p: &Pending| {
-            let doc = self.batches.get(&p.batch)?.docs.get(p.index)?;
-            Some(doc.message_id.as_str())
+    fn on_blocked(&mut self, reason: String) {
+        log::warn!(
+            "the broker blocks publishing ({reason}): waiting up to {:?} for it to unblock",
+            self.blocked_timeout
+        );
+        self.blocked.get_or_insert(Blocked {
+            since: Instant::now(),
+            reason,
+        });
+    }
+
+    fn on_unblocked(&mut self) {
+        if self.blocked.take().is_none() {
+            return;
+        }
+        log::info!("the broker accepts publishing again");
+        // Confirms could not come while nothing was read: their wait starts now.
+        let now = Instant::now();
+        self.batches.values_mut().for_each(|b| b.started = now);
+        self.flush();
+    }
+
+    /// Gives up once the broker has blocked publishing longer than the bound: the waiting
+    /// documents fail (their readings stay) and the pass starts no more agents.
+    fn halt_if_blocked_too_long(&mut self) {
+        let Some(blocked) = &self.blocked else {
+            return;
         };
-        let tag = message_id.as_deref().and_then(|id| {
-            self.pending
-                .iter()
-                .find(|(_, p)| message_id_of(p) == Some(id))
+        if blocked.since.elapsed() <= self.blocked_timeout || self.broken.is_some() {
+            return;
+        }
+        let reason = blocked.reason.clone();
+        log::error!(
+            "the broker blocked publishing for over {:?} ({reason}): the pass starts no more agents, and the documents waiting are not delivered",
+            self.blocked_timeout
+        );
+        let _ = self.halted.set(reason.clone());
+        self.fail_all(DeliveryError::Blocked(reason, self.blocked_timeout));
+    }
+
+    /// Returns come in publish order on the channel, each before the ack of its message,
+    /// so a return belongs to the oldest pending message not returned yet. The one
+    /// exception: a routable message published before it and still waiting for its ack
+    /// (when a queue is bound or deleted mid-pass); the returned message id, exact since
+    /// ids are never cut, tells them apart then. A return is never dropped while a
+    /// message is pending: counting a returned message delivered would lose its interval.
+    fn on_return(&mut self, message_id: Option<String>, routing_key: String, reason: String) {
+        let why = DeliveryError::Unroutable(routing_key, reason);
+        let mut unreturned = self.pending.iter().filter(|(_, p)| p.returned.is_none());
+        let oldest = unreturned.clone().next().map(|(&tag, _)| tag);
+        let named = message_id.as_deref().and_then(|id| {
+            unreturned
+                .find(|(_, p)| self.message_id_of(p) == Some(id))
                 .map(|(&tag, _)| tag)
         });
-        let why = DeliveryError::Unroutable(routing_key, reason);
-        match tag {
-            Some(tag) => {
-                self.returned.insert(tag, why);
-            }
-            None => log::warn!("the broker returned a message this pass does not know: {why}"),
+        match named.or(oldest).and_then(|tag| self.pending.get_mut(&tag)) {
+            Some(pending) => pending.returned = Some(why),
+            None => log::warn!("the broker returned a message this pass does not wait for: {why}"),
         }
+    }
+
+    fn message_id_of(&self, pending: &Pending) -> Option<&str> {
+        let doc = self.batches.get(&pending.batch)?.docs.get(pending.index)?;
+        Some(doc.message_id.as_str())
     }
 
     fn on_confirm(&mut self, tag: u64, multiple: bool, acked: bool) {
@@ -335,7 +437,7 @@ impl PublisherThread {
             let Some(p) = self.pending.remove(&tag) else {
                 continue;
             };
-            let result = match (self.returned.remove(&tag), acked) {
+            let result = match (p.returned, acked) {
                 (Some(why), _) => Err(why),
                 (None, true) => Ok(()),
                 (None, false) => Err(DeliveryError::Nacked),
@@ -348,70 +450,52 @@ impl PublisherThread {
         let Some(open) = self.batches.get_mut(&batch_id) else {
             return;
         };
-        if open.results[index].is_none() {
+        let Some(slot) = open.results.get_mut(index) else {
+            return;
+        };
+        if slot.is_none() {
             open.unsettled -= 1;
         }
-        open.results[index] = Some(result);
+        *slot = Some(result);
         if open.unsettled == 0 {
             if let Some(done) = self.batches.remove(&batch_id) {
-                let results = done
-                    .results
-                    .into_iter()
-                    .map(|r| r.unwrap_or(Ok(())))
-                    .collect();
                 // The worker may have given up at the deadline; nothing to tell then.
-                let _ = done.reply.send((results, done.docs));
+                let _ = done.reply.send((outcomes(done.results), done.docs));
             }
         }
     }
 
-    /// Fails every unsettled document, for instance when the connection is gone.
-    fn fail_all(&mut self, why: String) {
+    /// Gives the connection up: every unsettled document fails with `why`, and so does
+    /// every later one, at once.
+    fn fail_all(&mut self, why: DeliveryError) {
         if self.broken.is_none() {
-            log::error!("broker connection failed: {why}");
+            log::error!("the broker connection is given up: {why}");
             self.writer.shutdown();
+            self.broken = Some(why.clone());
         }
-        self.broken = Some(why.clone());
-        self.returned.clear();
         let pending = std::mem::take(&mut self.pending);
         for (_, p) in pending {
-            self.settle(
-                p.batch,
-                p.index,
-                Err(DeliveryError::ConnectionLost(why.clone())),
-            );
+            self.settle(p.batch, p.index, Err(why.clone()));
         }
     }
 
-    /// Fails the documents of batches that waited longer than the confirm timeout.
+    /// A confirm overdue by the confirm timeout (the broker not blocking) gives the
+    /// connection up: it is not answering, and each later batch would wait as long.
     fn expire_overdue(&mut self) {
-        let timeout = self.confirm_timeout;
-        let overdue: Vec<u64> = self
-            .batches
-            .iter()
-            .filter(|(_, b)| b.started.elapsed() > timeout)
-            .map(|(&id, _)| id)
-            .collect();
-        if overdue.is_empty() {
+        if self.blocked.is_some() {
             return;
         }
-        let tags: Vec<(u64, u64, usize)> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| overdue.contains(&p.batch))
-            .map(|(&t, p)| (t, p.batch, p.index))
-            .collect();
-        for (tag, batch, index) in tags {
-            self.pending.remove(&tag);
-            self.returned.remove(&tag);
-            self.settle(batch, index, Err(DeliveryError::Unconfirmed(timeout)));
+        let timeout = self.confirm_timeout;
+        let overdue = self.batches.values().any(|b| b.started.elapsed() > timeout);
+        if overdue {
+            self.fail_all(DeliveryError::Unconfirmed(timeout));
         }
     }
 
     /// Closes the connection politely: asks the broker to close and waits a moment for
     /// its answer, then ends the socket whatever happened.
     fn close(mut self, events: &Receiver<Vec<Event>>) {
-        if self.broken.is_none() && self.writer.close().is_ok() {
+        if self.broken.is_none() && self.blocked.is_none() && self.writer.close().is_ok() {
             let deadline = Instant::now() + Duration::from_secs(1);
             while let Ok(batch) = events.recv_deadline(deadline) {
                 if matches!(batch.last(), Some(Event::Closed(_))) {
@@ -421,6 +505,15 @@ impl PublisherThread {
         }
         self.writer.shutdown();
     }
+}
+
+/// A settled batch's results: a document whose outcome never arrived is a failed
+/// delivery, so its reading stays for the next pass.
+fn outcomes(results: Vec<Option<Result<(), DeliveryError>>>) -> Vec<Result<(), DeliveryError>> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(DeliveryError::Unknown)))
+        .collect()
 }
 
 /// What `check` learns from the broker once logged in: the queue that receives the

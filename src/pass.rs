@@ -310,8 +310,15 @@ fn stored_reading(
     parsed
 }
 
-/// The whole path of one agent in a collecting pass or a dry run's first round.
+/// The whole path of one agent in a collecting pass or a dry run's first round. An agent
+/// counts as answered once its path is done, so that one abandoned at the deadline
+/// mid-path is counted once: listed = answered + failed + abandoned + not started.
 fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
+    if shared.publisher.halted().is_some() {
+        // Its documents could not be delivered: better not to fetch the agent at all.
+        shared.tally.agent_not_started();
+        return;
+    }
     let Some(readings) = read_agent(shared, worker, agent) else {
         return;
     };
@@ -322,7 +329,6 @@ fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
             return;
         }
     };
-    shared.tally.agent_answered(readings.len());
     let mut to_store: Vec<&Reading> = Vec::new();
     let mut outgoing: Vec<Outgoing> = Vec::new();
     let mut awaiting: Vec<&Reading> = Vec::new();
@@ -388,6 +394,7 @@ fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     } else if !unusable.is_empty() {
         shared.rereads.remember(agent, unusable);
     }
+    shared.tally.agent_answered(readings.len());
 }
 
 fn store(shared: &Shared, agent: &Agent, readings: &[&Reading]) {

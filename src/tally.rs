@@ -23,6 +23,7 @@ pub(crate) struct Tally {
     agents_listed: AtomicU64,
     agents_answered: AtomicU64,
     agents_abandoned: AtomicU64,
+    agents_not_started: AtomicU64,
     tasks_seen: AtomicU64,
     published: AtomicU64,
     first_sightings: AtomicU64,
@@ -43,6 +44,8 @@ pub(crate) struct Summary {
     pub(crate) agents_listed: u64,
     pub(crate) agents_answered: u64,
     pub(crate) agents_abandoned: u64,
+    /// Agents skipped because the pass stopped starting agents (see `Publisher::halted`).
+    pub(crate) agents_not_started: u64,
     pub(crate) agent_failures: BTreeMap<&'static str, u64>,
     pub(crate) tasks_seen: u64,
     pub(crate) published: u64,
@@ -80,6 +83,9 @@ impl Tally {
     pub(crate) fn agents_abandoned(&self, n: u64) {
         self.agents_abandoned.fetch_add(n, Relaxed);
     }
+    pub(crate) fn agent_not_started(&self) {
+        self.agents_not_started.fetch_add(1, Relaxed);
+    }
     pub(crate) fn published(&self, n: usize) {
         self.published.fetch_add(n as u64, Relaxed);
     }
@@ -115,6 +121,7 @@ impl Tally {
             agents_listed: self.agents_listed.load(Relaxed),
             agents_answered: self.agents_answered.load(Relaxed),
             agents_abandoned: self.agents_abandoned.load(Relaxed),
+            agents_not_started: self.agents_not_started.load(Relaxed),
             agent_failures: lock(&self.agent_failures).clone(),
             tasks_seen: self.tasks_seen.load(Relaxed),
             published: self.published.load(Relaxed),
@@ -143,7 +150,7 @@ impl Summary {
 
     /// 0 when everything was delivered, 69 when nothing could be, 3 in between.
     pub(crate) fn exit_code(&self) -> i32 {
-        let agents_missing = self.agents_failed() + self.agents_abandoned;
+        let agents_missing = self.agents_failed() + self.agents_abandoned + self.agents_not_started;
         let documents_missing = self.deliveries_failed() + self.unstored;
         if agents_missing == 0 && documents_missing == 0 {
             return exit::OK;
@@ -175,6 +182,7 @@ impl Summary {
             agents_answered = self.agents_answered,
             agents_failed = self.agents_failed(),
             agents_abandoned = self.agents_abandoned,
+            agents_not_started = self.agents_not_started,
             tasks_seen = self.tasks_seen,
             published = self.published,
             first_sightings = self.first_sightings,
@@ -187,7 +195,7 @@ impl Summary {
             unstored = self.unstored,
             duration_secs = self.duration.as_secs_f64(),
             exit_code = self.exit_code();
-            "pass done: agents listed={} answered={} failed={}{} abandoned={}; tasks seen={} \
+            "pass done: agents listed={} answered={} failed={}{} abandoned={} not_started={}; tasks seen={} \
              {}={} first_sightings={} resets={} not_newer={} skipped_entries={} \
              malformed_fields={} bad_state={} deliveries_failed={}{} unstored={}; \
              duration={:.3}s exit={}",
@@ -196,6 +204,7 @@ impl Summary {
             self.agents_failed(),
             failures(&self.agent_failures),
             self.agents_abandoned,
+            self.agents_not_started,
             self.tasks_seen,
             if self.dry_run { "printed" } else { "published" },
             self.published,
@@ -249,6 +258,9 @@ mod tests {
         let mut abandoned = ok.clone();
         abandoned.agents_abandoned = 1;
         assert_eq!(abandoned.exit_code(), exit::PARTIAL);
+        let mut not_started = ok.clone();
+        not_started.agents_not_started = 1;
+        assert_eq!(not_started.exit_code(), exit::PARTIAL);
         let empty = Summary::default();
         assert_eq!(
             empty.exit_code(),
