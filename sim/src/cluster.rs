@@ -48,12 +48,23 @@ impl Cluster {
             .credentials
             .as_ref()
             .map(|(p, s)| http::basic_token(p, s));
+        if let Some(c) = spec
+            .group_prefix
+            .chars()
+            .find(|&c| c == '"' || c == '\\' || c.is_control())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("group_prefix holds {c:?}, which bodies cannot carry unescaped"),
+            ));
+        }
         let cluster_id = ids::cluster_uuid();
         let workload = Workload {
             tasks_per_agent: spec.tasks_per_agent,
             no_cfs_every: spec.no_cfs_every,
             churn_every: spec.churn_every,
             framework_id: format!("{cluster_id}-0000"),
+            group_prefix: spec.group_prefix.clone(),
             start: now_secs(),
         };
         // Built up in place so that, on failure, dropping it stops what already started.
@@ -227,13 +238,13 @@ impl Cluster {
     fn task(&self, agent: usize, index: usize) -> TaskInfo {
         let executor_id = (!self.workload.churns(index)).then(|| {
             let mut id = String::new();
-            ids::push_executor_id(&mut id, agent, index, 0);
+            ids::push_executor_id(&mut id, &self.workload.group_prefix, agent, index, 0);
             id
         });
         TaskInfo {
             agent,
             index,
-            app_id: ids::app_id(index),
+            app_id: ids::app_id(&self.workload.group_prefix, index),
             executor_id,
             rates: self.workload.rates(index),
         }

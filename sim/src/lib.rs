@@ -49,6 +49,11 @@ pub struct ClusterSpec {
     pub credentials: Option<(String, String)>,
     /// When set, masters and agents speak https with this identity.
     pub tls: Option<TlsIdentity>,
+    /// Marathon groups put in front of every app id, `/`-separated: `"a/b"` makes app
+    /// ids `/a/b/prod/web` and executor ids `a_b_prod_web.<uuid>`. Deep or non-ASCII
+    /// groups give executor ids as long, or as far from ASCII, as a test needs. Any
+    /// UTF-8 except `"`, `\` and control characters (bodies are written unescaped).
+    pub group_prefix: String,
 }
 
 impl Default for ClusterSpec {
@@ -63,6 +68,7 @@ impl Default for ClusterSpec {
             first_ip: [1, 0, 1],
             credentials: None,
             tls: None,
+            group_prefix: String::new(),
         }
     }
 }

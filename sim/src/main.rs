@@ -91,6 +91,7 @@ fn start(args: &Args) -> Result<Cluster, String> {
         first_ip: args.first_ip,
         credentials: None,
         tls: None,
+        group_prefix: String::new(),
     };
     let cluster = Cluster::start(spec).map_err(|e| format!("cannot start the cluster: {e}"))?;
     for (agent, fault) in faults {

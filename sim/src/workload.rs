@@ -19,6 +19,8 @@ pub(crate) struct Workload {
     pub no_cfs_every: usize,
     pub churn_every: usize,
     pub framework_id: String,
+    /// Marathon groups in front of every app id (see `ClusterSpec::group_prefix`).
+    pub group_prefix: String,
     /// Cluster start, in float seconds since the UNIX epoch.
     pub start: f64,
 }
@@ -100,6 +102,7 @@ mod tests {
             no_cfs_every: 3,
             churn_every: 4,
             framework_id: String::from("fw"),
+            group_prefix: String::new(),
             start: 1_764_075_000.0,
         }
     }
