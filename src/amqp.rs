@@ -393,6 +393,18 @@ impl Writer {
     }
 }
 
+#[cfg(test)]
+impl Writer {
+    /// A writer on any connected socket, for tests of what is built on it.
+    pub(crate) fn over(stream: TcpStream) -> Writer {
+        Writer {
+            stream,
+            buffer: Vec::new(),
+            frame_max: MIN_FRAME_MAX as usize,
+        }
+    }
+}
+
 /// What the broker tells a publisher.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Event {

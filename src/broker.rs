@@ -534,3 +534,178 @@ pub(crate) fn probe(settings: &BrokerSettings) -> Result<Probe, ConnectError> {
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    /// A publisher thread writing to a socket whose other end is returned, unread.
+    fn publisher(
+        confirm_timeout: Duration,
+        blocked_timeout: Duration,
+    ) -> (PublisherThread, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let thread = PublisherThread {
+            writer: Writer::over(client),
+            routing_key: "rk".into(),
+            confirm_timeout,
+            blocked_timeout,
+            next_tag: 1,
+            pending: BTreeMap::new(),
+            batches: HashMap::new(),
+            next_batch: 0,
+            broken: None,
+            blocked: None,
+            halted: Arc::new(OnceLock::new()),
+        };
+        (thread, server)
+    }
+
+    fn relaxed() -> (PublisherThread, TcpStream) {
+        publisher(Duration::from_secs(60), Duration::from_secs(60))
+    }
+
+    /// Hands the thread a batch of documents with these message ids.
+    fn publish(thread: &mut PublisherThread, ids: &[&str]) -> Receiver<Settled> {
+        let (reply, answer) = bounded(1);
+        let batch = ids
+            .iter()
+            .map(|id| Outgoing {
+                message_id: id.to_string(),
+                body: b"{}".to_vec(),
+            })
+            .collect();
+        thread.publish(Job { batch, reply });
+        answer
+    }
+
+    fn results(answer: &Receiver<Settled>) -> Vec<Result<(), DeliveryError>> {
+        answer.try_recv().expect("the batch is settled").0
+    }
+
+    fn returned(message_id: Option<&str>) -> Event {
+        Event::Returned {
+            message_id: message_id.map(str::to_string),
+            routing_key: "rk".into(),
+            reason: "312 NO_ROUTE".into(),
+        }
+    }
+
+    fn ack(tag: u64, multiple: bool) -> Event {
+        Event::Confirm {
+            tag,
+            multiple,
+            ack: true,
+        }
+    }
+
+    fn unroutable(results: &[Result<(), DeliveryError>]) -> Vec<bool> {
+        results
+            .iter()
+            .map(|r| matches!(r, Err(DeliveryError::Unroutable(..))))
+            .collect()
+    }
+
+    #[test]
+    fn returns_belong_to_the_oldest_pending_message_not_returned_yet() {
+        let (mut thread, _server) = relaxed();
+        let answer = publish(&mut thread, &["a", "b", "c"]);
+        // No message id at all (or a cut one): publish order alone decides.
+        thread.on_event(returned(None));
+        thread.on_event(returned(Some("cut beyond recognition")));
+        thread.on_event(ack(3, true));
+        assert_eq!(unroutable(&results(&answer)), [true, true, false]);
+    }
+
+    #[test]
+    fn a_routable_message_still_awaiting_its_ack_is_told_apart_by_the_message_id() {
+        let (mut thread, _server) = relaxed();
+        let answer = publish(&mut thread, &["a", "b"]);
+        // "a" went to a queue and awaits its ack; "b" found none: returned, acked first.
+        thread.on_event(returned(Some("b")));
+        thread.on_event(ack(2, false));
+        thread.on_event(ack(1, false));
+        assert_eq!(unroutable(&results(&answer)), [false, true]);
+    }
+
+    #[test]
+    fn an_outcome_that_never_arrived_is_a_failed_delivery() {
+        let settled = outcomes(vec![Some(Ok(())), None, Some(Err(DeliveryError::Nacked))]);
+        assert_eq!(
+            settled,
+            [
+                Ok(()),
+                Err(DeliveryError::Unknown),
+                Err(DeliveryError::Nacked)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_overdue_confirm_gives_the_connection_up_so_later_batches_fail_at_once() {
+        let (mut thread, _server) = publisher(Duration::ZERO, Duration::from_secs(60));
+        let first = publish(&mut thread, &["a", "b"]);
+        std::thread::sleep(Duration::from_millis(5));
+        thread.expire_overdue();
+        let timeout = Err(DeliveryError::Unconfirmed(Duration::ZERO));
+        assert_eq!(results(&first), [timeout.clone(), timeout.clone()]);
+        let later = publish(&mut thread, &["c"]);
+        assert_eq!(results(&later), [timeout], "failed without waiting");
+        assert!(
+            thread.halted.get().is_none(),
+            "only a blocked broker halts the pass"
+        );
+    }
+
+    #[test]
+    fn nothing_is_written_while_the_broker_blocks_and_all_of_it_once_it_unblocks() {
+        let (mut thread, mut server) = relaxed();
+        server
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        thread.on_event(Event::Blocked("low on memory".into()));
+        let answer = publish(&mut thread, &["a", "b"]);
+        let mut buffer = [0u8; 4096];
+        assert!(
+            server.read(&mut buffer).is_err(),
+            "nothing written while blocked"
+        );
+        thread.on_event(Event::Unblocked);
+        let mut written = 0;
+        while let Ok(n @ 1..) = server.read(&mut buffer) {
+            written += n;
+        }
+        assert!(written > 0, "written once unblocked");
+        thread.on_event(ack(2, true));
+        assert_eq!(results(&answer), [Ok(()), Ok(())]);
+    }
+
+    #[test]
+    fn blocked_past_the_bound_the_waiting_documents_fail_and_the_pass_halts() {
+        let (mut thread, _server) = publisher(Duration::ZERO, Duration::ZERO);
+        thread.on_event(Event::Blocked("low on memory".into()));
+        let answer = publish(&mut thread, &["a"]);
+        std::thread::sleep(Duration::from_millis(5));
+        thread.expire_overdue();
+        assert!(
+            answer.is_empty(),
+            "no confirm timeout while the broker blocks"
+        );
+        thread.halt_if_blocked_too_long();
+        let blocked = Err(DeliveryError::Blocked(
+            "low on memory".into(),
+            Duration::ZERO,
+        ));
+        assert_eq!(results(&answer), [blocked.clone()]);
+        assert_eq!(
+            thread.halted.get().map(String::as_str),
+            Some("low on memory")
+        );
+        let later = publish(&mut thread, &["b"]);
+        assert_eq!(results(&later), [blocked]);
+    }
+}

@@ -106,7 +106,10 @@ fn fit_message_id(id: String) -> String {
     let digest = format!("~{:032x}", fnv1a_128(id.as_bytes()));
     let room = SHORT_STR_MAX - digest.len();
     // Index 0 is a boundary, so the search always finds one.
-    let cut = (0..=room).rev().find(|&i| id.is_char_boundary(i)).unwrap_or(0);
+    let cut = (0..=room)
+        .rev()
+        .find(|&i| id.is_char_boundary(i))
+        .unwrap_or(0);
     format!("{}{digest}", &id[..cut])
 }
 
