@@ -700,7 +700,7 @@ mod tests {
             "low on memory".into(),
             Duration::ZERO,
         ));
-        assert_eq!(results(&answer), [blocked.clone()]);
+        assert_eq!(results(&answer), std::slice::from_ref(&blocked));
         assert_eq!(
             thread.halted.get().map(String::as_str),
             Some("low on memory")
