@@ -134,20 +134,13 @@ impl AmqpPublisher {
             })
             .map_err(|e| error(format!("cannot start the reader thread: {e}")))?;
         let (jobs, job_queue) = bounded::<Job>(256);
-        let halted = Arc::new(OnceLock::new());
-        let worker = PublisherThread {
+        let worker = PublisherThread::new(
             writer,
-            routing_key: settings.routing_key.clone(),
-            confirm_timeout: settings.confirm_timeout,
-            blocked_timeout: settings.blocked_timeout,
-            next_tag: 1,
-            pending: BTreeMap::new(),
-            batches: HashMap::new(),
-            next_batch: 0,
-            broken: None,
-            blocked: None,
-            halted: Arc::clone(&halted),
-        };
+            settings.routing_key.clone(),
+            settings.confirm_timeout,
+            settings.blocked_timeout,
+        );
+        let halted = Arc::clone(&worker.halted);
         let thread = std::thread::Builder::new()
             .name("publisher".into())
             .spawn(move || worker.run(job_queue, event_queue))
@@ -261,6 +254,27 @@ struct PublisherThread {
 }
 
 impl PublisherThread {
+    fn new(
+        writer: Writer,
+        routing_key: String,
+        confirm_timeout: Duration,
+        blocked_timeout: Duration,
+    ) -> PublisherThread {
+        PublisherThread {
+            writer,
+            routing_key,
+            confirm_timeout,
+            blocked_timeout,
+            next_tag: 1,
+            pending: BTreeMap::new(),
+            batches: HashMap::new(),
+            next_batch: 0,
+            broken: None,
+            blocked: None,
+            halted: Arc::new(OnceLock::new()),
+        }
+    }
+
     fn run(mut self, jobs: Receiver<Job>, events: Receiver<Vec<Event>>) {
         let tick = Duration::from_millis(100);
         let mut jobs_open = true;
@@ -549,19 +563,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
-        let thread = PublisherThread {
-            writer: Writer::over(client),
-            routing_key: "rk".into(),
-            confirm_timeout,
-            blocked_timeout,
-            next_tag: 1,
-            pending: BTreeMap::new(),
-            batches: HashMap::new(),
-            next_batch: 0,
-            broken: None,
-            blocked: None,
-            halted: Arc::new(OnceLock::new()),
-        };
+        let writer = Writer::over(client);
+        let thread = PublisherThread::new(writer, "rk".into(), confirm_timeout, blocked_timeout);
         (thread, server)
     }
 
