@@ -120,21 +120,58 @@ fn a_routing_key_or_vhost_amqp_cannot_carry_stops_the_pass_before_any_write() {
     assert!(world.messages().is_empty());
 }
 
-#[test]
-fn a_broker_blocked_past_the_bound_ends_the_pass_early_and_loses_nothing() {
-    let broker = Broker::private();
-    let agents = 80;
-    let world = World::on_broker(spec(agents, 2, [12, 3, 1]), &broker);
+/// A cluster of `agents` slow agents on this private broker, with a queue and a first
+/// pass done (every task has a reading). Agents start about ten a second (one more each
+/// time a fetch stalls), so a pass over 80 of them takes some eight seconds.
+fn slow_world(broker: &PrivateBroker, agents: usize, first_ip: [u8; 3]) -> World {
+    let world = World::on_broker(spec(agents, 2, first_ip), broker);
     declare_queue(&world.broker, &world.queue);
     world.collect().assert_success();
-    let baseline = world.stored_timestamps();
     for agent in 0..agents {
         let slow = AgentFault::Slow(Duration::from_millis(300));
         world.cluster.set_agent_fault(agent, slow);
     }
-    // Agents start about ten a second (one more each time a fetch stalls), so the pass
-    // would take some eight seconds; the alarm comes two or three seconds in (a second,
-    // and rabbitmqctl's own start).
+    world
+}
+
+#[test]
+fn a_broker_blocked_for_a_while_delays_the_pass_and_loses_nothing() {
+    let broker = Broker::private();
+    let world = slow_world(&broker, 80, [12, 4, 1]);
+    let baseline = world.stored_timestamps();
+    // Blocked longer than the confirm timeout: the confirms' wait starts when it unblocks.
+    let running = world
+        .collector()
+        .args(["--workers", "1", "--confirm-timeout", "1"])
+        .args(["--log-format", "json", "collect"])
+        .spawn();
+    std::thread::sleep(Duration::from_millis(1000));
+    broker.set_memory_alarm(true);
+    std::thread::sleep(Duration::from_millis(2000));
+    broker.set_memory_alarm(false);
+    let run = running.wait();
+    run.assert_success();
+    assert!(
+        run.stderr.contains("blocks publishing (low on memory)"),
+        "{run}"
+    );
+    assert!(run.stderr.contains("accepts publishing again"), "{run}");
+    let counts = summary(&run);
+    assert_eq!(count(&counts, "published"), 160, "{run}");
+    let now = world.stored_timestamps();
+    assert!(
+        baseline.iter().all(|(k, t)| now[k] > *t),
+        "every reading advanced"
+    );
+}
+
+#[test]
+fn a_broker_blocked_past_the_bound_ends_the_pass_early_and_loses_nothing() {
+    let broker = Broker::private();
+    let agents = 80;
+    let world = slow_world(&broker, agents, [12, 3, 1]);
+    let baseline = world.stored_timestamps();
+    // The alarm comes two or three seconds in (a second, and rabbitmqctl's own start).
     let started = Instant::now();
     let running = world
         .collector()
