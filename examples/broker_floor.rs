@@ -192,11 +192,13 @@ fn run(args: &Args) -> Result<f64, String> {
             for _ in 0..count {
                 sent += 1;
                 let id = message_id(run_id, sent, args.message_id_len);
-                writer.push(&Message {
-                    routing_key: &args.routing_key,
-                    message_id: &id,
-                    body: &body,
-                });
+                writer
+                    .push(&Message {
+                        routing_key: &args.routing_key,
+                        message_id: &id,
+                        body: &body,
+                    })
+                    .map_err(|e| format!("publish {sent}: {e}"))?;
                 unconfirmed.insert(sent);
             }
             // One write per batch, as the collector does.

@@ -21,6 +21,11 @@ const FRAME_OVERHEAD: usize = 8;
 pub(crate) const CHANNEL: u16 = 1;
 /// The largest frame we accept before the broker tells its own limit.
 const MIN_FRAME_MAX: u32 = 4096;
+/// The largest frame size we agree to, whatever the broker offers: every frame read is
+/// allocated whole, so this bounds what one frame from the broker can cost.
+const MAX_FRAME_MAX: u32 = 1024 * 1024;
+/// The longest short string (routing key, vhost, message id...) the protocol carries.
+pub(crate) const SHORT_STR_MAX: usize = 255;
 
 /// (class, method) ids of the methods used here.
 mod ids {
@@ -67,6 +72,8 @@ pub(crate) enum AmqpError {
     ChannelClosed(String),
     #[error("protocol error: {0}")]
     Protocol(String),
+    #[error("cannot encode: {0}")]
+    Encode(String),
 }
 
 fn protocol(message: impl Into<String>) -> AmqpError {
@@ -132,10 +139,7 @@ impl Session {
         }
         let response = format!("\0{}\0{}", login.user, login.password);
         self.send_method(0, ids::CONNECTION_START_OK, |m| {
-            m.client_properties();
-            m.short_str("PLAIN");
-            m.long_str(response.as_bytes());
-            m.short_str("en_US");
+            start_ok_arguments(m, response.as_bytes())
         })?;
         let tune = match self.expect(0, ids::CONNECTION_TUNE) {
             // Brokers without authentication_failure_close just hang up on a bad login.
@@ -156,22 +160,13 @@ impl Session {
         };
         let frame_max = match frame_max {
             0 => 128 * 1024,
-            n => n.max(MIN_FRAME_MAX),
+            n => n.clamp(MIN_FRAME_MAX, MAX_FRAME_MAX),
         };
         self.frame_max = frame_max as usize;
         self.send_method(0, ids::CONNECTION_TUNE_OK, |m| {
-            // One channel is all a publisher uses.
-            m.short(1);
-            m.long(frame_max);
-            // No heartbeats: a pass is shorter than any sensible heartbeat interval, and
-            // a silent broker is caught by the confirm timeout.
-            m.short(0);
+            tune_ok_arguments(m, frame_max)
         })?;
-        self.send_method(0, ids::CONNECTION_OPEN, |m| {
-            m.short_str(login.vhost);
-            m.short_str("");
-            m.octet(0);
-        })?;
+        self.send_method(0, ids::CONNECTION_OPEN, |m| open_arguments(m, login.vhost))?;
         match self.expect(0, ids::CONNECTION_OPEN_OK) {
             Err(AmqpError::ConnectionClosed(why))
                 if why.starts_with("530") || why.starts_with("403") =>
@@ -189,11 +184,7 @@ impl Session {
         passive: bool,
     ) -> Result<QueueState, AmqpError> {
         self.send_method(CHANNEL, ids::QUEUE_DECLARE, |m| {
-            m.short(0);
-            m.short_str(name);
-            // passive, durable, exclusive, auto-delete, no-wait
-            m.octet(u8::from(passive) | 0b10);
-            m.empty_table();
+            declare_arguments(m, name, passive)
         })?;
         let ok = self.expect(CHANNEL, ids::QUEUE_DECLARE_OK)?;
         let mut args = Args::new(&ok);
@@ -223,7 +214,8 @@ impl Session {
             writer,
             Reader {
                 reader: self.reader,
-                content: None,
+                frame_max: self.frame_max,
+                decoder: Decoder::default(),
             },
         ))
     }
@@ -246,7 +238,7 @@ impl Session {
         args: impl FnOnce(&mut Encoder),
     ) -> Result<(), AmqpError> {
         let mut buffer = Vec::with_capacity(256);
-        Encoder::method(&mut buffer, channel, id, args);
+        Encoder::method(&mut buffer, channel, id, args)?;
         self.stream.write_all(&buffer)?;
         Ok(())
     }
@@ -255,7 +247,7 @@ impl Session {
     /// the channel is an error carrying the broker's reason.
     fn expect(&mut self, channel: u16, id: (u16, u16)) -> Result<Vec<u8>, AmqpError> {
         loop {
-            let frame = read_frame(&mut self.reader)?;
+            let frame = read_frame(&mut self.reader, self.frame_max)?;
             if frame.kind != FRAME_METHOD {
                 continue;
             }
@@ -264,8 +256,9 @@ impl Session {
                 let why = close_reason(args)?;
                 // Acknowledge, as the protocol asks; the broker hangs up either way.
                 let mut buffer = Vec::new();
-                Encoder::method(&mut buffer, 0, ids::CONNECTION_CLOSE_OK, |_| {});
-                let _ = self.stream.write_all(&buffer);
+                if Encoder::method(&mut buffer, 0, ids::CONNECTION_CLOSE_OK, |_| {}).is_ok() {
+                    let _ = self.stream.write_all(&buffer);
+                }
                 return Err(AmqpError::ConnectionClosed(why));
             }
             if got == ids::CHANNEL_CLOSE {
@@ -292,6 +285,71 @@ fn close_arguments(m: &mut Encoder) {
     m.short(0);
 }
 
+fn start_ok_arguments(m: &mut Encoder, response: &[u8]) {
+    m.client_properties();
+    m.short_str("PLAIN");
+    m.long_str(response);
+    m.short_str("en_US");
+}
+
+fn tune_ok_arguments(m: &mut Encoder, frame_max: u32) {
+    // One channel is all a publisher uses.
+    m.short(1);
+    m.long(frame_max);
+    // No heartbeats: a pass is shorter than any sensible heartbeat interval, and a silent
+    // broker is caught by the confirm timeout.
+    m.short(0);
+}
+
+fn open_arguments(m: &mut Encoder, vhost: &str) {
+    m.short_str(vhost);
+    m.short_str("");
+    m.octet(0);
+}
+
+fn declare_arguments(m: &mut Encoder, name: &str, passive: bool) {
+    m.short(0);
+    m.short_str(name);
+    // passive, durable, exclusive, auto-delete, no-wait
+    m.octet(u8::from(passive) | 0b10);
+    m.empty_table();
+}
+
+/// A persistent, mandatory `application/json` message: method, header and body frames,
+/// all of them or, when one cannot be encoded, none.
+fn encode_message(out: &mut Vec<u8>, message: &Message, frame_max: usize) -> Result<(), AmqpError> {
+    let start = out.len();
+    let encoded = encode_frames(out, message, frame_max);
+    if encoded.is_err() {
+        out.truncate(start);
+    }
+    encoded
+}
+
+fn encode_frames(out: &mut Vec<u8>, message: &Message, frame_max: usize) -> Result<(), AmqpError> {
+    Encoder::method(out, CHANNEL, ids::BASIC_PUBLISH, |m| {
+        m.short(0);
+        m.short_str("");
+        m.short_str(message.routing_key);
+        // mandatory, not immediate
+        m.octet(0b01);
+    })?;
+    Encoder::frame(out, FRAME_HEADER, CHANNEL, |m| {
+        m.short(60);
+        m.short(0);
+        m.long_long(message.body.len() as u64);
+        m.short(PROPERTY_CONTENT_TYPE | PROPERTY_DELIVERY_MODE | PROPERTY_MESSAGE_ID);
+        m.short_str("application/json");
+        m.octet(2);
+        m.short_str(message.message_id);
+    })?;
+    let chunk = frame_max.saturating_sub(FRAME_OVERHEAD).max(1);
+    for piece in message.body.chunks(chunk) {
+        Encoder::frame(out, FRAME_BODY, CHANNEL, |m| m.bytes(piece))?;
+    }
+    Ok(())
+}
+
 /// The writing half: encodes messages into one buffer and sends it in one write.
 pub(crate) struct Writer {
     stream: WriteHalf,
@@ -307,27 +365,10 @@ pub(crate) struct Message<'a> {
 }
 
 impl Writer {
-    /// Adds a persistent, mandatory `application/json` message to the pending buffer.
-    pub(crate) fn push(&mut self, message: &Message) {
-        Encoder::method(&mut self.buffer, CHANNEL, ids::BASIC_PUBLISH, |m| {
-            m.short(0);
-            m.short_str("");
-            m.short_str(message.routing_key);
-            // mandatory, not immediate
-            m.octet(0b01);
-        });
-        Encoder::frame(&mut self.buffer, FRAME_HEADER, CHANNEL, |m| {
-            m.short(60);
-            m.short(0);
-            m.long_long(message.body.len() as u64);
-            m.short(PROPERTY_CONTENT_TYPE | PROPERTY_DELIVERY_MODE | PROPERTY_MESSAGE_ID);
-            m.short_str("application/json");
-            m.octet(2);
-            m.short_str(message.message_id);
-        });
-        for chunk in message.body.chunks(self.frame_max - FRAME_OVERHEAD) {
-            Encoder::frame(&mut self.buffer, FRAME_BODY, CHANNEL, |m| m.bytes(chunk));
-        }
+    /// Adds a message to the pending buffer. One that cannot be encoded (a short string
+    /// over 255 bytes) is refused and leaves the buffer as it was: it takes no delivery tag.
+    pub(crate) fn push(&mut self, message: &Message) -> Result<(), AmqpError> {
+        encode_message(&mut self.buffer, message, self.frame_max)
     }
 
     /// Writes everything pushed since the last flush.
@@ -338,14 +379,26 @@ impl Writer {
     }
 
     /// Asks the broker to close the connection; the reader sees its close-ok.
-    pub(crate) fn close(&mut self) -> io::Result<()> {
-        Encoder::method(&mut self.buffer, 0, ids::CONNECTION_CLOSE, close_arguments);
-        self.flush()
+    pub(crate) fn close(&mut self) -> Result<(), AmqpError> {
+        Encoder::method(&mut self.buffer, 0, ids::CONNECTION_CLOSE, close_arguments)?;
+        Ok(self.flush()?)
     }
 
     /// Ends the connection at once, unblocking the reader.
     pub(crate) fn shutdown(&self) {
         self.stream.shutdown();
+    }
+}
+
+#[cfg(test)]
+impl Writer {
+    /// A writer on any connected socket, for tests of what is built on it.
+    pub(crate) fn over(stream: std::net::TcpStream) -> Writer {
+        Writer {
+            stream: WriteHalf::Plain(stream),
+            buffer: Vec::new(),
+            frame_max: MIN_FRAME_MAX as usize,
+        }
     }
 }
 
@@ -374,6 +427,13 @@ pub(crate) enum Event {
 /// The reading half: turns frames into [`Event`]s.
 pub(crate) struct Reader {
     reader: BufReader<ReadHalf>,
+    frame_max: usize,
+    decoder: Decoder,
+}
+
+/// Turns frames into events, whatever bytes they hold.
+#[derive(Default)]
+struct Decoder {
     /// A return whose header (with the message id) has not arrived yet.
     content: Option<PendingReturn>,
 }
@@ -410,9 +470,15 @@ impl Reader {
     }
 
     fn read_event(&mut self) -> Result<Option<Event>, AmqpError> {
-        let frame = read_frame(&mut self.reader)?;
+        let frame = read_frame(&mut self.reader, self.frame_max)?;
+        self.decoder.on_frame(&frame)
+    }
+}
+
+impl Decoder {
+    fn on_frame(&mut self, frame: &Frame) -> Result<Option<Event>, AmqpError> {
         match frame.kind {
-            FRAME_METHOD => self.on_method(&frame),
+            FRAME_METHOD => self.on_method(frame),
             FRAME_HEADER => Ok(self.on_header(&frame.payload)?),
             FRAME_BODY => Ok(self.on_body(frame.payload.len() as u64)),
             FRAME_HEARTBEAT => Ok(None),
@@ -502,15 +568,18 @@ struct Frame {
     payload: Vec<u8>,
 }
 
-fn read_frame(reader: &mut impl Read) -> Result<Frame, AmqpError> {
+/// Reads one frame; a frame announcing more than `frame_max` bytes is refused before
+/// anything is allocated for it (the broker never sends one).
+fn read_frame(reader: &mut impl Read, frame_max: usize) -> Result<Frame, AmqpError> {
     let mut head = [0u8; 7];
     reader.read_exact(&mut head)?;
     let kind = head[0];
     let channel = u16::from_be_bytes([head[1], head[2]]);
     let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
-    // Frames are bounded by the negotiated frame_max; refuse absurd sizes outright.
-    if size > 16 * 1024 * 1024 {
-        return Err(protocol(format!("frame of {size} bytes")));
+    if size > frame_max {
+        return Err(protocol(format!(
+            "frame of {size} bytes, over the frame size limit of {frame_max}"
+        )));
     }
     let mut payload = vec![0u8; size + 1];
     reader.read_exact(&mut payload)?;
@@ -634,22 +703,46 @@ impl<'a> Args<'a> {
     }
 }
 
-/// Writes frames straight into an output buffer.
+/// Writes frames straight into an output buffer. A value the protocol cannot carry is
+/// refused, never cut: the frame is then dropped whole and `frame` returns why.
 struct Encoder<'a> {
     out: &'a mut Vec<u8>,
+    /// The first value that could not be encoded.
+    refused: Option<String>,
 }
 
 impl Encoder<'_> {
     /// Appends one frame; the payload is written by `fill` and its size patched in.
-    fn frame(out: &mut Vec<u8>, kind: u8, channel: u16, fill: impl FnOnce(&mut Encoder)) {
+    fn frame(
+        out: &mut Vec<u8>,
+        kind: u8,
+        channel: u16,
+        fill: impl FnOnce(&mut Encoder),
+    ) -> Result<(), AmqpError> {
+        let start = out.len();
         out.push(kind);
         out.extend_from_slice(&channel.to_be_bytes());
         let size_at = out.len();
         out.extend_from_slice(&[0; 4]);
-        fill(&mut Encoder { out: &mut *out });
-        let size = (out.len() - size_at - 4) as u32;
-        out[size_at..size_at + 4].copy_from_slice(&size.to_be_bytes());
-        out.push(FRAME_END);
+        let mut encoder = Encoder {
+            out: &mut *out,
+            refused: None,
+        };
+        fill(&mut encoder);
+        let refused = encoder.refused;
+        let size = u32::try_from(out.len() - size_at - 4);
+        match (refused, size) {
+            (None, Ok(size)) => {
+                out[size_at..size_at + 4].copy_from_slice(&size.to_be_bytes());
+                out.push(FRAME_END);
+                Ok(())
+            }
+            (refused, _) => {
+                out.truncate(start);
+                let why = refused.unwrap_or_else(|| "a frame over 4 GiB".into());
+                Err(AmqpError::Encode(why))
+            }
+        }
     }
 
     fn method(
@@ -657,12 +750,16 @@ impl Encoder<'_> {
         channel: u16,
         (class, method): (u16, u16),
         args: impl FnOnce(&mut Encoder),
-    ) {
+    ) -> Result<(), AmqpError> {
         Encoder::frame(out, FRAME_METHOD, channel, |m| {
             m.short(class);
             m.short(method);
             args(m);
-        });
+        })
+    }
+
+    fn refuse(&mut self, why: String) {
+        self.refused.get_or_insert(why);
     }
 
     fn octet(&mut self, v: u8) {
@@ -680,46 +777,74 @@ impl Encoder<'_> {
     fn bytes(&mut self, v: &[u8]) {
         self.out.extend_from_slice(v);
     }
-    /// A short string; longer than 255 bytes is cut (routing keys and ids never are).
+    /// A short string: at most [`SHORT_STR_MAX`] bytes, refused beyond (cutting it would
+    /// change its meaning, and could split a UTF-8 character).
     fn short_str(&mut self, v: &str) {
-        let bytes = &v.as_bytes()[..v.len().min(255)];
-        self.octet(bytes.len() as u8);
-        self.bytes(bytes);
+        match u8::try_from(v.len()) {
+            Ok(len) => {
+                self.octet(len);
+                self.bytes(v.as_bytes());
+            }
+            Err(_) => {
+                let start: String = v.chars().take(40).collect();
+                self.refuse(format!(
+                    "a short string of {} bytes (AMQP carries at most {SHORT_STR_MAX}): {start:?}...",
+                    v.len()
+                ));
+            }
+        }
     }
     fn long_str(&mut self, v: &[u8]) {
-        self.long(v.len() as u32);
-        self.bytes(v);
+        match u32::try_from(v.len()) {
+            Ok(len) => {
+                self.long(len);
+                self.bytes(v);
+            }
+            Err(_) => self.refuse(format!("a long string of {} bytes", v.len())),
+        }
     }
     fn empty_table(&mut self) {
         self.long(0);
     }
 
+    /// Encodes `fill` into a buffer of its own (a table's contents), keeping its refusal.
+    fn nested(&mut self, fill: impl FnOnce(&mut Encoder)) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut inner = Encoder {
+            out: &mut out,
+            refused: None,
+        };
+        fill(&mut inner);
+        if let Some(why) = inner.refused {
+            self.refuse(why);
+        }
+        out
+    }
+
     /// Who we are, and that a refused login should be told rather than hung up on.
     fn client_properties(&mut self) {
-        let mut table = Vec::new();
-        let mut t = Encoder { out: &mut table };
-        t.short_str("product");
-        t.octet(b'S');
-        t.long_str(b"asgard-stats");
-        t.short_str("version");
-        t.octet(b'S');
-        t.long_str(env!("CARGO_PKG_VERSION").as_bytes());
-        t.short_str("capabilities");
-        t.octet(b'F');
-        let mut capabilities = Vec::new();
-        let mut c = Encoder {
-            out: &mut capabilities,
-        };
-        for name in [
-            "authentication_failure_close",
-            "publisher_confirms",
-            "connection.blocked",
-        ] {
-            c.short_str(name);
-            c.octet(b't');
-            c.octet(1);
-        }
-        t.long_str(&capabilities);
+        let table = self.nested(|t| {
+            t.short_str("product");
+            t.octet(b'S');
+            t.long_str(b"asgard-stats");
+            t.short_str("version");
+            t.octet(b'S');
+            t.long_str(env!("CARGO_PKG_VERSION").as_bytes());
+            t.short_str("capabilities");
+            t.octet(b'F');
+            let capabilities = t.nested(|c| {
+                for name in [
+                    "authentication_failure_close",
+                    "publisher_confirms",
+                    "connection.blocked",
+                ] {
+                    c.short_str(name);
+                    c.octet(b't');
+                    c.octet(1);
+                }
+            });
+            t.long_str(&capabilities);
+        });
         self.long_str(&table);
     }
 }
@@ -728,10 +853,12 @@ impl Encoder<'_> {
 mod tests {
     use super::*;
 
+    const TEST_FRAME_MAX: usize = 128 * 1024;
+
     fn frames(mut bytes: &[u8]) -> Vec<Frame> {
         let mut out = Vec::new();
         while !bytes.is_empty() {
-            out.push(read_frame(&mut bytes).expect("a whole frame"));
+            out.push(read_frame(&mut bytes, TEST_FRAME_MAX).expect("a whole frame"));
         }
         out
     }
@@ -745,11 +872,13 @@ mod tests {
             frame_max: 64,
         };
         let body = vec![b'x'; 100];
-        writer.push(&Message {
-            routing_key: "rk",
-            message_id: "task@1.5",
-            body: &body,
-        });
+        writer
+            .push(&Message {
+                routing_key: "rk",
+                message_id: "task@1.5",
+                body: &body,
+            })
+            .expect("encodes");
         let frames = frames(&writer.buffer);
         let kinds: Vec<u8> = frames.iter().map(|f| f.kind).collect();
         assert_eq!(kinds, [FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_BODY]);
@@ -779,13 +908,15 @@ mod tests {
         Encoder::method(&mut wire, CHANNEL, ids::BASIC_ACK, |m| {
             m.long_long(7);
             m.octet(1);
-        });
+        })
+        .expect("encodes");
         Encoder::method(&mut wire, CHANNEL, ids::BASIC_RETURN, |m| {
             m.short(312);
             m.short_str("NO_ROUTE");
             m.short_str("");
             m.short_str("rk");
-        });
+        })
+        .expect("encodes");
         Encoder::frame(&mut wire, FRAME_HEADER, CHANNEL, |m| {
             m.short(60);
             m.short(0);
@@ -797,18 +928,21 @@ mod tests {
             m.long_str(b"\x01x");
             m.octet(2);
             m.short_str("t@2");
-        });
-        Encoder::frame(&mut wire, FRAME_BODY, CHANNEL, |m| m.bytes(b"{}\n"));
+        })
+        .expect("encodes");
+        Encoder::frame(&mut wire, FRAME_BODY, CHANNEL, |m| m.bytes(b"{}\n")).expect("encodes");
         Encoder::method(&mut wire, CHANNEL, ids::BASIC_NACK, |m| {
             m.long_long(8);
             m.octet(0);
-        });
+        })
+        .expect("encodes");
         Encoder::method(&mut wire, 0, ids::CONNECTION_CLOSE, |m| {
             m.short(320);
             m.short_str("CONNECTION_FORCED - shutdown");
             m.short(0);
             m.short(0);
-        });
+        })
+        .expect("encodes");
         // Everything arrived together, so it is handed over together, up to the close.
         let batch = reader_of(&wire).next_events();
         assert_eq!(batch.len(), 4, "{batch:?}");
@@ -850,9 +984,15 @@ mod tests {
     #[test]
     fn broken_frames_are_errors_not_panics() {
         let mut wire = vec![FRAME_METHOD, 0, 1, 0, 0, 0, 2, 0, 60, 0x00];
-        assert!(read_frame(&mut wire.as_slice()).is_err(), "no end marker");
+        assert!(
+            read_frame(&mut wire.as_slice(), TEST_FRAME_MAX).is_err(),
+            "no end marker"
+        );
         wire = vec![FRAME_METHOD, 0, 1, 0xff, 0xff, 0xff, 0xff];
-        assert!(read_frame(&mut wire.as_slice()).is_err(), "absurd size");
+        assert!(
+            read_frame(&mut wire.as_slice(), TEST_FRAME_MAX).is_err(),
+            "absurd size"
+        );
         assert!(split_method(&[0, 60]).is_err());
         assert!(parse_header(&[0, 60, 0]).is_err());
         assert!(Args::new(&[5, b'a']).short_str().is_err());
@@ -866,7 +1006,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         Reader {
             reader: BufReader::new(ReadHalf::Plain(client)),
-            content: None,
+            frame_max: TEST_FRAME_MAX,
+            decoder: Decoder::default(),
         }
     }
 
@@ -878,5 +1019,281 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
         (client, server)
+    }
+}
+
+/// Generated and mutated frames: the reader and decoder never panic, never allocate more
+/// than the frame size limit, and every method the client sends or reads round-trips.
+/// Runs proptest's default case count; `PROPTEST_CASES` raises it.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// Any string, often over the 255 bytes of a short string, often not ASCII.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,150}",
+            "[a-z._-]{0,300}",
+            Just("é".repeat(128)),
+            Just("k".repeat(255)),
+            Just("k".repeat(256)),
+        ]
+    }
+
+    /// Any string a short string can carry (63 characters are at most 252 bytes).
+    fn short_text() -> impl Strategy<Value = String> {
+        prop_oneof![".{0,63}", Just("k".repeat(255)), Just("é".repeat(127))]
+    }
+
+    fn frame_max() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            Just(MIN_FRAME_MAX as usize),
+            9usize..600,
+            4096usize..140_000
+        ]
+    }
+
+    /// Frames and methods until the bytes run out or one is refused, as the reader
+    /// thread does (it stops at the first error).
+    fn decode_all(mut wire: &[u8], frame_max: usize) -> Vec<Event> {
+        let mut decoder = Decoder::default();
+        let mut events = Vec::new();
+        while let Ok(frame) = read_frame(&mut wire, frame_max) {
+            match decoder.on_frame(&frame) {
+                Ok(Some(event)) => events.push(event),
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        events
+    }
+
+    /// The payload of the only method frame in `wire`, after checking its id.
+    fn method_args(wire: &[u8], id: (u16, u16)) -> Vec<u8> {
+        let frame = read_frame(&mut &wire[..], MAX_FRAME_MAX as usize).expect("a frame");
+        assert_eq!(frame.kind, FRAME_METHOD);
+        let (got, args) = split_method(&frame.payload).expect("a method");
+        assert_eq!(got, id);
+        args.to_vec()
+    }
+
+    /// What the broker sends a publisher: acks, nacks, a return with its content,
+    /// blocked and unblocked, and a close.
+    fn broker_wire(tag: u64, reason: &str, id: &str, body: &[u8]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let encoded = [
+            Encoder::method(&mut wire, CHANNEL, ids::BASIC_ACK, |m| {
+                m.long_long(tag);
+                m.octet(1);
+            }),
+            Encoder::method(&mut wire, CHANNEL, ids::BASIC_RETURN, |m| {
+                m.short(312);
+                m.short_str("NO_ROUTE");
+                m.short_str("");
+                m.short_str("rk");
+            }),
+            Encoder::frame(&mut wire, FRAME_HEADER, CHANNEL, |m| {
+                m.short(60);
+                m.short(0);
+                m.long_long(body.len() as u64);
+                m.short(PROPERTY_CONTENT_TYPE | PROPERTY_DELIVERY_MODE | PROPERTY_MESSAGE_ID);
+                m.short_str("application/json");
+                m.octet(2);
+                m.short_str(id);
+            }),
+            Encoder::frame(&mut wire, FRAME_BODY, CHANNEL, |m| m.bytes(body)),
+            Encoder::method(&mut wire, CHANNEL, ids::BASIC_NACK, |m| {
+                m.long_long(tag.wrapping_add(1));
+                m.octet(0);
+            }),
+            Encoder::method(&mut wire, 0, ids::CONNECTION_BLOCKED, |m| {
+                m.short_str(reason)
+            }),
+            Encoder::method(&mut wire, 0, ids::CONNECTION_UNBLOCKED, |_| {}),
+            Encoder::method(&mut wire, 0, ids::CONNECTION_CLOSE, |m| {
+                m.short(320);
+                m.short_str(reason);
+                m.short(0);
+                m.short(0);
+            }),
+        ];
+        assert!(encoded.iter().all(Result::is_ok), "{encoded:?}");
+        wire
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::default())]
+
+        #[test]
+        fn any_bytes_never_panic_the_reader(
+            bytes in vec(any::<u8>(), 0..2048),
+            frame_max in frame_max(),
+        ) {
+            decode_all(&bytes, frame_max);
+        }
+
+        #[test]
+        fn mutated_broker_frames_never_panic_the_reader(
+            tag in any::<u64>(),
+            reason in "[a-z ]{0,40}",
+            id in "[a-z@.0-9]{0,60}",
+            body in vec(any::<u8>(), 0..300),
+            flips in vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+            cut in any::<prop::sample::Index>(),
+            frame_max in frame_max(),
+        ) {
+            let mut wire = broker_wire(tag, &reason, &id, &body);
+            for (at, byte) in flips {
+                let at = at.index(wire.len());
+                wire[at] = byte;
+            }
+            let keep = cut.index(wire.len() + 1);
+            decode_all(&wire[..keep], frame_max);
+        }
+
+        #[test]
+        fn a_frame_over_the_limit_is_refused_before_it_is_read(
+            kind in any::<u8>(),
+            channel in any::<u16>(),
+            frame_max in frame_max(),
+            over in 1u32..=u32::MAX,
+        ) {
+            let size = (frame_max as u32).saturating_add(over);
+            prop_assume!(size as usize > frame_max);
+            let mut wire = vec![kind];
+            wire.extend_from_slice(&channel.to_be_bytes());
+            wire.extend_from_slice(&size.to_be_bytes());
+            wire.extend_from_slice(&[0; 64]);
+            let mut rest = &wire[..];
+            prop_assert!(read_frame(&mut rest, frame_max).is_err());
+            prop_assert_eq!(rest.len(), 64, "only the header was read");
+        }
+
+        #[test]
+        fn what_the_broker_sends_round_trips(
+            tag in any::<u64>(),
+            reason in short_text(),
+            id in short_text(),
+            body in vec(any::<u8>(), 0..300),
+        ) {
+            let events = decode_all(&broker_wire(tag, &reason, &id, &body), 4096);
+            let expected = [
+                Event::Confirm { tag, multiple: true, ack: true },
+                Event::Returned {
+                    message_id: Some(id.clone()),
+                    routing_key: "rk".into(),
+                    reason: "312 NO_ROUTE".into(),
+                },
+                Event::Confirm { tag: tag.wrapping_add(1), multiple: false, ack: false },
+                Event::Blocked(reason.clone()),
+                Event::Unblocked,
+                Event::Closed(format!("the broker closed the connection: 320 {reason}")),
+            ];
+            prop_assert_eq!(events, expected);
+        }
+
+        #[test]
+        fn a_published_message_round_trips_or_is_refused_whole(
+            routing_key in text(),
+            message_id in text(),
+            body in vec(any::<u8>(), 0..5000),
+            frame_max in frame_max(),
+        ) {
+            let mut wire = b"earlier".to_vec();
+            let message = Message { routing_key: &routing_key, message_id: &message_id, body: &body };
+            let encoded = encode_message(&mut wire, &message, frame_max);
+            let fits = routing_key.len() <= SHORT_STR_MAX && message_id.len() <= SHORT_STR_MAX;
+            prop_assert_eq!(encoded.is_ok(), fits);
+            let mut rest = &wire[b"earlier".len()..];
+            if !fits {
+                prop_assert!(rest.is_empty(), "a refused message leaves nothing");
+                return Ok(());
+            }
+            let publish = read_frame(&mut rest, usize::MAX).expect("method frame");
+            let (id, args) = split_method(&publish.payload).expect("method");
+            prop_assert_eq!(id, ids::BASIC_PUBLISH);
+            let mut a = Args::new(args);
+            prop_assert_eq!(a.short().expect("ticket"), 0);
+            prop_assert_eq!(a.short_str().expect("exchange"), "");
+            prop_assert_eq!(a.short_str().expect("routing key"), routing_key);
+            prop_assert_eq!(a.octet().expect("bits"), 1);
+            let header = read_frame(&mut rest, usize::MAX).expect("header frame");
+            let header = parse_header(&header.payload).expect("header");
+            prop_assert_eq!(header, Header { body_size: body.len() as u64, message_id: Some(message_id) });
+            let mut received = Vec::new();
+            while !rest.is_empty() {
+                let frame = read_frame(&mut rest, usize::MAX).expect("body frame");
+                prop_assert_eq!(frame.kind, FRAME_BODY);
+                prop_assert!(frame.payload.len() + FRAME_OVERHEAD <= frame_max.max(FRAME_OVERHEAD + 1));
+                received.extend_from_slice(&frame.payload);
+            }
+            prop_assert_eq!(received, body);
+        }
+
+        #[test]
+        fn the_handshake_and_channel_methods_round_trip_or_are_refused(
+            vhost in text(),
+            queue in text(),
+            passive in any::<bool>(),
+            response in vec(any::<u8>(), 0..600),
+            frame_max in any::<u32>(),
+        ) {
+            let mut wire = Vec::new();
+            Encoder::method(&mut wire, 0, ids::CONNECTION_START_OK, |m| start_ok_arguments(m, &response))
+                .expect("start-ok encodes");
+            let args = method_args(&wire, ids::CONNECTION_START_OK);
+            let mut a = Args::new(&args);
+            a.table().expect("client properties");
+            prop_assert_eq!(a.short_str().expect("mechanism"), "PLAIN");
+            prop_assert_eq!(a.long_str().expect("response"), &response[..]);
+            prop_assert_eq!(a.short_str().expect("locale"), "en_US");
+
+            wire.clear();
+            Encoder::method(&mut wire, 0, ids::CONNECTION_TUNE_OK, |m| tune_ok_arguments(m, frame_max))
+                .expect("tune-ok encodes");
+            let args = method_args(&wire, ids::CONNECTION_TUNE_OK);
+            let mut a = Args::new(&args);
+            prop_assert_eq!((a.short().ok(), a.long().ok(), a.short().ok()), (Some(1), Some(frame_max), Some(0)));
+
+            wire.clear();
+            let opened = Encoder::method(&mut wire, 0, ids::CONNECTION_OPEN, |m| open_arguments(m, &vhost));
+            prop_assert_eq!(opened.is_ok(), vhost.len() <= SHORT_STR_MAX);
+            if opened.is_ok() {
+                let args = method_args(&wire, ids::CONNECTION_OPEN);
+                prop_assert_eq!(Args::new(&args).short_str().expect("vhost"), vhost);
+            } else {
+                prop_assert!(wire.is_empty());
+            }
+
+            wire.clear();
+            let declared = Encoder::method(&mut wire, CHANNEL, ids::QUEUE_DECLARE, |m| declare_arguments(m, &queue, passive));
+            prop_assert_eq!(declared.is_ok(), queue.len() <= SHORT_STR_MAX);
+            if declared.is_ok() {
+                let args = method_args(&wire, ids::QUEUE_DECLARE);
+                let mut a = Args::new(&args);
+                prop_assert_eq!(a.short().expect("ticket"), 0);
+                prop_assert_eq!(a.short_str().expect("queue"), queue);
+                prop_assert_eq!(a.octet().expect("bits"), u8::from(passive) | 0b10);
+                prop_assert_eq!(a.long().expect("empty table"), 0);
+            } else {
+                prop_assert!(wire.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn the_fixed_methods_encode_as_the_protocol_says() {
+        let mut wire = Vec::new();
+        Encoder::method(&mut wire, 0, ids::CONNECTION_CLOSE, close_arguments).expect("close");
+        let args = method_args(&wire, ids::CONNECTION_CLOSE);
+        assert_eq!(close_reason(&args).expect("reason"), "200 pass done");
+        wire.clear();
+        Encoder::method(&mut wire, CHANNEL, ids::CONFIRM_SELECT, |m| m.octet(0)).expect("select");
+        assert_eq!(method_args(&wire, ids::CONFIRM_SELECT), [0]);
+        wire.clear();
+        Encoder::method(&mut wire, CHANNEL, ids::CHANNEL_OPEN, |m| m.short_str("")).expect("open");
+        assert_eq!(method_args(&wire, ids::CHANNEL_OPEN), [0]);
     }
 }

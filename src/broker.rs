@@ -7,6 +7,10 @@
 //! A reader thread turns what the broker sends into events, in the order it sent them,
 //! so a return is always seen before the ack of the same message. Many batches are in
 //! flight at once, so the broker is never idle waiting for a confirm.
+//!
+//! A broker that blocks publishers (`connection.blocked`, a memory or disk alarm) is not
+//! written to until it unblocks; blocked past the blocked timeout, the publisher halts:
+//! every waiting document fails and the pass starts no more agents ([`Publisher::halted`]).
 
 use crate::amqp::{self, AmqpError, Event, Login, Message, Session, Writer};
 use crate::config::{BrokerAddress, BrokerSettings};
@@ -14,7 +18,7 @@ use crate::transport::{self, TlsPeer};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use rustls::ClientConfig;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A document ready to send: its AMQP message id and its JSON body.
@@ -35,6 +39,12 @@ pub(crate) enum DeliveryError {
     Unconfirmed(Duration),
     #[error("broker connection lost: {0}")]
     ConnectionLost(String),
+    #[error("the broker blocked publishing for over {1:?}: {0}")]
+    Blocked(String, Duration),
+    #[error("cannot be sent: {0}")]
+    Unencodable(String),
+    #[error("no outcome came from the broker")]
+    Unknown,
 }
 
 impl DeliveryError {
@@ -45,6 +55,9 @@ impl DeliveryError {
             DeliveryError::Nacked => "nacked",
             DeliveryError::Unconfirmed(_) => "unconfirmed",
             DeliveryError::ConnectionLost(_) => "connection-lost",
+            DeliveryError::Blocked(..) => "blocked",
+            DeliveryError::Unencodable(_) => "unencodable",
+            DeliveryError::Unknown => "unknown",
         }
     }
 }
@@ -57,6 +70,12 @@ pub(crate) trait Publisher: Send + Sync {
 
     /// Finishes the pass: flushes what the implementation buffered and closes it.
     fn finish(self: Box<Self>) -> anyhow::Result<()>;
+
+    /// Why no more documents can be delivered this pass (the broker blocked publishing
+    /// too long), so the pass starts no more agents; None while delivery goes on.
+    fn halted(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why one broker of the list could not be used.
@@ -99,6 +118,8 @@ type Settled = (Vec<Result<(), DeliveryError>>, Vec<Outgoing>);
 pub(crate) struct AmqpPublisher {
     jobs: Sender<Job>,
     thread: std::thread::JoinHandle<()>,
+    /// Set by the publisher thread when it halts: the alarm the broker named.
+    halted: Arc<OnceLock<String>>,
 }
 
 impl AmqpPublisher {
@@ -130,22 +151,22 @@ impl AmqpPublisher {
             })
             .map_err(|e| error(format!("cannot start the reader thread: {e}")))?;
         let (jobs, job_queue) = bounded::<Job>(256);
-        let worker = PublisherThread {
+        let worker = PublisherThread::new(
             writer,
-            routing_key: settings.routing_key.clone(),
-            confirm_timeout: settings.confirm_timeout,
-            next_tag: 1,
-            pending: BTreeMap::new(),
-            batches: HashMap::new(),
-            next_batch: 0,
-            returned: HashMap::new(),
-            broken: None,
-        };
+            settings.routing_key.clone(),
+            settings.confirm_timeout,
+            settings.blocked_timeout,
+        );
+        let halted = Arc::clone(&worker.halted);
         let thread = std::thread::Builder::new()
             .name("publisher".into())
             .spawn(move || worker.run(job_queue, event_queue))
             .map_err(|e| error(format!("cannot start the publisher thread: {e}")))?;
-        Ok(AmqpPublisher { jobs, thread })
+        Ok(AmqpPublisher {
+            jobs,
+            thread,
+            halted,
+        })
     }
 }
 
@@ -167,11 +188,15 @@ impl Publisher for AmqpPublisher {
     }
 
     fn finish(self: Box<Self>) -> anyhow::Result<()> {
-        let AmqpPublisher { jobs, thread } = *self;
+        let AmqpPublisher { jobs, thread, .. } = *self;
         drop(jobs);
         thread
             .join()
             .map_err(|_| anyhow::anyhow!("the publisher thread panicked"))
+    }
+
+    fn halted(&self) -> Option<String> {
+        self.halted.get().cloned()
     }
 }
 
@@ -248,6 +273,8 @@ fn open_session(
 struct Pending {
     batch: u64,
     index: usize,
+    /// Set when the broker returned it as unroutable; its ack follows.
+    returned: Option<DeliveryError>,
 }
 
 /// A batch whose documents are not all settled yet.
@@ -256,7 +283,14 @@ struct OpenBatch {
     results: Vec<Option<Result<(), DeliveryError>>>,
     unsettled: usize,
     reply: Sender<Settled>,
+    /// When its confirms began to be awaited (restarted when the broker unblocks).
     started: Instant,
+}
+
+/// The broker's `connection.blocked`: since when, and the alarm it named.
+struct Blocked {
+    since: Instant,
+    reason: String,
 }
 
 /// The state of the thread that owns the writing half of the connection.
@@ -264,18 +298,42 @@ struct PublisherThread {
     writer: Writer,
     routing_key: String,
     confirm_timeout: Duration,
+    blocked_timeout: Duration,
     /// The delivery tag the broker gives the next publish (confirms count from 1).
     next_tag: u64,
     pending: BTreeMap<u64, Pending>,
     batches: HashMap<u64, OpenBatch>,
     next_batch: u64,
-    /// Unroutable documents by delivery tag; a return arrives before its ack.
-    returned: HashMap<u64, DeliveryError>,
-    /// Set once the connection failed: every later document fails at once.
-    broken: Option<String>,
+    /// Set once the connection is given up: every later document fails with it at once.
+    broken: Option<DeliveryError>,
+    /// While set, nothing is written: a blocked broker does not read, and a write would
+    /// only wait for the write timeout. Messages pushed meanwhile wait in the buffer.
+    blocked: Option<Blocked>,
+    halted: Arc<OnceLock<String>>,
 }
 
 impl PublisherThread {
+    fn new(
+        writer: Writer,
+        routing_key: String,
+        confirm_timeout: Duration,
+        blocked_timeout: Duration,
+    ) -> PublisherThread {
+        PublisherThread {
+            writer,
+            routing_key,
+            confirm_timeout,
+            blocked_timeout,
+            next_tag: 1,
+            pending: BTreeMap::new(),
+            batches: HashMap::new(),
+            next_batch: 0,
+            broken: None,
+            blocked: None,
+            halted: Arc::new(OnceLock::new()),
+        }
+    }
+
     fn run(mut self, jobs: Receiver<Job>, events: Receiver<Vec<Event>>) {
         let tick = Duration::from_millis(100);
         let mut jobs_open = true;
@@ -294,11 +352,12 @@ impl PublisherThread {
                     Ok(batch) => batch.into_iter().for_each(|event| self.on_event(event)),
                     Err(_) => {
                         events_open = false;
-                        self.fail_all("the connection closed".into());
+                        self.fail_all(DeliveryError::ConnectionLost("the connection closed".into()));
                     }
                 },
                 default(tick) => {}
             }
+            self.halt_if_blocked_too_long();
             self.expire_overdue();
         }
         self.close(&events);
@@ -320,31 +379,44 @@ impl PublisherThread {
         );
         if let Some(why) = self.broken.clone() {
             for index in 0..size {
-                self.settle(
-                    batch_id,
-                    index,
-                    Err(DeliveryError::ConnectionLost(why.clone())),
-                );
+                self.settle(batch_id, index, Err(why.clone()));
             }
             return;
         }
+        let mut refused = Vec::new();
         let docs = self.batches.get(&batch_id).map_or(&[][..], |b| &b.docs[..]);
         for (index, doc) in docs.iter().enumerate() {
-            self.writer.push(&Message {
+            let message = Message {
                 routing_key: &self.routing_key,
                 message_id: &doc.message_id,
                 body: &doc.body,
-            });
+            };
+            // A refused message is not sent, so it takes no delivery tag.
+            if let Err(e) = self.writer.push(&message) {
+                refused.push((index, DeliveryError::Unencodable(e.to_string())));
+                continue;
+            }
             let pending = Pending {
                 batch: batch_id,
                 index,
+                returned: None,
             };
             self.pending.insert(self.next_tag, pending);
             self.next_tag += 1;
         }
-        // The whole batch leaves in one write.
+        for (index, why) in refused {
+            self.settle(batch_id, index, Err(why));
+        }
+        self.flush();
+    }
+
+    /// Sends what was pushed, in one write, unless the broker blocks publishing.
+    fn flush(&mut self) {
+        if self.blocked.is_some() || self.broken.is_some() {
+            return;
+        }
         if let Err(e) = self.writer.flush() {
-            self.fail_all(format!("cannot send: {e}"));
+            self.fail_all(DeliveryError::ConnectionLost(format!("cannot send: {e}")));
         }
     }
 
@@ -356,33 +428,76 @@ impl PublisherThread {
                 routing_key,
                 reason,
             } => self.on_return(message_id, routing_key, reason),
-            Event::Blocked(why) => log::warn!("the broker blocks publishers: {why}"),
-            Event::Unblocked => log::info!("the broker accepts publishers again"),
-            Event::Closed(why) => self.fail_all(why),
+            Event::Blocked(reason) => self.on_blocked(reason),
+            Event::Unblocked => self.on_unblocked(),
+            Event::Closed(why) => self.fail_all(DeliveryError::ConnectionLost(why)),
         }
     }
 
-    fn on_return(&mut self, message_id: Option<String>, routing_key: String, reason: String) {
-        // A return names no delivery tag, only the message; the broker sends it right
-        // before the ack of that same message, which is still pending. Returns are rare
-        // and the returned message is among the oldest pending.
-        let message_id_of = |p: &Pending| {
-            let doc = self.batches.get(&p.batch)?.docs.get(p.index)?;
-            Some(doc.message_id.as_str())
+    fn on_blocked(&mut self, reason: String) {
+        log::warn!(
+            "the broker blocks publishing ({reason}): waiting up to {:?} for it to unblock",
+            self.blocked_timeout
+        );
+        self.blocked.get_or_insert(Blocked {
+            since: Instant::now(),
+            reason,
+        });
+    }
+
+    fn on_unblocked(&mut self) {
+        if self.blocked.take().is_none() {
+            return;
+        }
+        log::info!("the broker accepts publishing again");
+        // Confirms could not come while nothing was read: their wait starts now.
+        let now = Instant::now();
+        self.batches.values_mut().for_each(|b| b.started = now);
+        self.flush();
+    }
+
+    /// Gives up once the broker has blocked publishing longer than the bound: the waiting
+    /// documents fail (their readings stay) and the pass starts no more agents.
+    fn halt_if_blocked_too_long(&mut self) {
+        let Some(blocked) = &self.blocked else {
+            return;
         };
-        let tag = message_id.as_deref().and_then(|id| {
-            self.pending
-                .iter()
-                .find(|(_, p)| message_id_of(p) == Some(id))
+        if blocked.since.elapsed() <= self.blocked_timeout || self.broken.is_some() {
+            return;
+        }
+        let reason = blocked.reason.clone();
+        log::error!(
+            "the broker blocked publishing for over {:?} ({reason}): the pass starts no more agents, and the documents waiting are not delivered",
+            self.blocked_timeout
+        );
+        let _ = self.halted.set(reason.clone());
+        self.fail_all(DeliveryError::Blocked(reason, self.blocked_timeout));
+    }
+
+    /// Returns come in publish order on the channel, each before the ack of its message,
+    /// so a return belongs to the oldest pending message not returned yet. The one
+    /// exception: a routable message published before it and still waiting for its ack
+    /// (when a queue is bound or deleted mid-pass); the returned message id, exact since
+    /// ids are never cut, tells them apart then. A return is never dropped while a
+    /// message is pending: counting a returned message delivered would lose its interval.
+    fn on_return(&mut self, message_id: Option<String>, routing_key: String, reason: String) {
+        let why = DeliveryError::Unroutable(routing_key, reason);
+        let mut unreturned = self.pending.iter().filter(|(_, p)| p.returned.is_none());
+        let oldest = unreturned.clone().next().map(|(&tag, _)| tag);
+        let named = message_id.as_deref().and_then(|id| {
+            unreturned
+                .find(|(_, p)| self.message_id_of(p) == Some(id))
                 .map(|(&tag, _)| tag)
         });
-        let why = DeliveryError::Unroutable(routing_key, reason);
-        match tag {
-            Some(tag) => {
-                self.returned.insert(tag, why);
-            }
-            None => log::warn!("the broker returned a message this pass does not know: {why}"),
+        match named.or(oldest).and_then(|tag| self.pending.get_mut(&tag)) {
+            Some(pending) => pending.returned = Some(why),
+            None => log::warn!("the broker returned a message this pass does not wait for: {why}"),
         }
+    }
+
+    fn message_id_of(&self, pending: &Pending) -> Option<&str> {
+        let doc = self.batches.get(&pending.batch)?.docs.get(pending.index)?;
+        Some(doc.message_id.as_str())
     }
 
     fn on_confirm(&mut self, tag: u64, multiple: bool, acked: bool) {
@@ -395,7 +510,7 @@ impl PublisherThread {
             let Some(p) = self.pending.remove(&tag) else {
                 continue;
             };
-            let result = match (self.returned.remove(&tag), acked) {
+            let result = match (p.returned, acked) {
                 (Some(why), _) => Err(why),
                 (None, true) => Ok(()),
                 (None, false) => Err(DeliveryError::Nacked),
@@ -408,70 +523,52 @@ impl PublisherThread {
         let Some(open) = self.batches.get_mut(&batch_id) else {
             return;
         };
-        if open.results[index].is_none() {
+        let Some(slot) = open.results.get_mut(index) else {
+            return;
+        };
+        if slot.is_none() {
             open.unsettled -= 1;
         }
-        open.results[index] = Some(result);
+        *slot = Some(result);
         if open.unsettled == 0 {
             if let Some(done) = self.batches.remove(&batch_id) {
-                let results = done
-                    .results
-                    .into_iter()
-                    .map(|r| r.unwrap_or(Ok(())))
-                    .collect();
                 // The worker may have given up at the deadline; nothing to tell then.
-                let _ = done.reply.send((results, done.docs));
+                let _ = done.reply.send((outcomes(done.results), done.docs));
             }
         }
     }
 
-    /// Fails every unsettled document, for instance when the connection is gone.
-    fn fail_all(&mut self, why: String) {
+    /// Gives the connection up: every unsettled document fails with `why`, and so does
+    /// every later one, at once.
+    fn fail_all(&mut self, why: DeliveryError) {
         if self.broken.is_none() {
-            log::error!("broker connection failed: {why}");
+            log::error!("the broker connection is given up: {why}");
             self.writer.shutdown();
+            self.broken = Some(why.clone());
         }
-        self.broken = Some(why.clone());
-        self.returned.clear();
         let pending = std::mem::take(&mut self.pending);
         for (_, p) in pending {
-            self.settle(
-                p.batch,
-                p.index,
-                Err(DeliveryError::ConnectionLost(why.clone())),
-            );
+            self.settle(p.batch, p.index, Err(why.clone()));
         }
     }
 
-    /// Fails the documents of batches that waited longer than the confirm timeout.
+    /// A confirm overdue by the confirm timeout (the broker not blocking) gives the
+    /// connection up: it is not answering, and each later batch would wait as long.
     fn expire_overdue(&mut self) {
-        let timeout = self.confirm_timeout;
-        let overdue: Vec<u64> = self
-            .batches
-            .iter()
-            .filter(|(_, b)| b.started.elapsed() > timeout)
-            .map(|(&id, _)| id)
-            .collect();
-        if overdue.is_empty() {
+        if self.blocked.is_some() {
             return;
         }
-        let tags: Vec<(u64, u64, usize)> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| overdue.contains(&p.batch))
-            .map(|(&t, p)| (t, p.batch, p.index))
-            .collect();
-        for (tag, batch, index) in tags {
-            self.pending.remove(&tag);
-            self.returned.remove(&tag);
-            self.settle(batch, index, Err(DeliveryError::Unconfirmed(timeout)));
+        let timeout = self.confirm_timeout;
+        let overdue = self.batches.values().any(|b| b.started.elapsed() > timeout);
+        if overdue {
+            self.fail_all(DeliveryError::Unconfirmed(timeout));
         }
     }
 
     /// Closes the connection politely: asks the broker to close and waits a moment for
     /// its answer, then ends the socket whatever happened.
     fn close(mut self, events: &Receiver<Vec<Event>>) {
-        if self.broken.is_none() && self.writer.close().is_ok() {
+        if self.broken.is_none() && self.blocked.is_none() && self.writer.close().is_ok() {
             let deadline = Instant::now() + Duration::from_secs(1);
             while let Ok(batch) = events.recv_deadline(deadline) {
                 if matches!(batch.last(), Some(Event::Closed(_))) {
@@ -481,6 +578,15 @@ impl PublisherThread {
         }
         self.writer.shutdown();
     }
+}
+
+/// A settled batch's results: a document whose outcome never arrived is a failed
+/// delivery, so its reading stays for the next pass.
+fn outcomes(results: Vec<Option<Result<(), DeliveryError>>>) -> Vec<Result<(), DeliveryError>> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(DeliveryError::Unknown)))
+        .collect()
 }
 
 /// What `check` learns from the broker once logged in: the queue that receives the
@@ -508,4 +614,168 @@ pub(crate) fn probe(
             other => other.to_string(),
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    /// A publisher thread writing to a socket whose other end is returned, unread.
+    fn publisher(
+        confirm_timeout: Duration,
+        blocked_timeout: Duration,
+    ) -> (PublisherThread, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let writer = Writer::over(client);
+        let thread = PublisherThread::new(writer, "rk".into(), confirm_timeout, blocked_timeout);
+        (thread, server)
+    }
+
+    fn relaxed() -> (PublisherThread, TcpStream) {
+        publisher(Duration::from_secs(60), Duration::from_secs(60))
+    }
+
+    /// Hands the thread a batch of documents with these message ids.
+    fn publish(thread: &mut PublisherThread, ids: &[&str]) -> Receiver<Settled> {
+        let (reply, answer) = bounded(1);
+        let batch = ids
+            .iter()
+            .map(|id| Outgoing {
+                message_id: id.to_string(),
+                body: b"{}".to_vec(),
+            })
+            .collect();
+        thread.publish(Job { batch, reply });
+        answer
+    }
+
+    fn results(answer: &Receiver<Settled>) -> Vec<Result<(), DeliveryError>> {
+        answer.try_recv().expect("the batch is settled").0
+    }
+
+    fn returned(message_id: Option<&str>) -> Event {
+        Event::Returned {
+            message_id: message_id.map(str::to_string),
+            routing_key: "rk".into(),
+            reason: "312 NO_ROUTE".into(),
+        }
+    }
+
+    fn ack(tag: u64, multiple: bool) -> Event {
+        Event::Confirm {
+            tag,
+            multiple,
+            ack: true,
+        }
+    }
+
+    fn unroutable(results: &[Result<(), DeliveryError>]) -> Vec<bool> {
+        results
+            .iter()
+            .map(|r| matches!(r, Err(DeliveryError::Unroutable(..))))
+            .collect()
+    }
+
+    #[test]
+    fn returns_belong_to_the_oldest_pending_message_not_returned_yet() {
+        let (mut thread, _server) = relaxed();
+        let answer = publish(&mut thread, &["a", "b", "c"]);
+        // No message id at all (or a cut one): publish order alone decides.
+        thread.on_event(returned(None));
+        thread.on_event(returned(Some("cut beyond recognition")));
+        thread.on_event(ack(3, true));
+        assert_eq!(unroutable(&results(&answer)), [true, true, false]);
+    }
+
+    #[test]
+    fn a_routable_message_still_awaiting_its_ack_is_told_apart_by_the_message_id() {
+        let (mut thread, _server) = relaxed();
+        let answer = publish(&mut thread, &["a", "b"]);
+        // "a" went to a queue and awaits its ack; "b" found none: returned, acked first.
+        thread.on_event(returned(Some("b")));
+        thread.on_event(ack(2, false));
+        thread.on_event(ack(1, false));
+        assert_eq!(unroutable(&results(&answer)), [false, true]);
+    }
+
+    #[test]
+    fn an_outcome_that_never_arrived_is_a_failed_delivery() {
+        let settled = outcomes(vec![Some(Ok(())), None, Some(Err(DeliveryError::Nacked))]);
+        assert_eq!(
+            settled,
+            [
+                Ok(()),
+                Err(DeliveryError::Unknown),
+                Err(DeliveryError::Nacked)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_overdue_confirm_gives_the_connection_up_so_later_batches_fail_at_once() {
+        let (mut thread, _server) = publisher(Duration::ZERO, Duration::from_secs(60));
+        let first = publish(&mut thread, &["a", "b"]);
+        std::thread::sleep(Duration::from_millis(5));
+        thread.expire_overdue();
+        let timeout = Err(DeliveryError::Unconfirmed(Duration::ZERO));
+        assert_eq!(results(&first), [timeout.clone(), timeout.clone()]);
+        let later = publish(&mut thread, &["c"]);
+        assert_eq!(results(&later), [timeout], "failed without waiting");
+        assert!(
+            thread.halted.get().is_none(),
+            "only a blocked broker halts the pass"
+        );
+    }
+
+    #[test]
+    fn nothing_is_written_while_the_broker_blocks_and_all_of_it_once_it_unblocks() {
+        let (mut thread, mut server) = relaxed();
+        server
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        thread.on_event(Event::Blocked("low on memory".into()));
+        let answer = publish(&mut thread, &["a", "b"]);
+        let mut buffer = [0u8; 4096];
+        assert!(
+            server.read(&mut buffer).is_err(),
+            "nothing written while blocked"
+        );
+        thread.on_event(Event::Unblocked);
+        let mut written = 0;
+        while let Ok(n @ 1..) = server.read(&mut buffer) {
+            written += n;
+        }
+        assert!(written > 0, "written once unblocked");
+        thread.on_event(ack(2, true));
+        assert_eq!(results(&answer), [Ok(()), Ok(())]);
+    }
+
+    #[test]
+    fn blocked_past_the_bound_the_waiting_documents_fail_and_the_pass_halts() {
+        let (mut thread, _server) = publisher(Duration::ZERO, Duration::ZERO);
+        thread.on_event(Event::Blocked("low on memory".into()));
+        let answer = publish(&mut thread, &["a"]);
+        std::thread::sleep(Duration::from_millis(5));
+        thread.expire_overdue();
+        assert!(
+            answer.is_empty(),
+            "no confirm timeout while the broker blocks"
+        );
+        thread.halt_if_blocked_too_long();
+        let blocked = Err(DeliveryError::Blocked(
+            "low on memory".into(),
+            Duration::ZERO,
+        ));
+        assert_eq!(results(&answer), std::slice::from_ref(&blocked));
+        assert_eq!(
+            thread.halted.get().map(String::as_str),
+            Some("low on memory")
+        );
+        let later = publish(&mut thread, &["b"]);
+        assert_eq!(results(&later), [blocked]);
+    }
 }

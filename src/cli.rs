@@ -317,6 +317,17 @@ pub(crate) struct Settings {
     )]
     pub(crate) confirm_timeout: f64,
 
+    /// Seconds the broker may block publishing (a memory or disk alarm) before the pass
+    /// stops starting agents and counts the documents waiting as not delivered.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "STATS_COLLECTOR_BLOCKED_TIMEOUT",
+        default_value_t = 10.0,
+        global = true
+    )]
+    pub(crate) blocked_timeout: f64,
+
     /// Add `stats: {before, now}` (both raw readings) to each document (0 or 1).
     #[arg(long, value_name = "0|1", env = "STATS_COLLECTOR_INCLUDE_RAW_METRICS", default_value = "0", value_parser = ["0", "1"], global = true)]
     pub(crate) include_raw_metrics: String,

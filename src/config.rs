@@ -5,6 +5,7 @@
 //! clear line and exit code 2 before anything is contacted. Secrets are wrapped in
 //! [`Secret`], whose `Debug` and `Display` never show the value.
 
+use crate::amqp::SHORT_STR_MAX;
 use crate::cli::Settings;
 use crate::mesos::Agent;
 use crate::redact;
@@ -98,6 +99,7 @@ pub(crate) struct BrokerSettings {
     pub(crate) routing_key: String,
     pub(crate) connect_timeout: Duration,
     pub(crate) confirm_timeout: Duration,
+    pub(crate) blocked_timeout: Duration,
 }
 
 /// One broker of the list: where, and whether over TLS.
@@ -352,6 +354,11 @@ fn broker(
         .clone()
         .filter(|rk| !rk.is_empty())
         .ok_or_else(|| invalid("STATS_COLLECTOR_RABBITMQ_RK (--routing-key) is required"))?;
+    let routing_key = short_string("STATS_COLLECTOR_RABBITMQ_RK (--routing-key)", routing_key)?;
+    let vhost = short_string(
+        "STATS_COLLECTOR_RABBITMQ_VHOST (--rabbitmq-vhost)",
+        settings.rabbitmq_vhost.clone(),
+    )?;
     Ok(Some(BrokerSettings {
         hosts,
         ca_file: settings.rabbitmq_ca_file.clone(),
@@ -365,10 +372,11 @@ fn broker(
                 .clone()
                 .unwrap_or_else(|| "guest".into()),
         ),
-        vhost: settings.rabbitmq_vhost.clone(),
+        vhost,
         routing_key,
         connect_timeout,
         confirm_timeout: seconds("--confirm-timeout", settings.confirm_timeout)?,
+        blocked_timeout: seconds("--blocked-timeout", settings.blocked_timeout)?,
     }))
 }
 
@@ -415,6 +423,18 @@ fn broker_address(entry: &str) -> Result<BrokerAddress, ConfigError> {
         port,
         tls,
     })
+}
+
+/// A value sent as an AMQP short string: at most 255 bytes, or the broker would get it
+/// cut (another routing key, another vhost) or refuse it.
+fn short_string(name: &str, value: String) -> Result<String, ConfigError> {
+    if value.len() > SHORT_STR_MAX {
+        return Err(invalid(format!(
+            "{name} is {} bytes long; AMQP carries at most {SHORT_STR_MAX}",
+            value.len()
+        )));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -524,6 +544,14 @@ mod tests {
             &["--metrics-file", "/var/lib/.."],
             &["--body-budget-bytes", "0"],
             &["--max-agent-list-bytes", "0"],
+            &[
+                "--rabbitmq-host",
+                "mq",
+                "--routing-key",
+                "rk",
+                "--blocked-timeout",
+                "0",
+            ],
         ] {
             assert!(with(bad).is_err(), "{bad:?} must be rejected");
         }
@@ -538,6 +566,26 @@ mod tests {
                 .metrics_file,
             Some(PathBuf::from("m.prom"))
         );
+    }
+
+    #[test]
+    fn values_amqp_cannot_carry_are_rejected() {
+        let with = |rk: &str, vhost: &str| {
+            let args = ["--master", "http://m:1", "--rabbitmq-host", "mq"];
+            let mut args = args.to_vec();
+            args.extend(["--routing-key", rk, "--rabbitmq-vhost", vhost]);
+            config(&args, &[])
+        };
+        let longest = "k".repeat(255);
+        let broker = with(&longest, "/").expect("255 bytes fit");
+        assert_eq!(broker.require_broker().expect("set").routing_key, longest);
+        let error = with(&"k".repeat(256), "/").expect_err("256 bytes do not");
+        assert!(error.to_string().contains("256 bytes"), "{error}");
+        // 130 two-byte characters: 260 bytes, though only 130 characters.
+        let error = with(&"é".repeat(130), "/").expect_err("bytes count, not characters");
+        assert!(error.to_string().contains("RABBITMQ_RK"), "{error}");
+        let error = with("rk", &"v".repeat(256)).expect_err("a vhost too");
+        assert!(error.to_string().contains("RABBITMQ_VHOST"), "{error}");
     }
 
     #[test]

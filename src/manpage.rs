@@ -158,8 +158,8 @@ fn description() -> Roff {
              default exchange with the routing key and waits for the broker's confirms, then \
              stores the new readings. It ends by its deadline, whatever happens.",
             "Logs go to stderr, as text or as one JSON object per line (--log-format). The \
-             last line of a pass is its summary: agents listed, answered, failed by reason \
-             and abandoned; tasks seen, documents published, first sightings, resets, \
+             last line of a pass is its summary: agents listed, answered, failed by reason, \
+             abandoned and not started (these add up to the agents listed); tasks seen, documents published, first sightings, resets, \
              skipped entries, failed deliveries, readings not stored; the duration and the \
              exit code.",
             "Every option is also an environment variable (the Python collector's names) and \

@@ -21,7 +21,7 @@ use crate::pool::{self, Ended, Limits, Worker};
 use crate::printer::Printer;
 use crate::reading::{parse_answer, parse_entry, Reading};
 use crate::state::{LockError, PassLock, StateStore};
-use crate::stop::{self, Stop};
+use crate::stop::{self, Stop, StopReason};
 use crate::tally::{exit, Summary, Tally};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -388,8 +388,17 @@ fn stored_reading(
     parsed
 }
 
-/// The whole path of one agent in a collecting pass or a dry run's first round.
+/// The whole path of one agent in a collecting pass or a dry run's first round. An agent
+/// counts as answered once its path is done, so that one abandoned at the deadline
+/// mid-path is counted once: listed = answered + failed + abandoned + not started.
 fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
+    if shared.publisher.halted().is_some() {
+        // Its documents could not be delivered: better not to fetch the agent at all,
+        // nor any agent after it.
+        shared.stop.request(StopReason::BrokerHalted);
+        shared.tally.agents_not_started(1);
+        return;
+    }
     let Some((readings, _held)) = read_agent(shared, worker, agent) else {
         return;
     };
@@ -400,7 +409,6 @@ fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
             return;
         }
     };
-    shared.tally.agent_answered(readings.len());
     let mut to_store: Vec<&Reading> = Vec::new();
     let mut outgoing: Vec<Outgoing> = Vec::new();
     let mut awaiting: Vec<&Reading> = Vec::new();
@@ -473,6 +481,7 @@ fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     } else if !unusable.is_empty() {
         shared.rereads.remember(agent, unusable);
     }
+    shared.tally.agent_answered(readings.len());
 }
 
 fn store(shared: &Shared, agent: &Agent, readings: &[&Reading]) {

@@ -18,6 +18,9 @@ use std::sync::{Arc, OnceLock};
 pub(crate) enum StopReason {
     /// SIGTERM or SIGINT, by number.
     Signal(i32),
+    /// The broker blocked publishers past `--blocked-timeout` or gave the connection up
+    /// (`Publisher::halted`): no document of a further agent could be delivered.
+    BrokerHalted,
 }
 
 impl StopReason {
@@ -26,6 +29,8 @@ impl StopReason {
     pub(crate) fn exit_code(self) -> Option<i32> {
         match self {
             StopReason::Signal(number) => Some(128 + number),
+            // The counts say how it went: 3 or 69.
+            StopReason::BrokerHalted => None,
         }
     }
 }
@@ -36,6 +41,7 @@ impl fmt::Display for StopReason {
             StopReason::Signal(SIGTERM) => f.write_str("SIGTERM"),
             StopReason::Signal(SIGINT) => f.write_str("SIGINT"),
             StopReason::Signal(number) => write!(f, "signal {number}"),
+            StopReason::BrokerHalted => f.write_str("broker halted"),
         }
     }
 }

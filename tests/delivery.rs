@@ -10,23 +10,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Timestamps of the stored readings, by key.
-fn stored_timestamps(world: &World) -> BTreeMap<String, f64> {
-    world
-        .stored_values()
-        .into_iter()
-        .map(|(k, v)| {
-            let entry: Value = serde_json::from_str(&v).expect("stored JSON");
-            (
-                k,
-                entry["statistics"]["timestamp"]
-                    .as_f64()
-                    .expect("timestamp"),
-            )
-        })
-        .collect()
-}
-
 /// Slows every agent so a pass lasts long enough to break something in the middle.
 fn slow_agents(world: &World, agents: usize, each: Duration) {
     set_agents(world, agents, AgentFault::Slow(each));
@@ -43,7 +26,7 @@ fn set_agents(world: &World, agents: usize, fault: AgentFault) {
 fn unroutable_documents_keep_their_readings_until_a_queue_is_bound() {
     let world = World::without_queue(spec(3, 2, [7, 0, 1]));
     world.collect().assert_success();
-    let baseline = stored_timestamps(&world);
+    let baseline = world.stored_timestamps();
     std::thread::sleep(Duration::from_millis(600));
     let run = world.collect();
     run.assert_status(69);
@@ -51,7 +34,7 @@ fn unroutable_documents_keep_their_readings_until_a_queue_is_bound() {
         run.stderr.contains(&format!("6 documents not delivered (unroutable): unroutable: no queue is bound to routing key {:?}", world.queue)),
         "{run}"
     );
-    assert_eq!(stored_timestamps(&world), baseline, "no reading advanced");
+    assert_eq!(world.stored_timestamps(), baseline, "no reading advanced");
 
     declare_queue(&world.broker, &world.queue);
     std::thread::sleep(Duration::from_millis(600));
@@ -288,7 +271,7 @@ fn a_broker_lost_mid_pass_loses_no_cpu_second() {
     let world = World::on_broker(spec(10, 2, [7, 8, 1]), &broker);
     declare_queue(&world.broker, &world.queue);
     world.collect().assert_success();
-    let baseline = stored_timestamps(&world);
+    let baseline = world.stored_timestamps();
 
     // Pass 2 loses the broker after a few agents.
     slow_agents(&world, 10, Duration::from_millis(400));
@@ -353,7 +336,7 @@ fn chain_back_to(docs: &[&Value], baseline: f64) -> (f64, f64) {
 fn redis_failing_after_a_confirm_reports_that_interval_again_never_a_gap() {
     let world = World::start(spec(4, 2, [7, 9, 1]));
     world.collect().assert_success();
-    let baseline = stored_timestamps(&world);
+    let baseline = world.stored_timestamps();
     slow_agents(&world, 4, Duration::from_millis(400));
     let running = world
         .collector()
@@ -386,7 +369,7 @@ fn redis_failing_after_a_confirm_reports_that_interval_again_never_a_gap() {
     run.assert_status(3);
     assert!(run.stderr.contains("readings not stored"), "{run}");
     assert!(run.stderr.contains("unstored=8"), "{run}");
-    assert_eq!(stored_timestamps(&world), baseline, "no reading advanced");
+    assert_eq!(world.stored_timestamps(), baseline, "no reading advanced");
     let second: Vec<Value> = world.messages().into_iter().map(|m| m.body).collect();
     assert_eq!(second.len(), 8, "delivered before the store failed");
 

@@ -57,7 +57,7 @@ pub(crate) fn statistics(work: &Workload, agent: usize, generation: u64, now: f6
         }
         id.clear();
         let id_generation = if work.churns(task) { generation } else { 0 };
-        ids::push_executor_id(&mut id, agent, task, id_generation);
+        ids::push_executor_id(&mut id, &work.group_prefix, agent, task, id_generation);
         push_entry(&mut out, work, task, &id, now);
     }
     out.push(']');
@@ -212,6 +212,7 @@ mod tests {
             no_timestamp_every: 0,
             version: MesosVersion::V1_4,
             framework_id: String::from("fw-0000"),
+            group_prefix: String::new(),
             start: 1_764_075_000.0,
         }
     }

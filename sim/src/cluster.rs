@@ -57,6 +57,16 @@ impl Cluster {
             .credentials
             .as_ref()
             .map(|(p, s)| http::basic_token(p, s));
+        if let Some(c) = spec
+            .group_prefix
+            .chars()
+            .find(|&c| c == '"' || c == '\\' || c.is_control())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("group_prefix holds {c:?}, which bodies cannot carry unescaped"),
+            ));
+        }
         let cluster_id = ids::cluster_uuid();
         let workload = Workload {
             tasks_per_agent: spec.tasks_per_agent,
@@ -66,6 +76,7 @@ impl Cluster {
             no_timestamp_every: spec.no_timestamp_every,
             version: spec.version,
             framework_id: format!("{cluster_id}-0000"),
+            group_prefix: spec.group_prefix.clone(),
             start: now_secs(),
         };
         let unserved_port = (spec.unserved_agents > 0)
@@ -266,13 +277,13 @@ impl Cluster {
     fn task(&self, agent: usize, index: usize) -> TaskInfo {
         let executor_id = (!self.workload.churns(index)).then(|| {
             let mut id = String::new();
-            ids::push_executor_id(&mut id, agent, index, 0);
+            ids::push_executor_id(&mut id, &self.workload.group_prefix, agent, index, 0);
             id
         });
         TaskInfo {
             agent,
             index,
-            app_id: ids::app_id(index),
+            app_id: ids::app_id(&self.workload.group_prefix, index),
             executor_id,
             readable: self.workload.readable(index),
             rates: self.workload.rates(index),

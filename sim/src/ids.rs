@@ -63,14 +63,34 @@ fn segments(task: usize) -> impl Iterator<Item = &'static str> {
         .chain(std::iter::once(app_name(task)))
 }
 
-/// The Marathon app id of a task, e.g. `"/prod/web"`.
-pub(crate) fn app_id(task: usize) -> String {
-    segments(task).flat_map(|s| ["/", s]).collect()
+/// The groups of a `/`-separated group prefix.
+fn groups(prefix: &str) -> impl Iterator<Item = &str> {
+    prefix.split('/').filter(|g| !g.is_empty())
 }
 
-/// Appends the executor id of `task` on `agent`; `generation` 0 is the stable id, others
-/// are the successive ids of a churning task.
-pub(crate) fn push_executor_id(out: &mut String, agent: usize, task: usize, generation: u64) {
+/// The Marathon app id of a task under the groups of `prefix`, e.g. `"/prod/web"`.
+pub(crate) fn app_id(prefix: &str, task: usize) -> String {
+    let mut id = String::new();
+    for segment in groups(prefix).chain(segments(task).map(|s| -> &str { s })) {
+        id.push('/');
+        id.push_str(segment);
+    }
+    id
+}
+
+/// Appends the executor id of `task` on `agent` under the groups of `prefix`;
+/// `generation` 0 is the stable id, others are the successive ids of a churning task.
+pub(crate) fn push_executor_id(
+    out: &mut String,
+    prefix: &str,
+    agent: usize,
+    task: usize,
+    generation: u64,
+) {
+    for group in groups(prefix) {
+        out.push_str(group);
+        out.push('_');
+    }
     for (i, segment) in segments(task).enumerate() {
         if i > 0 {
             out.push('_');
@@ -133,7 +153,7 @@ mod tests {
 
     fn executor_id(agent: usize, task: usize, generation: u64) -> String {
         let mut out = String::new();
-        push_executor_id(&mut out, agent, task, generation);
+        push_executor_id(&mut out, "", agent, task, generation);
         out
     }
 
@@ -167,7 +187,7 @@ mod tests {
             nested.starts_with("ml-team_backend_frontend-3."),
             "{nested}"
         );
-        assert_eq!(app_id(6), "/ml-team/backend/frontend-3");
+        assert_eq!(app_id("", 6), "/ml-team/backend/frontend-3");
     }
 
     #[test]
@@ -182,7 +202,15 @@ mod tests {
     #[test]
     fn app_names_never_contain_underscores() {
         for task in 0..64 {
-            assert!(!app_id(task).contains('_'));
+            assert!(!app_id("", task).contains('_'));
         }
+    }
+
+    #[test]
+    fn a_group_prefix_goes_in_front_of_app_and_executor_ids() {
+        assert_eq!(app_id("/a/ü/", 0), "/a/ü/prod/web");
+        let mut id = String::new();
+        push_executor_id(&mut id, "a/ü", 0, 0, 0);
+        assert!(id.starts_with("a_ü_prod_web."), "{id}");
     }
 }

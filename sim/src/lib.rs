@@ -63,6 +63,11 @@ pub struct ClusterSpec {
     /// is held closed, so connections are refused at once. For lists of tens of thousands
     /// of agents without a listener each.
     pub unserved_agents: usize,
+    /// Marathon groups put in front of every app id, `/`-separated: `"a/b"` makes app
+    /// ids `/a/b/prod/web` and executor ids `a_b_prod_web.<uuid>`. Deep or non-ASCII
+    /// groups give executor ids as long, or as far from ASCII, as a test needs. Any
+    /// UTF-8 except `"`, `\` and control characters (bodies are written unescaped).
+    pub group_prefix: String,
 }
 
 /// The Mesos release whose answers masters and agents imitate (from Mesos' source and
@@ -133,6 +138,7 @@ impl Default for ClusterSpec {
             no_statistics_every: 0,
             no_timestamp_every: 0,
             unserved_agents: 0,
+            group_prefix: String::new(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub(crate) struct Workload {
     pub no_timestamp_every: usize,
     pub version: MesosVersion,
     pub framework_id: String,
+    /// Marathon groups in front of every app id (see `ClusterSpec::group_prefix`).
+    pub group_prefix: String,
     /// Cluster start, in float seconds since the UNIX epoch.
     pub start: f64,
 }
@@ -130,6 +132,7 @@ mod tests {
             no_timestamp_every: 0,
             version: MesosVersion::V1_11,
             framework_id: String::from("fw"),
+            group_prefix: String::new(),
             start: 1_764_075_000.0,
         }
     }

@@ -445,6 +445,13 @@ impl PrivateBroker {
         services(&["stop-node", &self.dir.to_string_lossy()]);
     }
 
+    /// Raises (`on`) or clears a memory alarm: with the high watermark at almost nothing
+    /// the node blocks every connection that publishes, announcing "low on memory".
+    pub fn set_memory_alarm(&self, on: bool) {
+        let watermark = if on { "0.0000001" } else { "0.4" };
+        services(&["ctl", &self.node, "set_vm_memory_high_watermark", watermark]);
+    }
+
     /// (Re)starts the node with the same name, ports and data; returns once it accepts AMQP.
     pub fn start_again(&mut self) {
         let (amqp, dist, dir) = (

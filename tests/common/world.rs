@@ -170,6 +170,18 @@ impl World {
             .collect()
     }
 
+    /// The `statistics.timestamp` of every stored reading, by key.
+    pub fn stored_timestamps(&self) -> std::collections::BTreeMap<String, f64> {
+        self.stored_values()
+            .into_iter()
+            .map(|(k, v)| {
+                let entry: serde_json::Value = serde_json::from_str(&v).expect("stored JSON");
+                let timestamp = entry["statistics"]["timestamp"].as_f64();
+                (k, timestamp.expect("timestamp"))
+            })
+            .collect()
+    }
+
     /// Waits (up to 5 s) until a running pass has taken the lock `key`.
     pub fn wait_for_lock(&self, key: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
