@@ -123,12 +123,14 @@ pub(crate) struct AmqpPublisher {
 }
 
 impl AmqpPublisher {
-    /// Connects, logs in, opens the channel and turns publisher confirms on.
+    /// Connects, logs in, opens the channel and turns publisher confirms on; `tls` is
+    /// what [`tls_config`] made of the settings.
     pub(crate) fn connect(
         settings: &BrokerSettings,
+        tls: Option<&Arc<ClientConfig>>,
         declare_queue: bool,
     ) -> Result<AmqpPublisher, NoBroker> {
-        let (mut session, address) = open_first(settings)?;
+        let (mut session, address) = open_first(settings, tls)?;
         let error = |message: String| NoBroker(vec![connect_error(settings, address, message)]);
         if declare_queue {
             session
@@ -222,17 +224,12 @@ pub(crate) fn tls_config(settings: &BrokerSettings) -> Result<Option<Arc<ClientC
 }
 
 /// Logs in to the first broker of the list that accepts, saying which.
-fn open_first(settings: &BrokerSettings) -> Result<(Session, &BrokerAddress), NoBroker> {
-    let tls = tls_config(settings);
+fn open_first<'a>(
+    settings: &'a BrokerSettings,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<(Session, &'a BrokerAddress), NoBroker> {
     let mut failures = Vec::new();
     for address in &settings.hosts {
-        let tls = match (&tls, address.tls) {
-            (Err(why), true) => {
-                failures.push(connect_error(settings, address, why.clone()));
-                continue;
-            }
-            (tls, _) => tls.as_ref().ok().and_then(Option::as_ref),
-        };
         match open_session(settings, address, tls) {
             Ok((session, _)) => {
                 log::info!(broker = address.to_string().as_str(); "broker {address}: logged in as {}", settings.user);

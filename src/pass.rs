@@ -9,7 +9,7 @@
 //! further agent is started, those in flight get a short grace, and the pass still
 //! stores, releases its lock and logs its summary.
 
-use crate::broker::{AmqpPublisher, Outgoing, Publisher};
+use crate::broker::{self, AmqpPublisher, Outgoing, Publisher};
 use crate::budget::{self, Reservation};
 use crate::cli::OutputFormat;
 use crate::config::Config;
@@ -76,7 +76,9 @@ pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
                     .map_err(|e| PassError::new(exit::USAGE, e))?;
                 // The broker first: when it is down the pass writes nothing, not even the
                 // lock, and a pass that finds the lock taken just closes its connection.
-                let publisher = AmqpPublisher::connect(broker, declare_queue)
+                // An unreadable CA file is a configuration error, not a broker that is down.
+                let tls = broker::tls_config(broker).map_err(|e| PassError::new(exit::USAGE, e))?;
+                let publisher = AmqpPublisher::connect(broker, tls.as_ref(), declare_queue)
                     .map_err(|e| PassError::new(exit::UNAVAILABLE, e))?;
                 let lock = PassLock::take(&state, config.shard, config.deadline).map_err(|e| {
                     let code = match e {

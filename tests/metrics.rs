@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use mesos_sim::{AgentFault, ClusterSpec};
+use mesos_sim::AgentFault;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -257,15 +257,6 @@ fn assert_metrics_of(run: &Run, file: &Path, before: f64, last_success: f64) -> 
     text
 }
 
-fn spec(first_ip: [u8; 3]) -> ClusterSpec {
-    ClusterSpec {
-        agents: 3,
-        tasks_per_agent: 2,
-        first_ip,
-        ..ClusterSpec::default()
-    }
-}
-
 /// One pass of `collector` with the metrics file and JSON logs; returns the run, its
 /// metrics file's text (checked by `assert_metrics_of`) and the new last success.
 fn pass(collector: Collector, file: &Path, code: i32, last_success: f64) -> (Run, String, f64) {
@@ -282,7 +273,7 @@ fn pass(collector: Collector, file: &Path, code: i32, last_success: f64) -> (Run
 
 #[test]
 fn every_kind_of_pass_leaves_a_valid_current_metrics_file_matching_its_summary() {
-    let mut world = World::start(spec([14, 1, 1]));
+    let mut world = World::start(spec(3, 2, [14, 1, 1]));
     let scratch = Scratch::new();
     let file = scratch.0.join("asgard-stats.prom");
 
@@ -372,7 +363,7 @@ fn every_kind_of_pass_leaves_a_valid_current_metrics_file_matching_its_summary()
 
 #[test]
 fn shards_label_their_files_and_check_tells_whether_the_folder_is_writable() {
-    let world = World::start(spec([14, 2, 1]));
+    let world = World::start(spec(3, 2, [14, 2, 1]));
     let scratch = Scratch::new();
     let files: Vec<PathBuf> = (1..=2)
         .map(|k| scratch.0.join(format!("asgard-stats-{k}-of-2.prom")))

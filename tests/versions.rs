@@ -2,7 +2,7 @@
 //! masters and agents shaped like Mesos 1.0, 1.4, 1.9 and 1.11, on IPv4 and IPv6, agent
 //! lists with entries that cannot be used or that cannot be read at all, a list of
 //! 50,000 agents of real size, and documents held back when they lack `cpu_pct` or
-//! `mem_pct`.
+//! `mem_pct`. Clusters here bind agents on 127.25.x.y (`first_ip` [25, ...]).
 
 mod common;
 
@@ -96,22 +96,22 @@ fn assert_floats_are_float_literals(raw: &[u8]) {
 
 #[test]
 fn mesos_1_0_lists_agents_without_port_or_active() {
-    two_passes_publish_every_readable_task(shaped(MesosVersion::V1_0, false, [11, 0, 1]));
+    two_passes_publish_every_readable_task(shaped(MesosVersion::V1_0, false, [25, 0, 1]));
 }
 
 #[test]
 fn mesos_1_4() {
-    two_passes_publish_every_readable_task(shaped(MesosVersion::V1_4, false, [11, 1, 1]));
+    two_passes_publish_every_readable_task(shaped(MesosVersion::V1_4, false, [25, 1, 1]));
 }
 
 #[test]
 fn mesos_1_9_lists_agents_of_real_size() {
-    two_passes_publish_every_readable_task(shaped(MesosVersion::V1_9, false, [11, 2, 1]));
+    two_passes_publish_every_readable_task(shaped(MesosVersion::V1_9, false, [25, 2, 1]));
 }
 
 #[test]
 fn mesos_1_11_sends_soft_limits_without_cfs() {
-    two_passes_publish_every_readable_task(shaped(MesosVersion::V1_11, false, [11, 3, 1]));
+    two_passes_publish_every_readable_task(shaped(MesosVersion::V1_11, false, [25, 3, 1]));
 }
 
 #[test]
@@ -151,7 +151,7 @@ fn listing_with_unusable_entries(world: &World) -> String {
 
 #[test]
 fn unusable_entries_of_the_agent_list_are_skipped_counted_and_named() {
-    let world = World::start(spec(2, 2, [11, 4, 1]));
+    let world = World::start(spec(2, 2, [25, 4, 1]));
     let listing = listing_with_unusable_entries(&world);
     world
         .cluster
@@ -179,7 +179,7 @@ fn unusable_entries_of_the_agent_list_are_skipped_counted_and_named() {
 
 #[test]
 fn each_unusable_entry_is_reported_by_exactly_one_shard() {
-    let world = World::start(spec(2, 1, [11, 8, 1]));
+    let world = World::start(spec(2, 1, [25, 8, 1]));
     let listing = listing_with_unusable_entries(&world);
     world
         .cluster
@@ -206,7 +206,7 @@ fn each_unusable_entry_is_reported_by_exactly_one_shard() {
 
 #[test]
 fn a_master_with_an_unreadable_cut_or_oversized_list_did_answer() {
-    let world = World::start(spec(1, 1, [11, 5, 1]));
+    let world = World::start(spec(1, 1, [25, 5, 1]));
     let leader = world.cluster.leader_url();
     world
         .cluster
@@ -261,7 +261,7 @@ fn partial_limits(t: f64) -> String {
 
 #[test]
 fn documents_without_cpu_pct_or_mem_pct_are_held_back_unless_asked_for() {
-    let world = World::start(spec(1, 1, [11, 6, 1]));
+    let world = World::start(spec(1, 1, [25, 6, 1]));
     world
         .cluster
         .set_agent_fault(0, AgentFault::Body(partial_limits(1000.0)));
@@ -317,7 +317,7 @@ fn documents_without_cpu_pct_or_mem_pct_are_held_back_unless_asked_for() {
 
 #[test]
 fn a_dry_run_shows_incomplete_documents_marked() {
-    let world = World::start(spec(1, 1, [11, 7, 1]));
+    let world = World::start(spec(1, 1, [25, 7, 1]));
     world
         .cluster
         .set_agent_fault(0, AgentFault::Body(partial_limits(1000.0)));
@@ -352,7 +352,7 @@ fn fifty_thousand_agents_of_real_size_fit_the_memory_bound() {
     let world = World::start(ClusterSpec {
         version: MesosVersion::V1_9,
         unserved_agents: AGENTS - 2,
-        ..spec(2, 2, [12, 0, 1])
+        ..spec(2, 2, [25, 9, 1])
     });
     let (run, peak_kib) = world
         .collector()
