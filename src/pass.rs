@@ -87,6 +87,7 @@ pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
                     };
                     PassError::new(code, e)
                 })?;
+                stop.before_exit(lock.releaser());
                 (Some(state), Some(lock), Box::new(publisher))
             }
             Mode::DryRun { output, .. } => {

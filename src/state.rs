@@ -227,6 +227,15 @@ impl PassLock {
         }
     }
 
+    /// Releases the lock if this pass still holds it, quietly, from anywhere: what a
+    /// second signal does before the process exits.
+    pub(crate) fn releaser(&self) -> impl Fn() + Send + Sync + 'static {
+        let (state, key, token) = (self.state.clone(), self.key.clone(), self.token.clone());
+        move || {
+            let _ = state.unlock(&key, &token);
+        }
+    }
+
     /// Releases the lock if this pass still holds it; logs when it could not.
     pub(crate) fn release(self) {
         match self.state.unlock(&self.key, &self.token) {

@@ -4,14 +4,21 @@
 //! the pass then stores, releases its lock and logs its summary as usual.
 //!
 //! SIGTERM (cron's timeout, systemd) and SIGINT (Ctrl-C) are such a reason: the first one
-//! only requests the stop; a second one ends the process at once, from the signal handler
-//! itself, with 128 + the signal's number (its lock then expires by itself at the
-//! deadline). Any other part of a pass may give a reason of its own the same way.
+//! only requests the stop; a second one ends the process at once with 128 + the signal's
+//! number, after giving its last words (the pass lock's release) a moment at most, so the
+//! next pass is not kept waiting for the lock to expire. Any other part of a pass may give
+//! a reason of its own the same way.
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::fmt;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// How long a second signal waits for the last words before the process exits.
+const LAST_WORDS: Duration = Duration::from_millis(300);
+
+/// What to do, if there is time, before a second signal ends the process.
+type LastWords = Box<dyn Fn() + Send + Sync>;
 
 /// Why the pass stopped starting agents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,47 +53,68 @@ impl fmt::Display for StopReason {
     }
 }
 
-/// A request to stop starting agents, set at most once.
-#[derive(Debug, Default)]
-pub(crate) struct Stop(OnceLock<StopReason>);
+/// A request to stop starting agents, set at most once, and what a second signal does
+/// before the process exits.
+#[derive(Default)]
+pub(crate) struct Stop {
+    reason: OnceLock<StopReason>,
+    last_words: OnceLock<LastWords>,
+}
 
 impl Stop {
     /// Requests the stop; true if this was the first request.
     pub(crate) fn request(&self, reason: StopReason) -> bool {
-        self.0.set(reason).is_ok()
+        self.reason.set(reason).is_ok()
     }
 
     /// The first reason given, once a stop was requested.
     pub(crate) fn reason(&self) -> Option<StopReason> {
-        self.0.get().copied()
+        self.reason.get().copied()
+    }
+
+    /// Sets what a second signal does, given a moment, before the process exits.
+    pub(crate) fn before_exit(&self, last_words: impl Fn() + Send + Sync + 'static) {
+        let _ = self.last_words.set(Box::new(last_words));
+    }
+
+    /// Gives the last words up to `LAST_WORDS` (a thread of their own, so a hung Redis
+    /// cannot hold the exit), then ends the process with `code`.
+    fn exit(self: &Arc<Self>, code: i32) -> ! {
+        let (done, finished) = std::sync::mpsc::channel();
+        let stop = Arc::clone(self);
+        let spoken = std::thread::Builder::new().spawn(move || {
+            if let Some(last_words) = stop.last_words.get() {
+                last_words();
+            }
+            let _ = done.send(());
+        });
+        if spoken.is_ok() {
+            let _ = finished.recv_timeout(LAST_WORDS);
+        }
+        std::process::exit(code)
     }
 }
 
 /// Handles SIGTERM and SIGINT from now on: the first one requests the returned `Stop`, a
-/// second one exits at once.
+/// second one exits at once (after the last words, if they come quickly).
 pub(crate) fn on_signals() -> std::io::Result<Arc<Stop>> {
     let stop = Arc::new(Stop::default());
-    let signalled = Arc::new(AtomicBool::new(false));
-    for signal in [SIGTERM, SIGINT] {
-        // Registered before the flag is set by the same signal, so only a second signal
-        // finds it set.
-        signal_hook::flag::register_conditional_shutdown(
-            signal,
-            128 + signal,
-            Arc::clone(&signalled),
-        )?;
-        signal_hook::flag::register(signal, Arc::clone(&signalled))?;
-    }
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     let requested = Arc::clone(&stop);
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
+            let mut first = true;
             for signal in signals.forever() {
                 let reason = StopReason::Signal(signal);
-                if requested.request(reason) {
-                    log::warn!(signal = reason.to_string().as_str(); "{reason}: starting no further agent; the agents in flight get a short grace, then the pass stores, unlocks and ends (a second signal ends it at once)");
+                if !first {
+                    requested.exit(128 + signal);
                 }
+                first = false;
+                // A stop the broker asked for first keeps its reason; the signal still
+                // counts as the first.
+                requested.request(reason);
+                log::warn!(signal = reason.to_string().as_str(); "{reason}: starting no further agent; the agents in flight get a short grace, then the pass stores, unlocks and ends (a second signal ends it at once)");
             }
         })?;
     Ok(stop)
@@ -103,6 +131,21 @@ mod tests {
         assert!(stop.request(StopReason::Signal(SIGTERM)));
         assert!(!stop.request(StopReason::Signal(SIGINT)));
         assert_eq!(stop.reason(), Some(StopReason::Signal(SIGTERM)));
+    }
+
+    #[test]
+    fn last_words_are_kept_once() {
+        let stop = Stop::default();
+        let said = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&said);
+        stop.before_exit(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        stop.before_exit(|| panic!("only the first last words are kept"));
+        if let Some(last_words) = stop.last_words.get() {
+            last_words();
+        }
+        assert_eq!(said.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[test]

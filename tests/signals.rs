@@ -1,6 +1,7 @@
 //! SIGTERM and SIGINT during a pass (cron's timeout, systemd, Ctrl-C): the pass starts no
 //! further agent, lets those in flight settle, stores what was confirmed, releases its
-//! lock, logs its summary last and exits 143 or 130; a second signal ends it at once.
+//! lock, logs its summary last and exits 143 or 130; a second signal ends it at once,
+//! releasing the lock on its way out.
 //! Real redis-server, the shared RabbitMQ node, agents slowed by mesos-sim. Clusters here
 //! bind agents on 127.23.x.y (`first_ip` [23, ...]).
 
@@ -213,4 +214,16 @@ fn a_second_signal_ends_the_pass_at_once() {
     );
     // Hung agents would have held the first signal's grace (5 s).
     assert!(first.elapsed() < Duration::from_secs(4), "{run}");
+    // It released its lock on the way out: the next pass runs at once.
+    assert!(
+        !world.redis_exists(&lock_key(&world)),
+        "the lock is released: {run}"
+    );
+    world.cluster.set_agent_fault(0, AgentFault::Healthy);
+    let next = world
+        .collector()
+        .env("STATS_REQUEST_TIMEOUT", "1")
+        .arg("collect")
+        .run();
+    assert_ne!(next.status, Some(75), "{next}");
 }
