@@ -124,6 +124,35 @@ fn ipv6_agents_of_mesos_1_11() {
     two_passes_publish_every_readable_task(shaped(MesosVersion::V1_11, true, [0, 0, 0]));
 }
 
+#[test]
+fn a_broker_at_an_ipv6_literal_receives_every_document() {
+    let world = World::start(spec(2, 2, [25, 10, 1]));
+    let forwarder = Ipv6Forwarder::to(&world.broker);
+    let over_ipv6 = || {
+        world
+            .collector()
+            .env("STATS_COLLECTOR_RABBITMQ_HOST", forwarder.host_port())
+            .arg("collect")
+            .run()
+    };
+    let first = over_ipv6();
+    first.assert_success();
+    assert!(
+        first.stderr.contains(&format!(
+            "broker {}: logged in as guest",
+            forwarder.host_port()
+        )),
+        "{first}"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    over_ipv6().assert_success();
+    assert_eq!(
+        world.messages().len(),
+        4,
+        "every document went through [::1]"
+    );
+}
+
 /// `hostname:port` of a served agent address, split for a hand-made listing.
 fn split_address(address: &str) -> (String, u16) {
     let (host, port) = address.rsplit_once(':').expect("host:port");
