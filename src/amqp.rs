@@ -1,14 +1,19 @@
 //! The AMQP 0-9-1 wire protocol, only as much as a publisher needs: the connection
 //! handshake (PLAIN login, virtual host), one channel with publisher confirms, queue
 //! declaration, encoding `basic.publish` and decoding what the broker sends back (acks,
-//! nacks, returns, closes).
+//! nacks, returns, `connection.blocked`/`unblocked`, closes), over the plain or TLS
+//! halves of `transport`.
 //!
-//! amiquip hands every frame of every message to its own I/O thread through a channel,
-//! which cost more CPU than everything else a pass does; here a whole batch of messages
-//! is encoded into one buffer and written with one system call.
+//! It keeps the protocol's limits itself: a short string over 255 bytes is refused, never
+//! cut; a frame larger than the negotiated frame size is refused before it is read; the
+//! set-up must finish by the link's deadline. The design named amiquip; it handed every
+//! frame of every message to an I/O thread of its own, which cost more CPU than
+//! everything else a pass does. Here a whole batch of messages is encoded into one buffer
+//! and written with one system call.
 
 use crate::transport::{Link, ReadHalf, WriteHalf};
 use std::io::{self, BufReader, Read, Write};
+use std::time::Instant;
 
 const FRAME_METHOD: u8 = 1;
 const FRAME_HEADER: u8 = 2;
@@ -92,6 +97,9 @@ pub(crate) struct Session {
     stream: WriteHalf,
     reader: BufReader<ReadHalf>,
     frame_max: usize,
+    /// When the set-up must be done (`Link::ready_by`): every answer awaited before the
+    /// split is awaited until then at most, however much else the broker sends.
+    ready_by: Instant,
 }
 
 /// A queue's state as the broker declared it.
@@ -109,6 +117,7 @@ impl Session {
             reader: BufReader::with_capacity(64 * 1024, link.reader),
             stream: link.writer,
             frame_max: MIN_FRAME_MAX as usize,
+            ready_by: link.ready_by,
         };
         session.stream.write_all(b"AMQP\x00\x00\x09\x01")?;
         session.handshake(login)?;
@@ -247,6 +256,12 @@ impl Session {
     /// the channel is an error carrying the broker's reason.
     fn expect(&mut self, channel: u16, id: (u16, u16)) -> Result<Vec<u8>, AmqpError> {
         loop {
+            if Instant::now() > self.ready_by {
+                return Err(AmqpError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the broker did not finish the set-up in time",
+                )));
+            }
             let frame = read_frame(&mut self.reader, self.frame_max)?;
             if frame.kind != FRAME_METHOD {
                 continue;
@@ -487,6 +502,12 @@ impl Decoder {
     }
 
     fn on_method(&mut self, frame: &Frame) -> Result<Option<Event>, AmqpError> {
+        // A returned message's header and body follow its basic.return at once. A method
+        // in between would leave the return unfinished and let its ack count as a
+        // delivery: the connection is given up instead, so nothing pending counts.
+        if self.content.is_some() {
+            return Err(protocol("a method inside a returned message's content"));
+        }
         let (id, args) = split_method(&frame.payload)?;
         let mut a = Args::new(args);
         let event = match id {
@@ -982,6 +1003,29 @@ mod tests {
     }
 
     #[test]
+    fn an_ack_inside_a_returned_message_gives_the_connection_up() {
+        let mut wire = Vec::new();
+        Encoder::method(&mut wire, CHANNEL, ids::BASIC_RETURN, |m| {
+            m.short(312);
+            m.short_str("NO_ROUTE");
+            m.short_str("");
+            m.short_str("rk");
+        })
+        .expect("encodes");
+        Encoder::method(&mut wire, CHANNEL, ids::BASIC_ACK, |m| {
+            m.long_long(1);
+            m.octet(0);
+        })
+        .expect("encodes");
+        let mut reader = reader_of(&wire);
+        // Never a confirm of the returned message: the connection ends instead.
+        assert!(
+            matches!(reader.next_event(), Event::Closed(why) if why.contains("inside a returned message")),
+            "the ack must not count"
+        );
+    }
+
+    #[test]
     fn broken_frames_are_errors_not_panics() {
         let mut wire = vec![FRAME_METHOD, 0, 1, 0, 0, 0, 2, 0, 60, 0x00];
         assert!(
@@ -1013,6 +1057,42 @@ mod tests {
 
     use std::net::TcpStream;
     use std::time::Duration;
+
+    #[test]
+    fn a_broker_that_never_finishes_the_set_up_is_given_up() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        // Answers the protocol header with heartbeats only, for far longer than the set-up
+        // may take, each within the read timeout.
+        std::thread::spawn(move || {
+            let (mut server, _) = listener.accept().expect("accept");
+            let mut header = [0u8; 8];
+            let _ = server.read_exact(&mut header);
+            for _ in 0..100 {
+                if server
+                    .write_all(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END])
+                    .is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let timeout = Duration::from_millis(200);
+        let link = crate::transport::connect("127.0.0.1", port, None, timeout).expect("connects");
+        let login = Login {
+            user: "guest",
+            password: "guest",
+            vhost: "/",
+        };
+        match Session::open(link, &login) {
+            Err(e) => assert!(
+                e.to_string().contains("did not finish the set-up in time"),
+                "{e}"
+            ),
+            Ok(_) => panic!("a broker sending only heartbeats cannot log us in"),
+        }
+    }
 
     fn loopback_pair() -> (TcpStream, TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

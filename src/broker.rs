@@ -253,7 +253,12 @@ fn open_session(
     tls: Option<&Arc<ClientConfig>>,
 ) -> Result<(Session, Option<TlsPeer>), ConnectError> {
     let error = |message: String| connect_error(settings, address, message);
-    let tls = tls.filter(|_| address.tls);
+    // An amqps:// broker is never reached in clear text, whatever the caller passed.
+    let tls = match (address.tls, tls) {
+        (true, None) => return Err(error("no TLS settings for an amqps:// broker".into())),
+        (true, tls) => tls,
+        (false, _) => None,
+    };
     let mut link = transport::connect(&address.host, address.port, tls, settings.connect_timeout)
         .map_err(|e| error(e.to_string()))?;
     let peer = link.peer.take();
@@ -578,7 +583,9 @@ impl PublisherThread {
 }
 
 /// A settled batch's results: a document whose outcome never arrived is a failed
-/// delivery, so its reading stays for the next pass.
+/// delivery, so its reading stays for the next pass. `settle` answers a batch only once
+/// every document has an outcome, so this is a safeguard: an outcome left unset by a
+/// later change fails its document rather than counting it delivered.
 fn outcomes(results: Vec<Option<Result<(), DeliveryError>>>) -> Vec<Result<(), DeliveryError>> {
     results
         .into_iter()

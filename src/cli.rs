@@ -248,8 +248,9 @@ pub(crate) struct Settings {
     )]
     pub(crate) state_ttl: u64,
 
-    /// RabbitMQ brokers, comma-separated, tried in order: host[:PORT] (port 5672) or
-    /// amqps://host[:PORT] for TLS (port 5671); an IPv6 address in brackets ([::1]:5672).
+    /// RabbitMQ brokers, comma-separated, tried in order: host[:PORT] or amqp://host[:PORT]
+    /// (port 5672), or amqps://host[:PORT] for TLS (port 5671); an IPv6 address in
+    /// brackets ([::1]:5672).
     #[arg(
         long,
         value_name = "HOST[:PORT],...",

@@ -1,5 +1,6 @@
 //! The byte stream under the AMQP connection: plain TCP, or TLS through rustls for an
-//! `amqps://` broker (its name checked against the CA file or the system's roots), in two
+//! `amqps://` broker (its certificate checked against the CA file or the system's roots,
+//! and its name against the host as written), in two
 //! halves: one the publisher thread writes through, one the reader thread reads from.
 //!
 //! A TCP socket is simply cloned. A TLS connection is one state machine both directions
@@ -17,7 +18,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What `check` shows of a TLS connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +35,14 @@ pub(crate) struct Link {
     pub(crate) reader: ReadHalf,
     /// Set for a TLS connection.
     pub(crate) peer: Option<TlsPeer>,
+    /// When the connection must be ready: the TLS handshake and the AMQP login share it,
+    /// so a server that keeps talking without ever finishing cannot hold a pass.
+    pub(crate) ready_by: Instant,
 }
+
+/// Connecting, the TLS handshake and the AMQP login (a handful of round trips) together
+/// get this many connect timeouts; each read and write keeps one of its own.
+const SETUP_TIMEOUTS: u32 = 3;
 
 /// Connects to `host`:`port` within `timeout`, and with `tls` (built by
 /// [`client_config`]) completes a TLS handshake, checking the certificate against `host`.
@@ -45,13 +53,14 @@ pub(crate) fn connect(
     tls: Option<&Arc<ClientConfig>>,
     timeout: Duration,
 ) -> io::Result<Link> {
+    let ready_by = Instant::now() + timeout * SETUP_TIMEOUTS;
     let socket = connect_any(host, port, timeout)?;
     socket.set_read_timeout(Some(timeout))?;
     socket.set_write_timeout(Some(timeout))?;
     socket.set_nodelay(true)?;
     match tls {
-        None => plain(socket),
-        Some(config) => secure(socket, host, config),
+        None => plain(socket, ready_by),
+        Some(config) => secure(socket, host, config, ready_by),
     }
 }
 
@@ -72,19 +81,31 @@ fn connect_any(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream
 }
 
 /// The two halves of a plain TCP connection.
-pub(crate) fn plain(socket: TcpStream) -> io::Result<Link> {
+fn plain(socket: TcpStream, ready_by: Instant) -> io::Result<Link> {
     Ok(Link {
         reader: ReadHalf::Plain(socket.try_clone()?),
         writer: WriteHalf::Plain(socket),
         peer: None,
+        ready_by,
     })
 }
 
-fn secure(mut socket: TcpStream, host: &str, config: &Arc<ClientConfig>) -> io::Result<Link> {
+fn secure(
+    mut socket: TcpStream,
+    host: &str,
+    config: &Arc<ClientConfig>,
+    ready_by: Instant,
+) -> io::Result<Link> {
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| io::Error::other(format!("not a name a certificate can hold: {e}")))?;
     let mut conn = ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
     while conn.is_handshaking() {
+        if Instant::now() > ready_by {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake failed: not done in time",
+            ));
+        }
         conn.complete_io(&mut socket).map_err(handshake_error)?;
     }
     let peer = TlsPeer {
@@ -118,6 +139,7 @@ fn secure(mut socket: TcpStream, host: &str, config: &Arc<ClientConfig>) -> io::
             sealed: Vec::with_capacity(64 * 1024),
         },
         peer: Some(peer),
+        ready_by,
     })
 }
 
