@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use mesos_sim::{AgentFault, ClusterSpec};
-use serde_json::Value;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -31,22 +31,6 @@ fn fnv1a_128(bytes: &[u8]) -> u128 {
         .fold(0x6c62_272e_07bb_0142_62b8_2175_6295_c58d, |hash, &b| {
             (hash ^ u128::from(b)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b)
         })
-}
-
-/// The summary line of a run logged with `--log-format json`.
-fn summary(run: &Run) -> serde_json::Map<String, Value> {
-    run.stderr
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|value| value.as_object().cloned())
-        .find(|line| line.contains_key("agents_listed"))
-        .unwrap_or_else(|| panic!("no summary line: {run}"))
-}
-
-fn count(summary: &serde_json::Map<String, Value>, name: &str) -> u64 {
-    summary[name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{name} in {summary:?}"))
 }
 
 #[test]
@@ -87,7 +71,7 @@ fn returned_documents_with_long_ids_all_fail_and_keep_their_readings() {
         .args(["--log-format", "json", "collect"])
         .run();
     run.assert_status(69);
-    let counts = summary(&run);
+    let counts = run.summary();
     assert_eq!(count(&counts, "published"), 0, "{run}");
     assert_eq!(count(&counts, "deliveries_failed"), 6, "{run}");
     assert!(run.stderr.contains("(unroutable)"), "{run}");
@@ -159,7 +143,7 @@ fn a_broker_blocked_for_a_while_delays_the_pass_and_loses_nothing() {
         "{run}"
     );
     assert!(run.stderr.contains("accepts publishing again"), "{run}");
-    let counts = summary(&run);
+    let counts = run.summary();
     assert_eq!(count(&counts, "published"), 160, "{run}");
     let now = world.stored_timestamps();
     assert!(
@@ -212,15 +196,9 @@ fn a_broker_blocked_past_the_bound_ends_the_pass_early_and_loses_nothing() {
         !run.stderr.contains("cannot send"),
         "nothing waited on a write: {run}"
     );
-    let counts = summary(&run);
-    let listed = count(&counts, "agents_listed");
-    let accounted = ["agents_answered", "agents_failed", "agents_abandoned"]
-        .iter()
-        .map(|name| count(&counts, name))
-        .sum::<u64>()
-        + count(&counts, "agents_not_started");
-    assert_eq!(listed, agents as u64, "{run}");
-    assert_eq!(accounted, listed, "the counts add up: {run}");
+    let counts = run.summary();
+    assert_eq!(count(&counts, "agents_listed"), agents as u64, "{run}");
+    assert_agents_add_up(&counts, &run);
     assert!(count(&counts, "agents_not_started") > 0, "{run}");
     assert!(count(&counts, "deliveries_failed") > 0, "{run}");
     assert!(run.stderr.contains("(blocked)"), "{run}");

@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use mesos_sim::AgentFault;
-use serde_json::Value;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -182,20 +182,6 @@ fn metric(text: &str, name: &str, label: Option<&str>) -> f64 {
         .sum()
 }
 
-/// The last stderr line of a run, which must be its summary, as JSON.
-fn summary_line(run: &Run) -> serde_json::Map<String, Value> {
-    let last = run.stderr.lines().last().unwrap_or_default();
-    let line: Value =
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("last line not JSON ({e}): {run}"));
-    assert!(
-        line["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("pass done:")),
-        "the last line is not the summary: {run}"
-    );
-    line.as_object().expect("an object").clone()
-}
-
 /// The metrics file after a run: promtool accepts it, it is this pass's (written between
 /// `before` and now), its numbers are the summary line's, no temporary file is left, and
 /// the last success is this pass's when it delivered, else `last_success`. Returns the
@@ -209,7 +195,7 @@ fn assert_metrics_of(run: &Run, file: &Path, before: f64, last_success: f64) -> 
         before <= ended && ended <= now(),
         "not this pass's file: ended {ended}, pass started {before}\n{text}"
     );
-    let summary = summary_line(run);
+    let summary = run.summary();
     for (key, value) in &summary {
         if LOG_FIELDS.contains(&key.as_str()) || WORD_FIELDS.contains(&key.as_str()) {
             continue;
@@ -432,7 +418,7 @@ fn shards_label_their_files_and_check_tells_whether_the_folder_is_writable() {
         run.stderr.contains("cannot write the metrics file"),
         "{run}"
     );
-    summary_line(&run);
+    run.summary();
 }
 
 #[test]

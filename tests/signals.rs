@@ -58,45 +58,16 @@ fn lock_key(world: &World) -> String {
     format!("{}lock", world.prefix)
 }
 
-/// The summary, which must be the last line the pass logged.
-#[track_caller]
-fn summary(run: &Run) -> BTreeMap<String, Value> {
-    let last = run.stderr.lines().last().unwrap_or_default();
-    let line: BTreeMap<String, Value> = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("last line is not a JSON log line ({e}): {run}"));
-    let message = line.get("message").and_then(Value::as_str).unwrap_or("");
-    assert!(
-        message.starts_with("pass done:"),
-        "the summary is not last: {run}"
-    );
-    line
-}
-
-#[track_caller]
-fn count(summary: &BTreeMap<String, Value>, field: &str) -> u64 {
-    summary
-        .get(field)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("no {field} in {summary:?}"))
-}
-
 /// Checks what every stopped pass must show: its counts add up, agents were left out,
 /// none was abandoned (the slow ones finish within the grace), and its lock is gone.
 #[track_caller]
 fn assert_stopped(world: &World, run: &Run, agents: u64, signal: &str) -> u64 {
-    let summary = summary(run);
+    let summary = run.summary();
     let listed = count(&summary, "agents_listed");
     let answered = count(&summary, "agents_answered");
     let not_started = count(&summary, "agents_not_started");
     assert_eq!(listed, agents, "{run}");
-    assert_eq!(
-        answered
-            + count(&summary, "agents_failed")
-            + count(&summary, "agents_abandoned")
-            + not_started,
-        listed,
-        "the counts add up: {run}"
-    );
+    assert_agents_add_up(&summary, run);
     assert!(not_started >= 1, "the signal came mid-pass: {run}");
     assert!(answered >= QUICK as u64, "{run}");
     assert_eq!(
@@ -142,7 +113,7 @@ fn sigterm_mid_pass_stores_what_was_delivered_and_releases_the_lock() {
     let stopped = world.messages();
     assert_eq!(stopped.len() as u64, 2 * answered, "{run}");
     assert_eq!(
-        count(&summary(&run), "published"),
+        count(&run.summary(), "published"),
         stopped.len() as u64,
         "{run}"
     );
@@ -183,7 +154,7 @@ fn sigint_mid_pass_exits_130_and_the_next_pass_runs() {
         metrics.lines().any(|l| l == "asgard_stats_exit_code 130"),
         "{metrics}"
     );
-    let not_started = count(&summary(&run), "agents_not_started");
+    let not_started = count(&run.summary(), "agents_not_started");
     assert!(
         metrics
             .lines()

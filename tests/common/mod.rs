@@ -751,9 +751,28 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// The fields of a summary line logged with `--log-format json`.
+pub type Summary = serde_json::Map<String, serde_json::Value>;
+
 impl Run {
     pub fn success(&self) -> bool {
         self.status == Some(0)
+    }
+
+    /// The summary of a run logged with `--log-format json`: its last stderr line, which
+    /// must be the summary (`pass done: ...`).
+    #[track_caller]
+    pub fn summary(&self) -> Summary {
+        let last = self.stderr.lines().last().unwrap_or_default();
+        let line: serde_json::Value = serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("the last line is not a JSON log line ({e}): {self}"));
+        assert!(
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("pass done:")),
+            "the last line is not the summary: {self}"
+        );
+        line.as_object().cloned().unwrap_or_default()
     }
 
     /// Panics (showing both outputs) unless the exit code was 0.
@@ -792,6 +811,35 @@ impl std::fmt::Display for Run {
             self.status, self.stdout, self.stderr
         )
     }
+}
+
+/// A count of a summary (see [`Run::summary`]).
+#[track_caller]
+pub fn count(summary: &Summary, field: &str) -> u64 {
+    summary
+        .get(field)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("no count {field} in {summary:?}"))
+}
+
+/// Checks that every listed agent is accounted for once: listed = answered + failed +
+/// abandoned + not started.
+#[track_caller]
+pub fn assert_agents_add_up(summary: &Summary, run: &Run) {
+    let accounted: u64 = [
+        "agents_answered",
+        "agents_failed",
+        "agents_abandoned",
+        "agents_not_started",
+    ]
+    .iter()
+    .map(|field| count(summary, field))
+    .sum();
+    assert_eq!(
+        accounted,
+        count(summary, "agents_listed"),
+        "the counts add up: {run}"
+    );
 }
 
 /// Builder for one run of the asgard-stats binary, with a clean environment.
