@@ -227,40 +227,48 @@ impl MesosClient {
         )))
     }
 
-    /// Fetches an agent's statistics; the request ends by `deadline` at the latest.
-    pub(crate) fn fetch_statistics(
+    /// Asks an agent for its statistics, up to the answer's headers; the request, its
+    /// body included, ends by `deadline` at the latest.
+    pub(crate) fn request_statistics(
         &self,
         scheme: Scheme,
         agent: &Agent,
         deadline: Instant,
-    ) -> Result<Body, FetchError> {
+    ) -> Result<StatisticsAnswer, FetchError> {
         let url = format!("{scheme}://{}/monitor/statistics", agent.address);
-        // The whole request, reading the body included, ends by then.
         let ends = deadline.min(Instant::now() + self.settings.request_timeout);
         match self.get(&url, ends)? {
-            Answer::Body(body) => self.read_body(body, ends),
+            Answer::Body(body) => Ok(StatisticsAnswer { body, ends }),
             Answer::Redirect(_) => Err(FetchError::Status(307)),
         }
     }
 
-    /// Reads an agent's whole answer, up to `--max-body-bytes`, within its share of the
-    /// body budget.
-    fn read_body(&self, mut body: ureq::Body, ends: Instant) -> Result<Body, FetchError> {
+    /// Reserves an answer's share of the body budget: its Content-Length, or
+    /// `--max-body-bytes` when the length is unknown (what is not used is given back once
+    /// read). Waits for others to give theirs back, until the request's end at most.
+    pub(crate) fn reserve(&self, answer: &StatisticsAnswer) -> Result<Reservation, FetchError> {
         let limit = self.settings.max_body_bytes;
-        let length = body.content_length();
+        let length = answer.body.content_length();
         if length.is_some_and(|length| length > limit) {
             return Err(FetchError::TooLarge(limit));
         }
-        // Reserved before reading, the limit when the length is unknown (what is not used
-        // is given back once read); not reserved by the request's end, the request would
-        // time out meanwhile anyway.
-        let mut reservation = self
-            .budget
-            .reserve(length.unwrap_or(limit), ends)
-            .ok_or(FetchError::Timeout)?;
+        self.budget
+            .reserve(length.unwrap_or(limit), answer.ends)
+            .ok_or(FetchError::Timeout)
+    }
+
+    /// Reads an agent's whole answer, up to `--max-body-bytes`, into its reservation.
+    pub(crate) fn read_statistics(
+        &self,
+        answer: StatisticsAnswer,
+        mut reservation: Reservation,
+    ) -> Result<Body, FetchError> {
+        let limit = self.settings.max_body_bytes;
+        let mut body = answer.body;
         // Sized from Content-Length up front: growing a Vec through a 30 KB answer costs a
         // copy per doubling, for every agent of every pass.
-        let mut bytes = Vec::with_capacity(usize::try_from(length.unwrap_or(0)).unwrap_or(0));
+        let length = body.content_length().unwrap_or(0).min(limit);
+        let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
         body.with_config()
             .limit(limit)
             .reader()
@@ -385,6 +393,12 @@ impl ureq::unversioned::resolver::Resolver for LiteralFirstResolver {
 enum Answer {
     Body(ureq::Body),
     Redirect(String),
+}
+
+/// An agent's answer whose headers arrived, its body still to be read by `ends`.
+pub(crate) struct StatisticsAnswer {
+    body: ureq::Body,
+    ends: Instant,
 }
 
 /// An answer's bytes, holding their share of the body budget until dropped.

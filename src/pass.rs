@@ -300,11 +300,16 @@ pub(crate) fn read_agent(
     worker: &Worker,
     agent: &Agent,
 ) -> Option<(Vec<Reading>, Reservation)> {
-    let body = match worker.fetching(|| {
-        shared
-            .mesos
-            .fetch_statistics(shared.scheme, agent, shared.deadline)
-    }) {
+    let mesos = &shared.mesos;
+    let fetched = worker
+        .fetching(|| mesos.request_statistics(shared.scheme, agent, shared.deadline))
+        .and_then(|answer| {
+            // Waiting for the body budget is no stalled fetch: the worker waits in its own
+            // place, so a pass short of budget starts no threads and opens no connections.
+            let reservation = mesos.reserve(&answer)?;
+            worker.fetching(|| mesos.read_statistics(answer, reservation))
+        });
+    let body = match fetched {
         Ok(body) => body,
         Err(e) => {
             shared.tally.agent_failed(&agent.address, e.kind(), &e);

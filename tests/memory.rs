@@ -15,6 +15,8 @@ const MIB: u64 = 1024 * 1024;
 const BODY: u64 = 15 * MIB;
 /// Four answers at once.
 const BUDGET: u64 = 64 * MIB;
+/// Workers of the pass: fewer than its agents.
+const WORKERS: usize = 4;
 
 /// A world whose `agents` agents each stream a valid answer of `BODY` bytes over half a
 /// second.
@@ -39,6 +41,9 @@ fn pass_with_budget(world: &World, budget: u64) -> (Run, u64) {
     let running = world
         .collector()
         .env("STATS_COLLECTOR_BODY_BUDGET_BYTES", budget.to_string())
+        // Fewer workers than agents: those waiting for the budget must wait in their
+        // place, not as stalled fetches with threads started beside them.
+        .env("STATS_COLLECTOR_WORKERS", WORKERS.to_string())
         // Agents wait for the budget in turn: their requests may take a while.
         .env("STATS_REQUEST_TIMEOUT", "40")
         .env("STATS_COLLECTOR_DEADLINE", "50")
@@ -81,10 +86,25 @@ fn big_answers_are_read_a_budget_at_a_time() {
         BUDGET / MIB,
         peak as f64 / MIB as f64
     );
+    assert!(peak > MIB, "the peak was read: {peak} bytes");
     assert!(
         peak < BUDGET * 3 / 2,
         "peak RSS {} MiB over 1.5 x the budget: {run}",
         peak / MIB
+    );
+    // Threads beside the workers: only for the answers being read (slowly), as many as
+    // the budget holds at once, never one per agent waiting for the budget.
+    let most_threads = run
+        .stderr
+        .split(" threads at most")
+        .next()
+        .filter(|head| head.len() < run.stderr.len())
+        .and_then(|head| head.rsplit(' ').next())
+        .map_or(WORKERS, |n| n.parse().expect("a thread count"));
+    let read_at_once = (BUDGET / BODY) as usize;
+    assert!(
+        most_threads <= WORKERS + read_at_once + 1,
+        "{most_threads} threads for {WORKERS} workers and {read_at_once} answers at once: {run}"
     );
 
     // The measure follows the answers: with room for all of them, the same pass holds
