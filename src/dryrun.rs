@@ -8,7 +8,7 @@
 use crate::broker::Outgoing;
 use crate::document::{compute, Outcome};
 use crate::mesos::Agent;
-use crate::pass::{goes_out, read_agent, run_workers, Shared};
+use crate::pass::{goes_out, read_agent, run_workers, Round, Shared};
 use crate::pool::{Limits, Worker};
 use crate::reading::Reading;
 use std::sync::{Arc, Mutex};
@@ -56,14 +56,14 @@ pub(crate) fn read_again(shared: &Arc<Shared>, limits: Limits, interval: Duratio
     for reread in &mut rereads {
         reread.read_at += interval;
     }
-    run_workers(shared, rereads, limits, reread_agent);
+    run_workers(shared, rereads, limits, Round::Again, reread_agent);
 }
 
 /// Reads an agent a second time, once its interval is over, and prints its documents.
 fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
     std::thread::sleep(earlier.read_at.saturating_duration_since(Instant::now()));
     let agent = &earlier.agent;
-    let Some((readings, _held)) = read_agent(shared, worker, agent) else {
+    let Some((readings, _held)) = read_agent(shared, worker, agent, Round::Again) else {
         return;
     };
     let mut outgoing = Vec::new();

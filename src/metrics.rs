@@ -111,7 +111,7 @@ const FAMILIES: &[Family] = &[
     by(
         "documents",
         "outcome",
-        "Tasks of the last pass by the outcome of their document: published (printed in a dry run), or none this pass.",
+        "Tasks of the last pass by the outcome of their document: published, or none this pass (first sighting, reset, not newer, incomplete).",
         |s| {
             vec![
                 ("published", s.published),

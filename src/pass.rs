@@ -1,13 +1,13 @@
-//! One collection pass, start to end (design section 1): lock, broker, masters, then the
+//! One collection pass, start to end (design section 1): broker, lock, masters, then the
 //! worker pool (`pool`), whose threads each take one agent at a time through fetch → load
 //! previous readings → compute → publish → store, and finally the summary.
 //!
 //! A worker holds only its current agent's readings, so memory stays flat however large
 //! the cluster. The main thread never joins a worker that may hang: it supervises the
 //! pool up to the pass deadline and then returns, so a hung agent, Redis or broker cannot
-//! hold the process. SIGTERM or SIGINT (`stop`) ends the pass early the same way: no
-//! further agent is started, those in flight get a short grace, and the pass still
-//! stores, releases its lock and logs its summary.
+//! hold the process. SIGTERM or SIGINT, or a broker that halted publishing (`stop`), ends
+//! the pass early the same way: no further agent is started, those in flight get a short
+//! grace, and the pass still stores, releases its lock and logs its summary.
 
 use crate::broker::{self, AmqpPublisher, Outgoing, Publisher};
 use crate::budget::{self, Reservation};
@@ -121,6 +121,13 @@ fn collect(
     deadline: Instant,
     stop: Arc<Stop>,
 ) -> Result<Arc<Tally>, PassError> {
+    let tally = Arc::new(Tally::default());
+    if let Some(reason) = stop.reason() {
+        // Stopped while connecting: no agent is listed, none is started.
+        log::warn!("{reason}: the pass ends before listing agents");
+        tally.stopped(reason);
+        return Ok(tally);
+    }
     let list = mesos
         .list_agents(&config.masters)
         .map_err(|e| PassError::new(exit::UNAVAILABLE, e))?;
@@ -129,7 +136,6 @@ fn collect(
         Some(shard) => shard.select(list.agents),
         None => list.agents,
     };
-    let tally = Arc::new(Tally::default());
     tally.agents_listed(agents.len());
     report_unusable(config, &list.leader, &list.unusable, &tally);
     let shared = Arc::new(Shared {
@@ -146,11 +152,16 @@ fn collect(
         rereads: Rereads::default(),
     });
     let limits = pool_limits(config);
-    let finished = run_workers(&shared, agents, limits, collect_agent);
+    let finished = run_workers(&shared, agents, limits, Round::First, collect_agent);
     if let Mode::DryRun { interval, .. } = mode {
         if finished {
             dryrun::read_again(&shared, limits, interval);
         }
+    }
+    // Whatever the pool saw: a stop may come after the last agent, or be given by the
+    // last agent (a halted broker), and a signal after a halt still names the signal.
+    if let Some(reason) = shared.stop.reason() {
+        tally.stopped(reason);
     }
     let shared = Arc::try_unwrap(shared).ok();
     if let Some(shared) = shared {
@@ -189,6 +200,15 @@ pub(crate) fn goes_out(shared: &Shared, doc: &mut Document) -> bool {
     shared.tally.incomplete();
     doc.incomplete = !shared.store;
     doc.incomplete
+}
+
+/// Which reading of its agents a run of the workers is. Only the first counts agents in
+/// the summary: the dry run's second reading reads again agents that were counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Round {
+    First,
+    /// The dry run's second reading: failures are logged, not counted again.
+    Again,
 }
 
 /// Everything a worker needs, shared by all of them.
@@ -244,6 +264,7 @@ pub(crate) fn run_workers<J: Send + Sync + 'static>(
     shared: &Arc<Shared>,
     agents: Vec<J>,
     limits: Limits,
+    round: Round,
     work: fn(&Shared, &Worker, &J),
 ) -> bool {
     let total = agents.len();
@@ -273,7 +294,9 @@ pub(crate) fn run_workers<J: Send + Sync + 'static>(
                     "no worker thread is left: {left} of {total} agents not done are abandoned"
                 );
             }
-            shared.tally.agents_abandoned(left as u64);
+            if round == Round::First {
+                shared.tally.agents_abandoned(left as u64);
+            }
             false
         }
         Ended::Stopped {
@@ -285,9 +308,10 @@ pub(crate) fn run_workers<J: Send + Sync + 'static>(
                 "{reason}: {not_started} of {total} agents not started; {left} in flight not done within {:?} are abandoned",
                 limits.grace
             );
-            shared.tally.stopped(reason);
-            shared.tally.agents_not_started(not_started as u64);
-            shared.tally.agents_abandoned(left as u64);
+            if round == Round::First {
+                shared.tally.agents_not_started(not_started as u64);
+                shared.tally.agents_abandoned(left as u64);
+            }
             false
         }
     }
@@ -299,7 +323,14 @@ pub(crate) fn read_agent(
     shared: &Shared,
     worker: &Worker,
     agent: &Agent,
+    round: Round,
 ) -> Option<(Vec<Reading>, Reservation)> {
+    let failed = |kind: &'static str, why: &dyn std::fmt::Display| match round {
+        Round::First => shared.tally.agent_failed(&agent.address, kind, why),
+        Round::Again => {
+            log::warn!(agent = agent.address.as_str(), reason = kind; "agent {} failed on its second reading: {why}", agent.address)
+        }
+    };
     let mesos = &shared.mesos;
     let fetched = worker
         .fetching(|| mesos.request_statistics(shared.scheme, agent, shared.deadline))
@@ -312,14 +343,14 @@ pub(crate) fn read_agent(
     let body = match fetched {
         Ok(body) => body,
         Err(e) => {
-            shared.tally.agent_failed(&agent.address, e.kind(), &e);
+            failed(e.kind(), &e);
             return None;
         }
     };
     let answer = match parse_answer(&body) {
         Ok(answer) => answer,
         Err(e) => {
-            shared.tally.agent_failed(&agent.address, "bad-answer", &e);
+            failed("bad-answer", &e);
             return None;
         }
     };
@@ -407,7 +438,7 @@ fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
         shared.tally.agents_not_started(1);
         return;
     }
-    let Some((readings, _held)) = read_agent(shared, worker, agent) else {
+    let Some((readings, _held)) = read_agent(shared, worker, agent, Round::First) else {
         return;
     };
     let previous = match previous_readings(shared, agent, &readings) {

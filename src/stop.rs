@@ -11,7 +11,7 @@
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// How long a second signal waits for the last words before the process exits.
@@ -53,23 +53,30 @@ impl fmt::Display for StopReason {
     }
 }
 
-/// A request to stop starting agents, set at most once, and what a second signal does
-/// before the process exits.
+/// A request to stop starting agents, and what a second signal does before the process
+/// exits.
 #[derive(Default)]
 pub(crate) struct Stop {
-    reason: OnceLock<StopReason>,
+    reason: Mutex<Option<StopReason>>,
     last_words: OnceLock<LastWords>,
 }
 
 impl Stop {
-    /// Requests the stop; true if this was the first request.
+    /// Requests the stop; true if this was the first request. The first reason stays,
+    /// except that a signal replaces a halted broker: the operator's signal decides the
+    /// exit code (143, 130) however the rest went.
     pub(crate) fn request(&self, reason: StopReason) -> bool {
-        self.reason.set(reason).is_ok()
+        let mut current = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        let first = current.is_none();
+        if first || (*current == Some(StopReason::BrokerHalted) && reason.exit_code().is_some()) {
+            *current = Some(reason);
+        }
+        first
     }
 
-    /// The first reason given, once a stop was requested.
+    /// The reason given, once a stop was requested.
     pub(crate) fn reason(&self) -> Option<StopReason> {
-        self.reason.get().copied()
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sets what a second signal does, given a moment, before the process exits.
@@ -111,10 +118,10 @@ pub(crate) fn on_signals() -> std::io::Result<Arc<Stop>> {
                     requested.exit(128 + signal);
                 }
                 first = false;
-                // A stop the broker asked for first keeps its reason; the signal still
-                // counts as the first.
+                // After a halted broker the signal becomes the reason; either way this
+                // is the first signal.
                 requested.request(reason);
-                log::warn!(signal = reason.to_string().as_str(); "{reason}: starting no further agent; the agents in flight get a short grace, then the pass stores, unlocks and ends (a second signal ends it at once)");
+                log::warn!(signal = reason.to_string().as_str(); "{reason}: starting no further agent; the agents in flight get a short grace, then the pass ends as usual (a second signal ends it at once)");
             }
         })?;
     Ok(stop)
@@ -130,6 +137,16 @@ mod tests {
         assert_eq!(stop.reason(), None);
         assert!(stop.request(StopReason::Signal(SIGTERM)));
         assert!(!stop.request(StopReason::Signal(SIGINT)));
+        assert_eq!(stop.reason(), Some(StopReason::Signal(SIGTERM)));
+    }
+
+    #[test]
+    fn a_signal_after_a_halted_broker_names_the_signal() {
+        let stop = Stop::default();
+        assert!(stop.request(StopReason::BrokerHalted));
+        assert!(!stop.request(StopReason::Signal(SIGTERM)));
+        assert_eq!(stop.reason(), Some(StopReason::Signal(SIGTERM)));
+        assert!(!stop.request(StopReason::BrokerHalted));
         assert_eq!(stop.reason(), Some(StopReason::Signal(SIGTERM)));
     }
 

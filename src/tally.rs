@@ -25,6 +25,9 @@ pub(crate) struct Tally {
     agents_answered: AtomicU64,
     agents_abandoned: AtomicU64,
     agents_not_started: AtomicU64,
+    /// Set once agents in flight were counted abandoned: their threads may still end,
+    /// but are not counted again.
+    closed: std::sync::atomic::AtomicBool,
     /// Set when the pass stopped starting agents early.
     stopped: std::sync::OnceLock<StopReason>,
     agents_unusable: AtomicU64,
@@ -49,7 +52,8 @@ pub(crate) struct Summary {
     pub(crate) agents_listed: u64,
     pub(crate) agents_answered: u64,
     pub(crate) agents_abandoned: u64,
-    /// Agents never started: the pass was stopped (a signal) before their turn.
+    /// Agents never started: the pass was stopped (a signal, a halted broker) before
+    /// their turn.
     pub(crate) agents_not_started: u64,
     pub(crate) stopped: Option<StopReason>,
     /// Entries of the agent list that name no reachable agent.
@@ -86,15 +90,26 @@ impl Tally {
         self.agents_listed.store(n as u64, Relaxed);
     }
     pub(crate) fn agent_answered(&self, tasks: usize) {
+        if self.closed.load(Relaxed) {
+            return;
+        }
         self.agents_answered.fetch_add(1, Relaxed);
         self.tasks_seen.fetch_add(tasks as u64, Relaxed);
     }
     pub(crate) fn agent_failed(&self, address: &str, kind: &'static str, why: &dyn Display) {
+        if self.closed.load(Relaxed) {
+            return;
+        }
         log::warn!(agent = address, reason = kind; "agent {address} failed: {why}");
         *lock(&self.agent_failures).entry(kind).or_default() += 1;
     }
+    /// Counts agents still in flight as abandoned; whatever becomes of them later is not
+    /// counted (nor logged) again, so each agent is counted once.
     pub(crate) fn agents_abandoned(&self, n: u64) {
         self.agents_abandoned.fetch_add(n, Relaxed);
+        if n > 0 {
+            self.closed.store(true, Relaxed);
+        }
     }
     pub(crate) fn agents_not_started(&self, n: u64) {
         self.agents_not_started.fetch_add(n, Relaxed);

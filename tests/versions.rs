@@ -309,6 +309,11 @@ fn documents_without_cpu_pct_or_mem_pct_are_held_back_unless_asked_for() {
     assert_eq!(messages[0].body["taskname"], "web_full.1");
     // The held-back readings were stored, so the next pass computes from them.
     let stored: BTreeMap<String, String> = world.stored_values().into_iter().collect();
+    assert_eq!(
+        stored.len(),
+        3,
+        "every reading, complete or not: {stored:?}"
+    );
     for (key, value) in &stored {
         assert!(value.contains(r#""timestamp":1010.0"#), "{key}: {value}");
     }
