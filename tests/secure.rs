@@ -288,6 +288,10 @@ fn a_refused_redis_login_says_so() {
 /// Every secret-bearing setting, one at a time and all valid together, through every
 /// command, both log formats, at the most verbose level: neither the secret nor its
 /// base64 form (as in a Basic header) shows anywhere.
+/// A way to feed a secret: its name, the exit codes of `collect`, `collect --dry-run` and
+/// `check` with it, and the settings it changes.
+type SecretCase = (&'static str, (i32, i32, i32), Vec<(&'static str, String)>);
+
 #[test]
 fn no_secret_reaches_any_output() {
     const SECRET: &str = "Zq9sEcReT";
@@ -310,7 +314,7 @@ fn no_secret_reaches_any_output() {
     ];
     // (case, exit codes of collect, collect --dry-run and check, the settings it changes);
     // a dry run does without Redis and the broker.
-    let cases: Vec<(&str, (i32, i32, i32), Vec<(&str, String)>)> = vec![
+    let cases: Vec<SecretCase> = vec![
         ("every secret valid", (0, 0, 0), vec![]),
         (
             "a master URL with credentials",
