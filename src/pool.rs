@@ -537,7 +537,9 @@ mod tests {
         assert!(record.done.lock().expect("no job panics").is_empty());
         assert_eq!(report.most_threads, 5, "2 workers + 3 added");
         assert!(report.bound_reached);
-        assert!(took < Duration::from_millis(800), "took {took:?}");
+        // Returned at the deadline, not when the jobs end (2 s), with room for a loaded
+        // machine.
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
     }
 
     #[test]
