@@ -837,6 +837,24 @@ mod tests {
     }
 
     #[test]
+    fn past_the_first_unusable_entries_each_is_only_counted_in_its_shard() {
+        let mut entries = vec!["0".to_string(); 1000];
+        entries.extend((0..100).map(|i| format!(r#"{{"id":"bad-{i}"}}"#)));
+        let list = list(&format!(r#"{{"slaves":[{}]}}"#, entries.join(",")));
+        assert_eq!(list.unusable.len(), 1100);
+        let (all, named) = list.unusable.of_shard(None);
+        assert_eq!((all, named.len()), (1100, UNUSABLE_NAMED));
+        let shards = [1, 2, 3].map(|index| Shard { index, count: 3 });
+        let counts = shards.map(|shard| list.unusable.of_shard(Some(shard)).0);
+        assert_eq!(counts.iter().sum::<usize>(), 1100, "{counts:?}");
+        let empty_id = shards.map(|shard| shard.holds(""));
+        for (count, has_empty) in counts.iter().zip(empty_id) {
+            let with_ids = if has_empty { count - 1000 } else { *count };
+            assert!(with_ids < 100, "ids spread over shards: {counts:?}");
+        }
+    }
+
+    #[test]
     fn pids_and_hosts() {
         assert_eq!(port_of_pid("slave(1)@10.0.0.7:5051"), Some(5051));
         assert_eq!(port_of_pid("slave(1)@[2001:db8::1]:5051"), Some(5051));
