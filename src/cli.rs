@@ -164,8 +164,9 @@ pub(crate) struct Settings {
     /// would exceed it waits (within its request timeout) until others are done.
     #[arg(long, value_name = "BYTES", env = "STATS_COLLECTOR_BODY_BUDGET_BYTES", default_value_t = 256 * 1024 * 1024, global = true)]
     pub(crate) body_budget_bytes: u64,
-    /// Largest agent list accepted from a master, in bytes. It is read as a stream, so
-    /// this bounds the transfer, not memory; a real list is ~1.7 KB per agent.
+    /// Largest agent list accepted from a master, in bytes; a real list is ~1.7 KB per
+    /// agent. It is read as a stream: memory holds each usable agent's id and address,
+    /// and past the first 10 unusable entries at most 8 bytes each, never the list.
     #[arg(long, value_name = "BYTES", env = "STATS_COLLECTOR_MAX_AGENT_LIST_BYTES", default_value_t = 256 * 1024 * 1024, global = true)]
     pub(crate) max_agent_list_bytes: u64,
 

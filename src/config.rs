@@ -140,12 +140,17 @@ impl Shard {
 
     /// Whether the agent of this id falls in this shard.
     pub(crate) fn holds(self, id: &str) -> bool {
-        fnv1a(id.as_bytes()) % u64::from(self.count) == u64::from(self.index - 1)
+        self.holds_hash(fnv1a(id.as_bytes()))
+    }
+
+    /// Whether the agent whose id hashes ([`fnv1a`]) to this falls in this shard.
+    pub(crate) fn holds_hash(self, hash: u64) -> bool {
+        hash % u64::from(self.count) == u64::from(self.index - 1)
     }
 }
 
 /// 64-bit FNV-1a, the published shard function.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

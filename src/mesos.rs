@@ -8,7 +8,7 @@
 //! protocol-relative `Location`.
 
 use crate::budget::{BodyBudget, Reservation};
-use crate::config::HttpSettings;
+use crate::config::{fnv1a, HttpSettings, Shard};
 use crate::json::{Object, Scalar};
 use crate::redact;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -42,7 +42,63 @@ pub(crate) struct AgentList {
     /// Agents the master listed as inactive, which are not collected.
     pub(crate) inactive: usize,
     /// Entries that name no agent that can be reached; skipped, not collected.
-    pub(crate) unusable: Vec<UnusableAgent>,
+    pub(crate) unusable: Unusable,
+}
+
+/// How many unusable entries of the agent list are named one by one. Past them an entry
+/// costs only what the shard rule needs (nothing without an id, its id's hash with one),
+/// so a list of millions of bad entries is not millions of items, nor of log lines.
+pub(crate) const UNUSABLE_NAMED: usize = 10;
+
+/// The entries of the agent list that name no agent that can be reached.
+#[derive(Debug, Default)]
+pub(crate) struct Unusable {
+    /// The first [`UNUSABLE_NAMED`] of them, in the master's order.
+    first: Vec<UnusableAgent>,
+    /// How many after those had no string id.
+    later_without_id: usize,
+    /// The shard hash of the id of each other one after those.
+    later_id_hashes: Vec<u64>,
+}
+
+impl Unusable {
+    fn push(&mut self, entry: UnusableAgent) {
+        if self.first.len() < UNUSABLE_NAMED {
+            self.first.push(entry);
+        } else if let Some(id) = &entry.id {
+            self.later_id_hashes.push(fnv1a(id.as_bytes()));
+        } else {
+            self.later_without_id += 1;
+        }
+    }
+
+    /// How many entries of the whole list are unusable.
+    pub(crate) fn len(&self) -> usize {
+        self.first.len() + self.later_without_id + self.later_id_hashes.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many are of this shard (all without one), and those of them among the named
+    /// ones. An entry without an id belongs to the shard of the empty id, so exactly one
+    /// shard has it.
+    pub(crate) fn of_shard(&self, shard: Option<Shard>) -> (usize, Vec<&UnusableAgent>) {
+        let holds = |hash: u64| shard.is_none_or(|shard| shard.holds_hash(hash));
+        let named: Vec<&UnusableAgent> = self
+            .first
+            .iter()
+            .filter(|u| holds(fnv1a(u.id.as_deref().unwrap_or("").as_bytes())))
+            .collect();
+        let without_id = if holds(fnv1a(b"")) {
+            self.later_without_id
+        } else {
+            0
+        };
+        let with_id = self.later_id_hashes.iter().filter(|&&h| holds(h)).count();
+        (named.len() + without_id + with_id, named)
+    }
 }
 
 /// An entry of the agent list that cannot be collected, and why.
@@ -516,7 +572,7 @@ fn parse_agent_list(reader: impl Read, leader: String) -> Result<AgentList, serd
 struct Listing {
     agents: Vec<Agent>,
     inactive: usize,
-    unusable: Vec<UnusableAgent>,
+    unusable: Unusable,
 }
 
 /// The whole answer: an object whose `slaves` array is the listing.
@@ -769,6 +825,7 @@ mod tests {
         assert_eq!(addresses(&list), ["h:5051"]);
         let why: Vec<(usize, Option<&str>, &str)> = list
             .unusable
+            .first
             .iter()
             .map(|u| (u.position, u.id.as_deref(), u.why))
             .collect();
@@ -788,9 +845,27 @@ mod tests {
             ]
         );
         assert_eq!(
-            list.unusable[7].to_string(),
+            list.unusable.first[7].to_string(),
             "agent list entry 7 (S7) skipped: no port, and none in its pid"
         );
+    }
+
+    #[test]
+    fn past_the_first_unusable_entries_each_is_only_counted_in_its_shard() {
+        let mut entries = vec!["0".to_string(); 1000];
+        entries.extend((0..100).map(|i| format!(r#"{{"id":"bad-{i}"}}"#)));
+        let list = list(&format!(r#"{{"slaves":[{}]}}"#, entries.join(",")));
+        assert_eq!(list.unusable.len(), 1100);
+        let (all, named) = list.unusable.of_shard(None);
+        assert_eq!((all, named.len()), (1100, UNUSABLE_NAMED));
+        let shards = [1, 2, 3].map(|index| Shard { index, count: 3 });
+        let counts = shards.map(|shard| list.unusable.of_shard(Some(shard)).0);
+        assert_eq!(counts.iter().sum::<usize>(), 1100, "{counts:?}");
+        let empty_id = shards.map(|shard| shard.holds(""));
+        for (count, has_empty) in counts.iter().zip(empty_id) {
+            let with_ids = if has_empty { count - 1000 } else { *count };
+            assert!(with_ids < 100, "ids spread over shards: {counts:?}");
+        }
     }
 
     #[test]

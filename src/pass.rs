@@ -15,7 +15,7 @@ use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::document::{compute, Document, Outcome};
 use crate::dryrun::{self, Rereads};
-use crate::mesos::{Agent, MesosClient, Scheme, UnusableAgent};
+use crate::mesos::{Agent, MesosClient, Scheme, Unusable};
 use crate::open_files;
 use crate::pool::{self, Ended, Limits, Worker};
 use crate::printer::Printer;
@@ -172,22 +172,18 @@ fn collect(
     Ok(tally)
 }
 
-/// Logs, once each, the agent list's entries of this pass's shard that name no agent
-/// that can be reached, and counts them. (An entry without an id belongs to the shard of
-/// the empty id, so exactly one shard reports it.)
-fn report_unusable(config: &Config, leader: &str, unusable: &[UnusableAgent], tally: &Tally) {
-    let mine: Vec<&UnusableAgent> = unusable
-        .iter()
-        .filter(|u| {
-            config
-                .shard
-                .is_none_or(|shard| shard.holds(u.id.as_deref().unwrap_or("")))
-        })
-        .collect();
-    for entry in &mine {
+/// Logs the first few of the agent list's entries of this pass's shard that name no
+/// agent that can be reached, then how many there are in all, and counts them. (An entry
+/// without an id belongs to the shard of the empty id, so exactly one shard reports it.)
+fn report_unusable(config: &Config, leader: &str, unusable: &Unusable, tally: &Tally) {
+    let (mine, named) = unusable.of_shard(config.shard);
+    for entry in &named {
         log::warn!(master = leader; "master {leader}: {entry}");
     }
-    tally.agents_unusable(mine.len());
+    if mine > named.len() {
+        log::warn!(master = leader; "master {leader}: ... and {} more agent list entries skipped ({mine} in all)", mine - named.len());
+    }
+    tally.agents_unusable(mine);
 }
 
 /// Whether a computed document goes out. One without `cpu_pct` or `mem_pct` is counted
@@ -362,10 +358,14 @@ pub(crate) fn read_agent(
             .map(|r| (r.entry.len() + r.executor_id.len()) as u64)
             .sum(),
     );
-    for (position, why) in &answer.skipped {
+    for (position, why) in &answer.first_skipped {
         log::warn!(agent = agent.address.as_str(), reason = why.to_string().as_str(); "agent {}: entry {position} skipped: {why}", agent.address);
     }
-    shared.tally.skipped_entries(answer.skipped.len());
+    let unnamed = answer.skipped - answer.first_skipped.len();
+    if unnamed > 0 {
+        log::warn!(agent = agent.address.as_str(); "agent {}: ... and {unnamed} more entries skipped ({} in all)", agent.address, answer.skipped);
+    }
+    shared.tally.skipped_entries(answer.skipped);
     let mut seen = HashSet::with_capacity(answer.readings.len());
     let repeats: Vec<bool> = answer
         .readings

@@ -45,6 +45,44 @@ fn broken_answers_fail_only_their_agent_and_are_named() {
     );
 }
 
+/// An answer of 2,000,000 entries `0` (4 MB, under --max-body-bytes): before, each entry
+/// was a heap allocation and a warning line (two million lines, over 100 MB resident).
+#[test]
+fn millions_of_bad_entries_in_an_answer_are_counted_not_kept_nor_logged_one_by_one() {
+    const ENTRIES: usize = 2_000_000;
+    let world = World::start(spec(2, 2, [8, 5, 1]));
+    let address = world.cluster.agents()[0].address.clone();
+    let body = format!("[0{}]", ",0".repeat(ENTRIES - 1));
+    world.cluster.set_agent_fault(0, AgentFault::Body(body));
+    let (run, peak_kib) = world
+        .collector()
+        .args(["--log-format", "json", "collect"])
+        .timeout(Duration::from_secs(120))
+        .run_measuring_peak_rss();
+    run.assert_success();
+    let summary = run.summary();
+    assert_eq!(count(&summary, "skipped_entries"), ENTRIES as u64, "{run}");
+    assert_eq!(count(&summary, "agents_answered"), 2, "{run}");
+    let skipped_lines = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(&address) && l.contains("skipped"))
+        .count();
+    assert_eq!(
+        skipped_lines, 11,
+        "ten entries named, then the total: {run}"
+    );
+    let total = format!(
+        "... and {} more entries skipped ({ENTRIES} in all)",
+        ENTRIES - 10
+    );
+    assert!(run.stderr.contains(&total), "{run}");
+    let peak_mib = peak_kib / 1024;
+    assert!(peak_kib > 1024, "the pass was measured while it ran");
+    eprintln!("peak RSS: {peak_mib} MiB");
+    assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
+}
+
 #[test]
 fn bad_entries_are_skipped_and_counted_and_the_rest_still_count() {
     let world = World::start(spec(2, 2, [8, 1, 1]));

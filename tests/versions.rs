@@ -233,6 +233,42 @@ fn each_unusable_entry_is_reported_by_exactly_one_shard() {
     assert_eq!(reported.len(), 3, "each entry once: {reported:?}");
 }
 
+/// An agent list of 2,000,000 entries `0` (4 MB): before, each was kept as an item and
+/// logged as a warning line (two million lines, over 100 MB resident).
+#[test]
+fn millions_of_unusable_entries_in_the_agent_list_are_counted_not_kept_nor_logged_one_by_one() {
+    const ENTRIES: usize = 2_000_000;
+    let world = World::start(spec(1, 1, [25, 11, 1]));
+    let listing = format!(r#"{{"slaves":[0{}]}}"#, ",0".repeat(ENTRIES - 1));
+    world
+        .cluster
+        .set_master_fault(0, MasterFault::Body(listing));
+    let (run, peak_kib) = world
+        .collector()
+        .args(["--log-format", "json", "collect"])
+        .timeout(Duration::from_secs(120))
+        .run_measuring_peak_rss();
+    run.assert_status(3);
+    let summary = run.summary();
+    assert_eq!(count(&summary, "agents_unusable"), ENTRIES as u64, "{run}");
+    assert_eq!(count(&summary, "agents_listed"), 0, "{run}");
+    let entry_lines = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("agent list entr"))
+        .count();
+    assert_eq!(entry_lines, 11, "ten entries named, then the total: {run}");
+    let total = format!(
+        "... and {} more agent list entries skipped ({ENTRIES} in all)",
+        ENTRIES - 10
+    );
+    assert!(run.stderr.contains(&total), "{run}");
+    let peak_mib = peak_kib / 1024;
+    assert!(peak_kib > 1024, "the pass was measured while it ran");
+    eprintln!("peak RSS: {peak_mib} MiB");
+    assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
+}
+
 #[test]
 fn a_master_with_an_unreadable_cut_or_oversized_list_did_answer() {
     let world = World::start(spec(1, 1, [25, 5, 1]));
