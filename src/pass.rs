@@ -365,7 +365,11 @@ pub(crate) fn read_agent(
     if unnamed > 0 {
         log::warn!(agent = agent.address.as_str(); "agent {}: ... and {unnamed} more entries skipped ({} in all)", agent.address, answer.skipped);
     }
-    shared.tally.skipped_entries(answer.skipped);
+    // The second reading of a dry run finds what the first one counted.
+    let counts = round == Round::First;
+    if counts {
+        shared.tally.skipped_entries(answer.skipped);
+    }
     let mut seen = HashSet::with_capacity(answer.readings.len());
     let repeats: Vec<bool> = answer
         .readings
@@ -376,10 +380,12 @@ pub(crate) fn read_agent(
     for (reading, repeat) in answer.readings.into_iter().zip(repeats) {
         if repeat {
             log::warn!(agent = agent.address.as_str(); "agent {}: executor {} listed twice; the repeat is skipped", agent.address, reading.executor_id);
-            shared.tally.skipped_entries(1);
+            if counts {
+                shared.tally.skipped_entries(1);
+            }
             continue;
         }
-        if !reading.malformed_fields.is_empty() {
+        if !reading.malformed_fields.is_empty() && counts {
             log::warn!(agent = agent.address.as_str(); "agent {}: executor {}: not a usable number, left out: {}", agent.address, reading.executor_id, reading.malformed_fields.join(", "));
             shared
                 .tally
