@@ -923,6 +923,17 @@ mod tests {
         assert!(frames[2].payload.len() <= 64 - FRAME_OVERHEAD);
     }
 
+    /// A basic.return of an unroutable message to "rk", without its content yet.
+    fn push_no_route_return(wire: &mut Vec<u8>) {
+        Encoder::method(wire, CHANNEL, ids::BASIC_RETURN, |m| {
+            m.short(312);
+            m.short_str("NO_ROUTE");
+            m.short_str("");
+            m.short_str("rk");
+        })
+        .expect("encodes");
+    }
+
     #[test]
     fn acks_nacks_and_returns_become_events() {
         let mut wire = Vec::new();
@@ -931,13 +942,7 @@ mod tests {
             m.octet(1);
         })
         .expect("encodes");
-        Encoder::method(&mut wire, CHANNEL, ids::BASIC_RETURN, |m| {
-            m.short(312);
-            m.short_str("NO_ROUTE");
-            m.short_str("");
-            m.short_str("rk");
-        })
-        .expect("encodes");
+        push_no_route_return(&mut wire);
         Encoder::frame(&mut wire, FRAME_HEADER, CHANNEL, |m| {
             m.short(60);
             m.short(0);
@@ -1005,13 +1010,7 @@ mod tests {
     #[test]
     fn an_ack_inside_a_returned_message_gives_the_connection_up() {
         let mut wire = Vec::new();
-        Encoder::method(&mut wire, CHANNEL, ids::BASIC_RETURN, |m| {
-            m.short(312);
-            m.short_str("NO_ROUTE");
-            m.short_str("");
-            m.short_str("rk");
-        })
-        .expect("encodes");
+        push_no_route_return(&mut wire);
         Encoder::method(&mut wire, CHANNEL, ids::BASIC_ACK, |m| {
             m.long_long(1);
             m.octet(0);

@@ -842,6 +842,19 @@ pub fn assert_agents_add_up(summary: &Summary, run: &Run) {
     );
 }
 
+/// Checks a pass over millions of bad entries: of its `lines` log lines about them, ten
+/// name an entry and one gives the total (`total`), and its peak RSS (`peak_kib`, read
+/// while it ran) stayed under 64 MiB.
+#[track_caller]
+pub fn assert_named_ten_then_counted(run: &Run, lines: usize, total: &str, peak_kib: u64) {
+    assert_eq!(lines, 11, "ten entries named, then the total: {run}");
+    assert!(run.stderr.contains(total), "{run}");
+    assert!(peak_kib > 1024, "the pass was measured while it ran");
+    let peak_mib = peak_kib / 1024;
+    eprintln!("peak RSS: {peak_mib} MiB");
+    assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
+}
+
 /// Builder for one run of the asgard-stats binary, with a clean environment.
 pub struct Collector {
     cmd: Command,
