@@ -60,15 +60,19 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
     }
 }
 
-/// A JSON value as far as a text, whole-number or boolean field needs it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// A JSON value as far as a text, number or boolean field needs it.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) enum Scalar {
     #[default]
     Missing,
     Text(String),
+    /// A whole number from 0 up.
     Unsigned(u64),
+    /// A negative whole number.
+    Signed(i64),
+    Float(f64),
     Bool(bool),
-    /// Any other value: negative or fractional numbers, null, arrays, objects.
+    /// Any other value: null, arrays, objects.
     Other,
 }
 
@@ -76,6 +80,31 @@ impl Scalar {
     pub(crate) fn text(&self) -> Option<&str> {
         match self {
             Scalar::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The value as a finite float, if it is a number.
+    pub(crate) fn float(&self) -> Option<f64> {
+        let value = match *self {
+            Scalar::Unsigned(n) => n as f64,
+            Scalar::Signed(n) => n as f64,
+            Scalar::Float(x) => x,
+            _ => return None,
+        };
+        value.is_finite().then_some(value)
+    }
+
+    /// The value as a byte count: a non-negative whole number.
+    pub(crate) fn bytes(&self) -> Option<u64> {
+        match *self {
+            Scalar::Unsigned(n) => Some(n),
+            // A whole float below 2^64 converts exactly; anything else is not a byte count.
+            Scalar::Float(x)
+                if x >= 0.0 && x.fract() == 0.0 && x < 18_446_744_073_709_551_616.0 =>
+            {
+                Some(x as u64)
+            }
             _ => None,
         }
     }
@@ -105,10 +134,10 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Unsigned(v))
     }
     fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
-        Ok(u64::try_from(v).map_or(Scalar::Other, Scalar::Unsigned))
+        Ok(u64::try_from(v).map_or(Scalar::Signed(v), Scalar::Unsigned))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Scalar, E> {
-        Ok(Scalar::Other)
+    fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar::Float(v))
     }
     fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
         Ok(Scalar::Bool(v))
@@ -157,8 +186,8 @@ mod tests {
             [
                 Scalar::Text("t".into()),
                 Scalar::Unsigned(5051),
-                Scalar::Other,
-                Scalar::Other,
+                Scalar::Signed(-1),
+                Scalar::Float(1.5),
                 Scalar::Bool(false),
                 Scalar::Other,
                 Scalar::Other,
@@ -167,5 +196,8 @@ mod tests {
         );
         assert_eq!(values[0].text(), Some("t"));
         assert_eq!(values[1].text(), None);
+        assert_eq!(values[3].float(), Some(1.5));
+        assert_eq!(values[2].bytes(), None, "no negative byte count");
+        assert_eq!(values[0].float(), None);
     }
 }

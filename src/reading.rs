@@ -5,8 +5,8 @@
 //! metrics show is exactly what the agent sent (floats keep every digit, integers past
 //! 2^53 stay integers); the numbers the arithmetic needs are parsed beside it.
 
-use crate::json::Object;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use crate::json::{Object, Scalar};
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
@@ -212,24 +212,24 @@ struct EntryHead<'a> {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct SampleFields {
-    timestamp: Field,
-    cpus_limit: Field,
-    cpus_soft_limit: Field,
-    cpus_user_time_secs: Field,
-    cpus_system_time_secs: Field,
-    cpus_throttled_time_secs: Field,
-    mem_rss_bytes: Field,
-    mem_limit_bytes: Field,
-    mem_soft_limit_bytes: Field,
+    timestamp: Scalar,
+    cpus_limit: Scalar,
+    cpus_soft_limit: Scalar,
+    cpus_user_time_secs: Scalar,
+    cpus_system_time_secs: Scalar,
+    cpus_throttled_time_secs: Scalar,
+    mem_rss_bytes: Scalar,
+    mem_limit_bytes: Scalar,
+    mem_soft_limit_bytes: Scalar,
 }
 
 impl SampleFields {
     fn into_sample(self) -> Result<(Sample, Vec<&'static str>), EntryError> {
         let timestamp = self.timestamp.float().ok_or(EntryError::NoTimestamp)?;
         let mut malformed = Vec::new();
-        let mut float = |name: &'static str, field: Field| {
+        let mut float = |name: &'static str, field: Scalar| {
             let value = field.float();
-            if value.is_none() && field != Field::Missing {
+            if value.is_none() && field != Scalar::Missing {
                 malformed.push(name);
             }
             value
@@ -242,9 +242,9 @@ impl SampleFields {
         let cpus_system_time_secs = float("cpus_system_time_secs", self.cpus_system_time_secs);
         let cpus_throttled_time_secs =
             float("cpus_throttled_time_secs", self.cpus_throttled_time_secs);
-        let mut bytes = |name: &'static str, field: Field| {
+        let mut bytes = |name: &'static str, field: Scalar| {
             let value = field.bytes();
-            if value.is_none() && field != Field::Missing {
+            if value.is_none() && field != Scalar::Missing {
                 malformed.push(name);
             }
             value
@@ -263,90 +263,6 @@ impl SampleFields {
             mem_limit_bytes,
         };
         Ok((sample, malformed))
-    }
-}
-
-/// A statistics value as found: absent, a JSON number, or something else.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-enum Field {
-    #[default]
-    Missing,
-    Unsigned(u64),
-    Signed(i64),
-    Float(f64),
-    NotANumber,
-}
-
-impl Field {
-    /// The value as a finite float, if it is a number.
-    fn float(self) -> Option<f64> {
-        let value = match self {
-            Field::Unsigned(n) => n as f64,
-            Field::Signed(n) => n as f64,
-            Field::Float(x) => x,
-            Field::Missing | Field::NotANumber => return None,
-        };
-        value.is_finite().then_some(value)
-    }
-
-    /// The value as a byte count: a non-negative whole number.
-    fn bytes(self) -> Option<u64> {
-        match self {
-            Field::Unsigned(n) => Some(n),
-            Field::Signed(n) => u64::try_from(n).ok(),
-            // A whole float below 2^64 converts exactly; anything else is not a byte count.
-            Field::Float(x) if x >= 0.0 && x.fract() == 0.0 && x < 18_446_744_073_709_551_616.0 => {
-                Some(x as u64)
-            }
-            _ => None,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Field {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(FieldVisitor)
-    }
-}
-
-/// Accepts any JSON value, so a string or an object where a number belongs makes that
-/// one field unusable instead of failing the whole entry.
-struct FieldVisitor;
-
-impl<'de> Visitor<'de> for FieldVisitor {
-    type Value = Field;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Field, E> {
-        Ok(Field::Unsigned(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Field, E> {
-        Ok(Field::Signed(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Field, E> {
-        Ok(Field::Float(v))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Field, E> {
-        Ok(Field::NotANumber)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Field, E> {
-        Ok(Field::NotANumber)
-    }
-    fn visit_unit<E>(self) -> Result<Field, E> {
-        Ok(Field::NotANumber)
-    }
-    fn visit_none<E>(self) -> Result<Field, E> {
-        Ok(Field::NotANumber)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Field::NotANumber)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Field::NotANumber)
     }
 }
 
