@@ -28,12 +28,9 @@
 
 // The collector's own AMQP client, so the floor pays no more client CPU than a pass does
 // (both share the machine's two cores with the broker).
-#[path = "../src/amqp.rs"]
+#[path = "../src/broker/amqp/mod.rs"]
 #[allow(dead_code)] // a publisher needs less of the module than the collector
 mod amqp;
-#[path = "../src/transport.rs"]
-#[allow(dead_code)]
-mod transport;
 
 use amqp::{Event, Login, Message, Session};
 use clap::Parser;
@@ -119,9 +116,9 @@ fn connect(args: &Args) -> Result<Session, String> {
     let tls = args
         .ca_file
         .as_deref()
-        .map(|ca| transport::client_config(Some(ca)))
+        .map(|ca| amqp::transport::client_config(Some(ca)))
         .transpose()?;
-    let link = transport::connect(host, port, tls.as_ref(), Duration::from_secs(10))
+    let link = amqp::transport::connect(host, port, tls.as_ref(), Duration::from_secs(10))
         .map_err(|e| format!("{}: {e}", args.host))?;
     let login = Login {
         user: "guest",

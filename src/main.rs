@@ -2,37 +2,22 @@
 //! and publishes one JSON document per task to RabbitMQ. `main` only parses the command
 //! line, runs the subcommand and maps its result to an exit code; see ARCHITECTURE.md.
 
-mod amqp;
-mod appname;
 mod broker;
-mod budget;
-mod check;
 mod cli;
 mod config;
-mod document;
-mod dryrun;
-mod json;
-mod logging;
-mod manpage;
 mod mesos;
-mod metrics;
-mod open_files;
+mod ops;
 mod pass;
-mod pool;
-mod printer;
-mod reading;
 mod redact;
 mod state;
-mod stop;
-mod tally;
-mod transport;
+mod stats;
 
 use clap::Parser;
 use cli::{Cli, Command, OutputFormat};
 use config::Config;
+use pass::tally::{exit, Summary};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
-use tally::{exit, Summary};
 
 fn main() {
     std::process::exit(run());
@@ -51,7 +36,7 @@ fn run() -> i32 {
             };
         }
     };
-    logging::init(cli.settings.log_format);
+    cli::logging::init(cli.settings.log_format);
     if let Command::Man = cli.command {
         return print_man_page();
     }
@@ -87,7 +72,7 @@ fn run() -> i32 {
             });
             end_pass(&config, &summary)
         }
-        Command::Check => check::run(&config),
+        Command::Check => ops::check::run(&config),
         Command::Man => exit::OK,
     }
 }
@@ -96,7 +81,7 @@ fn run() -> i32 {
 /// nothing), then its summary line, last, and its exit code.
 fn end_pass(config: &Config, summary: &Summary) -> i32 {
     if let (Some(path), false) = (&config.metrics_file, summary.dry_run) {
-        if let Err(e) = metrics::write(path, summary, config) {
+        if let Err(e) = ops::metrics::write(path, summary, config) {
             log::warn!("cannot write the metrics file {}: {e}", path.display());
         }
     }
@@ -107,7 +92,7 @@ fn end_pass(config: &Config, summary: &Summary) -> i32 {
 /// Prints the man page (`man/asgard-stats.1` is this output, checked in).
 fn print_man_page() -> i32 {
     let mut out = std::io::stdout().lock();
-    match manpage::render(&mut out).and_then(|()| std::io::Write::flush(&mut out)) {
+    match cli::man::render(&mut out).and_then(|()| std::io::Write::flush(&mut out)) {
         Ok(()) => exit::OK,
         Err(e) => {
             log::error!("cannot write the man page: {e}");

@@ -5,7 +5,7 @@
 //! clear line and exit code 2 before anything is contacted. Secrets are wrapped in
 //! [`Secret`], whose `Debug` and `Display` never show the value.
 
-use crate::amqp::SHORT_STR_MAX;
+use crate::broker::amqp::SHORT_STR_MAX;
 use crate::cli::Settings;
 use crate::mesos::Agent;
 use crate::redact;

@@ -14,7 +14,7 @@
 //! so the shards' files can sit side by side.
 
 use crate::config::{Config, Shard};
-use crate::tally::{exit, Summary};
+use crate::pass::tally::{exit, Summary};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write as _};

@@ -5,7 +5,7 @@
 //! metrics show is exactly what the agent sent (floats keep every digit, integers past
 //! 2^53 stay integers); the numbers the arithmetic needs are parsed beside it.
 
-use crate::json::{Object, Scalar};
+use crate::stats::json::{Object, Scalar};
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;

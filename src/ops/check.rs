@@ -7,8 +7,8 @@
 
 use crate::config::Config;
 use crate::mesos::MesosClient;
+use crate::pass::tally::exit;
 use crate::state::StateStore;
-use crate::tally::exit;
 
 /// The outcome of one part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,7 +287,7 @@ fn check_metrics_file(config: &Config, report: &mut Report) {
     let Some(path) = &config.metrics_file else {
         return;
     };
-    match crate::metrics::probe(path) {
+    match crate::ops::metrics::probe(path) {
         Ok(()) => report.push(
             "metrics",
             Status::Ok,

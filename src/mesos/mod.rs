@@ -7,10 +7,10 @@
 //! the `Authorization` header on a redirect and Mesos standbys answer with a
 //! protocol-relative `Location`.
 
-use crate::budget::{BodyBudget, Reservation};
 use crate::config::{fnv1a, HttpSettings, Shard};
-use crate::json::{Object, Scalar};
+use crate::pass::budget::{BodyBudget, Reservation};
 use crate::redact;
+use crate::stats::json::{Object, Scalar};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;

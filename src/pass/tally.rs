@@ -1,7 +1,7 @@
 //! What happened during a pass: counters shared by the worker threads, the summary line
 //! that ends every pass, and the exit code that follows from them (design section 8).
 
-use crate::stop::StopReason;
+use crate::pass::stop::StopReason;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

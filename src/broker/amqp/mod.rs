@@ -11,9 +11,11 @@
 //! everything else a pass does. Here a whole batch of messages is encoded into one buffer
 //! and written with one system call.
 
-use crate::transport::{Link, ReadHalf, WriteHalf};
+pub(crate) mod transport;
+
 use std::io::{self, BufReader, Read, Write};
 use std::time::Instant;
+use transport::{Link, ReadHalf, WriteHalf};
 
 const FRAME_METHOD: u8 = 1;
 const FRAME_HEADER: u8 = 2;
@@ -1078,7 +1080,7 @@ mod tests {
             }
         });
         let timeout = Duration::from_millis(200);
-        let link = crate::transport::connect("127.0.0.1", port, None, timeout).expect("connects");
+        let link = super::transport::connect("127.0.0.1", port, None, timeout).expect("connects");
         let login = Login {
             user: "guest",
             password: "guest",

@@ -9,20 +9,26 @@
 //! the pass early the same way: no further agent is started, those in flight get a short
 //! grace, and the pass still stores, releases its lock and logs its summary.
 
+pub(crate) mod budget;
+pub(crate) mod dry_run;
+pub(crate) mod open_files;
+pub(crate) mod stop;
+pub(crate) mod tally;
+pub(crate) mod workers;
+
+use crate::broker::printer::Printer;
 use crate::broker::{self, AmqpPublisher, Outgoing, Publisher};
-use crate::budget::{self, Reservation};
 use crate::cli::OutputFormat;
 use crate::config::Config;
-use crate::document::{compute, Document, Outcome};
-use crate::dryrun::{self, Rereads};
 use crate::mesos::{Agent, MesosClient, Scheme, Unusable};
-use crate::open_files;
-use crate::pool::{self, Ended, Limits, Worker};
-use crate::printer::Printer;
-use crate::reading::{parse_answer, parse_entry, Reading};
+use crate::pass::budget::Reservation;
+use crate::pass::dry_run::Rereads;
+use crate::pass::stop::{Stop, StopReason};
+use crate::pass::tally::{exit, Summary, Tally};
+use crate::pass::workers::{Ended, Limits, Worker};
 use crate::state::{LockError, PassLock, StateStore};
-use crate::stop::{self, Stop, StopReason};
-use crate::tally::{exit, Summary, Tally};
+use crate::stats::document::{compute, Document, Outcome};
+use crate::stats::reading::{parse_answer, parse_entry, Reading};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -155,7 +161,7 @@ fn collect(
     let finished = run_workers(&shared, agents, limits, Round::First, collect_agent);
     if let Mode::DryRun { interval, .. } = mode {
         if finished {
-            dryrun::read_again(&shared, limits, interval);
+            dry_run::read_again(&shared, limits, interval);
         }
     }
     // Whatever the pool saw: a stop may come after the last agent, or be given by the
@@ -264,7 +270,7 @@ pub(crate) fn run_workers<J: Send + Sync + 'static>(
     work: fn(&Shared, &Worker, &J),
 ) -> bool {
     let total = agents.len();
-    let report = pool::run(shared, agents, limits, shared.deadline, &shared.stop, work);
+    let report = workers::run(shared, agents, limits, shared.deadline, &shared.stop, work);
     if report.most_threads > limits.workers {
         log::info!(
             "slow or hung agents: fetches waiting over {FETCH_STALL:?} ran beside the {} workers, {} threads at most",

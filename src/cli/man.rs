@@ -26,7 +26,7 @@ pub(crate) fn render(out: &mut dyn Write) -> std::io::Result<()> {
 
     let mut page = Vec::new();
     page.extend_from_slice(
-        b".\\\" Generated from src/cli.rs by `asgard-stats man`; do not edit: run\n\
+        b".\\\" Generated from src/cli/mod.rs by `asgard-stats man`; do not edit: run\n\
           .\\\" `cargo run -q -- man > man/asgard-stats.1` after changing the command line.\n",
     );
     man.render_title(&mut page)?;

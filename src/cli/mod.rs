@@ -2,6 +2,9 @@
 //! variable (flags win), with the Python collector's variable names; [`crate::config`]
 //! turns what is parsed here into the validated `Config` the rest of the program reads.
 
+pub(crate) mod logging;
+pub(crate) mod man;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 

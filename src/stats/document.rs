@@ -5,9 +5,9 @@
 //! missing is left out rather than sent as 0, null, NaN or infinity, and every computed
 //! float is rounded to 5 decimal places, half away from zero.
 
-use crate::amqp::SHORT_STR_MAX;
-use crate::appname::appname;
-use crate::reading::{Reading, Sample};
+use crate::broker::amqp::SHORT_STR_MAX;
+use crate::stats::appname::appname;
+use crate::stats::reading::{Reading, Sample};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -281,7 +281,7 @@ fn round5_decimal(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reading::parse_entry;
+    use crate::stats::reading::parse_entry;
 
     fn reading(id: &str, statistics: &str) -> Reading {
         let entry = format!(r#"{{"executor_id":"{id}","statistics":{statistics}}}"#);
@@ -586,10 +586,10 @@ mod tests {
 #[cfg(test)]
 mod reference_cases {
     use super::*;
-    use crate::reading::parse_entry;
+    use crate::stats::reading::parse_entry;
     use serde_json::Value;
 
-    const CASES: &str = include_str!("../tests/data/reference-cases.json");
+    const CASES: &str = include_str!("../../tests/data/reference-cases.json");
 
     fn cases() -> Value {
         serde_json::from_str(CASES).expect("reference cases are JSON")
@@ -680,7 +680,7 @@ mod reference_cases {
                 pair[0].as_str().expect("id"),
                 pair[1].as_str().expect("app"),
             );
-            assert_eq!(crate::appname::appname(id), app);
+            assert_eq!(crate::stats::appname::appname(id), app);
         }
     }
 }
@@ -690,7 +690,7 @@ mod reference_cases {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::reading::parse_answer;
+    use crate::stats::reading::parse_answer;
     use proptest::prelude::*;
     use serde_json::{json, Value};
 

@@ -17,7 +17,7 @@
 //! Every atomic here is touched a few times per job, so all of them use `SeqCst`, which
 //! keeps the reasoning simple at no measurable cost.
 
-use crate::stop::{Stop, StopReason};
+use crate::pass::stop::{Stop, StopReason};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};

@@ -1,5 +1,5 @@
 //! Delivery of documents: the narrow [`Publisher`] interface the pass depends on, and its
-//! RabbitMQ implementation (design section 7) over the wire protocol of [`crate::amqp`].
+//! RabbitMQ implementation (design section 7) over the wire protocol of [`crate::broker::amqp`].
 //!
 //! One connection and one channel serve the whole pass. A publisher thread owns the
 //! writing half: worker threads hand it batches and block until every document of their
@@ -12,9 +12,12 @@
 //! written to until it unblocks; blocked past the blocked timeout, the publisher halts:
 //! every waiting document fails and the pass starts no more agents ([`Publisher::halted`]).
 
-use crate::amqp::{self, AmqpError, Event, Login, Message, Session, Writer};
+pub(crate) mod amqp;
+pub(crate) mod printer;
+
+use crate::broker::amqp::transport::{self, TlsPeer};
+use crate::broker::amqp::{AmqpError, Event, Login, Message, Session, Writer};
 use crate::config::{BrokerAddress, BrokerSettings};
-use crate::transport::{self, TlsPeer};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use rustls::ClientConfig;
 use std::collections::{BTreeMap, HashMap};

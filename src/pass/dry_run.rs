@@ -6,11 +6,11 @@
 //! the first reading and reports from the next pass on.
 
 use crate::broker::Outgoing;
-use crate::document::{compute, Outcome};
 use crate::mesos::Agent;
+use crate::pass::workers::{Limits, Worker};
 use crate::pass::{goes_out, read_agent, run_workers, Round, Shared};
-use crate::pool::{Limits, Worker};
-use crate::reading::Reading;
+use crate::stats::document::{compute, Outcome};
+use crate::stats::reading::Reading;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

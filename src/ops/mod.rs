@@ -1,0 +1,5 @@
+//! The operator's commands around a pass: `check` (reach every outside system without
+//! collecting) and the metrics a pass leaves for monitoring.
+
+pub(crate) mod check;
+pub(crate) mod metrics;
