@@ -5,7 +5,7 @@
 //! says whether the file can be written; the rules pass `promtool check rules` and their
 //! own `promtool test rules`. promtool comes from the Debian package `prometheus`, which
 //! `scripts/services ensure` installs: these tests fail without it, they never skip.
-//! Clusters here bind agents on 127.14.x.y (`first_ip` [14, ...]).
+//! Clusters here bind agents on loopback ranges from `loopback_range`.
 
 mod common;
 
@@ -14,7 +14,7 @@ use mesos_sim::AgentFault;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where each count of the summary line (`--log-format json`) is in the metrics file: the
 /// metric, and the label picking its sample (None: the sum of all its samples, by
@@ -259,7 +259,7 @@ fn pass(collector: Collector, file: &Path, code: i32, last_success: f64) -> (Run
 
 #[test]
 fn every_kind_of_pass_leaves_a_valid_current_metrics_file_matching_its_summary() {
-    let mut world = World::start(spec(3, 2, [14, 1, 1]));
+    let mut world = World::start(fresh_spec(3, 2));
     let scratch = Scratch::new();
     let file = scratch.0.join("asgard-stats.prom");
 
@@ -282,7 +282,7 @@ fn every_kind_of_pass_leaves_a_valid_current_metrics_file_matching_its_summary()
 
     // 3: one agent refuses; the others' documents are published.
     world.cluster.set_agent_fault(2, AgentFault::Refuse);
-    std::thread::sleep(Duration::from_millis(1100));
+    world.wait_for_new_samples();
     let (_, text, success) = pass(world.collector(), &file, 3, success);
     assert_eq!(
         metric(
@@ -349,7 +349,7 @@ fn every_kind_of_pass_leaves_a_valid_current_metrics_file_matching_its_summary()
 
 #[test]
 fn shards_label_their_files_and_check_tells_whether_the_folder_is_writable() {
-    let world = World::start(spec(3, 2, [14, 2, 1]));
+    let world = World::start(fresh_spec(3, 2));
     let scratch = Scratch::new();
     let files: Vec<PathBuf> = (1..=2)
         .map(|k| scratch.0.join(format!("asgard-stats-{k}-of-2.prom")))
