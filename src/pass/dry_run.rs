@@ -7,8 +7,9 @@
 
 use crate::broker::Outgoing;
 use crate::mesos::Agent;
+use crate::pass::agent::{goes_out, read_agent, Round, Shared};
+use crate::pass::run_workers;
 use crate::pass::workers::{Limits, Worker};
-use crate::pass::{goes_out, read_agent, run_workers, Round, Shared};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
 use std::sync::{Arc, Mutex};
