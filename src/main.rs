@@ -8,7 +8,6 @@ mod config;
 mod mesos;
 mod ops;
 mod pass;
-mod redact;
 mod state;
 mod stats;
 

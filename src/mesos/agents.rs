@@ -17,6 +17,15 @@ pub(crate) struct Agent {
     pub(crate) address: String,
 }
 
+/// The agents of this shard, all without one: those whose id hashes (FNV-1a, stable
+/// across hosts and versions) to it. Every agent falls in exactly one shard of N.
+pub(crate) fn of_shard(agents: Vec<Agent>, shard: Option<Shard>) -> Vec<Agent> {
+    match shard {
+        Some(shard) => agents.into_iter().filter(|a| shard.holds(&a.id)).collect(),
+        None => agents,
+    }
+}
+
 /// The agents of the leading master, and which master answered.
 #[derive(Debug)]
 pub(crate) struct AgentList {
@@ -381,5 +390,30 @@ mod tests {
         assert_eq!(host_port("::1", 5051), "[::1]:5051");
         assert_eq!(host_port("[::1]", 5051), "[::1]:5051");
         assert_eq!(host_port("10.0.0.1", 5051), "10.0.0.1:5051");
+    }
+
+    #[test]
+    fn shards_split_agents_exactly_once() {
+        let agents: Vec<Agent> = (0..1000)
+            .map(|i| Agent {
+                id: format!("90ba2028-fed0-4f19-a2b1-cb35baf9b2cd-S{i}"),
+                address: format!("10.0.{}.{}:5051", i / 250, i % 250),
+            })
+            .collect();
+        let count = 4;
+        let mut seen = Vec::new();
+        for index in 1..=count {
+            let part = of_shard(agents.clone(), Some(Shard { index, count }));
+            assert!(
+                part.len() > 150,
+                "shard {index} is too small: {}",
+                part.len()
+            );
+            seen.extend(part);
+        }
+        seen.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut all = agents;
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(seen, all);
     }
 }

@@ -7,10 +7,10 @@
 //! the `Authorization` header on a redirect and Mesos standbys answer with a
 //! protocol-relative `Location`.
 
+use crate::config::redact;
 use crate::config::HttpSettings;
 use crate::mesos::agents::{parse_agent_list, Agent, AgentList};
 use crate::pass::budget::{BodyBudget, Reservation};
-use crate::redact;
 use std::fmt;
 use std::io::{BufReader, Read};
 use std::ops::Deref;

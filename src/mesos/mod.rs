@@ -4,5 +4,5 @@
 mod agents;
 mod client;
 
-pub(crate) use agents::{Agent, Unusable};
+pub(crate) use agents::{of_shard, Agent, Unusable};
 pub(crate) use client::{MesosClient, Scheme};

@@ -21,7 +21,7 @@ use crate::broker::printer::Printer;
 use crate::broker::{self, AmqpPublisher, Publisher};
 use crate::cli::OutputFormat;
 use crate::config::Config;
-use crate::mesos::{MesosClient, Scheme, Unusable};
+use crate::mesos::{self, MesosClient, Scheme, Unusable};
 use crate::pass::agent::{collect_agent, Round, Shared};
 use crate::pass::dry_run::Rereads;
 use crate::pass::stop::Stop;
@@ -136,10 +136,7 @@ fn collect(
         .list_agents(&config.masters)
         .map_err(|e| PassError::new(exit::UNAVAILABLE, e))?;
     log::info!(leader = list.leader.as_str(); "leading master {}: {} active agents, {} inactive skipped, {} unusable", list.leader, list.agents.len(), list.inactive, list.unusable.len());
-    let agents = match config.shard {
-        Some(shard) => shard.select(list.agents),
-        None => list.agents,
-    };
+    let agents = mesos::of_shard(list.agents, config.shard);
     tally.agents_listed(agents.len());
     report_unusable(config, &list.leader, &list.unusable, &tally);
     let shared = Arc::new(Shared {
