@@ -9,7 +9,7 @@ use crate::pass::budget::Reservation;
 use crate::pass::dry_run::Rereads;
 use crate::pass::stop::{Stop, StopReason};
 use crate::pass::tally::Tally;
-use crate::pass::workers::Worker;
+use crate::pass::workers::{self, Ended, Limits, Worker};
 use crate::state::StateStore;
 use crate::stats::document::{compute, Document, Outcome};
 use crate::stats::reading::{parse_answer, parse_entry, Reading};
@@ -53,6 +53,68 @@ pub(crate) struct Shared {
     pub(crate) stop: Arc<Stop>,
     /// Dry run only: agents whose tasks had no usable previous reading.
     pub(crate) rereads: Rereads,
+}
+
+/// Runs `work` on every job (one agent each) on the pool until done, the deadline, or a
+/// stop; true when every job was handled. Agents not started or not finished by the
+/// deadline are counted as abandoned; after a stop, those never started as not started
+/// and those not finished within the grace as abandoned.
+pub(crate) fn run_workers<J: Send + Sync + 'static>(
+    shared: &Arc<Shared>,
+    agents: Vec<J>,
+    limits: Limits,
+    round: Round,
+    work: fn(&Shared, &Worker, &J),
+) -> bool {
+    let total = agents.len();
+    let report = workers::run(shared, agents, limits, shared.deadline, &shared.stop, work);
+    if report.most_threads > limits.workers {
+        log::info!(
+            "slow or hung agents: fetches waiting over {:?} ran beside the {} workers, {} threads at most",
+            limits.stall,
+            limits.workers,
+            report.most_threads
+        );
+    }
+    if report.bound_reached {
+        log::warn!(
+            "the pool reached its bound of {} stalled fetches; further agents waited for a thread",
+            limits.max_stalled
+        );
+    }
+    match report.ended {
+        Ended::AllDone => true,
+        Ended::Abandoned { left, at_deadline } => {
+            if at_deadline {
+                log::error!(
+                    "pass deadline reached: {left} of {total} agents not done are abandoned"
+                );
+            } else {
+                log::error!(
+                    "no worker thread is left: {left} of {total} agents not done are abandoned"
+                );
+            }
+            if round == Round::First {
+                shared.tally.agents_abandoned(left as u64);
+            }
+            false
+        }
+        Ended::Stopped {
+            reason,
+            not_started,
+            left,
+        } => {
+            log::warn!(
+                "{reason}: {not_started} of {total} agents not started; {left} in flight not done within {:?} are abandoned",
+                limits.grace
+            );
+            if round == Round::First {
+                shared.tally.agents_not_started(not_started as u64);
+                shared.tally.agents_abandoned(left as u64);
+            }
+            false
+        }
+    }
 }
 
 /// Fetches one agent and turns its answer into readings, logging what it skipped. The

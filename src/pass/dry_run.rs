@@ -7,8 +7,7 @@
 
 use crate::broker::Outgoing;
 use crate::mesos::Agent;
-use crate::pass::agent::{goes_out, read_agent, Round, Shared};
-use crate::pass::run_workers;
+use crate::pass::agent::{goes_out, read_agent, run_workers, Round, Shared};
 use crate::pass::workers::{Limits, Worker};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;

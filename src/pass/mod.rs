@@ -22,11 +22,11 @@ use crate::broker::{self, AmqpPublisher, Publisher};
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::mesos::{self, MesosClient, Scheme, Unusable};
-use crate::pass::agent::{collect_agent, Round, Shared};
+use crate::pass::agent::{collect_agent, run_workers, Round, Shared};
 use crate::pass::dry_run::Rereads;
 use crate::pass::stop::Stop;
 use crate::pass::tally::{exit, Summary, Tally};
-use crate::pass::workers::{Ended, Limits, Worker};
+use crate::pass::workers::Limits;
 use crate::state::{LockError, PassLock, StateStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -211,66 +211,5 @@ fn pool_limits(config: &Config) -> Limits {
         max_stalled: room.min(MAX_STALLED_FETCHES),
         stall: FETCH_STALL,
         grace: STOP_GRACE,
-    }
-}
-
-/// Runs `work` on every job (one agent each) on the pool until done, the deadline, or a
-/// stop; true when every job was handled. Agents not started or not finished by the
-/// deadline are counted as abandoned; after a stop, those never started as not started
-/// and those not finished within the grace as abandoned.
-pub(crate) fn run_workers<J: Send + Sync + 'static>(
-    shared: &Arc<Shared>,
-    agents: Vec<J>,
-    limits: Limits,
-    round: Round,
-    work: fn(&Shared, &Worker, &J),
-) -> bool {
-    let total = agents.len();
-    let report = workers::run(shared, agents, limits, shared.deadline, &shared.stop, work);
-    if report.most_threads > limits.workers {
-        log::info!(
-            "slow or hung agents: fetches waiting over {FETCH_STALL:?} ran beside the {} workers, {} threads at most",
-            limits.workers,
-            report.most_threads
-        );
-    }
-    if report.bound_reached {
-        log::warn!(
-            "the pool reached its bound of {} stalled fetches; further agents waited for a thread",
-            limits.max_stalled
-        );
-    }
-    match report.ended {
-        Ended::AllDone => true,
-        Ended::Abandoned { left, at_deadline } => {
-            if at_deadline {
-                log::error!(
-                    "pass deadline reached: {left} of {total} agents not done are abandoned"
-                );
-            } else {
-                log::error!(
-                    "no worker thread is left: {left} of {total} agents not done are abandoned"
-                );
-            }
-            if round == Round::First {
-                shared.tally.agents_abandoned(left as u64);
-            }
-            false
-        }
-        Ended::Stopped {
-            reason,
-            not_started,
-            left,
-        } => {
-            log::warn!(
-                "{reason}: {not_started} of {total} agents not started; {left} in flight not done within {:?} are abandoned",
-                limits.grace
-            );
-            if round == Round::First {
-                shared.tally.agents_not_started(not_started as u64);
-                shared.tally.agents_abandoned(left as u64);
-            }
-            false
-        }
     }
 }
