@@ -3,6 +3,7 @@
 //! worker thread runs it for one agent at a time, with what all of them share
 //! ([`Shared`]); the dry run's second reading reuses its first steps.
 
+use crate::broker::message_id::fit_message_id;
 use crate::broker::{Outgoing, Publisher};
 use crate::mesos::{Agent, MesosClient, Scheme};
 use crate::pass::budget::Reservation;
@@ -283,7 +284,7 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
             Outcome::Publish(doc) => match doc.to_json() {
                 Ok(body) => {
                     outgoing.push(Outgoing {
-                        message_id: doc.message_id(),
+                        message_id: fit_message_id(doc.message_id()),
                         body,
                     });
                     awaiting.push(now);
