@@ -11,8 +11,9 @@ mod pass;
 mod state;
 mod stats;
 
+use broker::printer::OutputFormat;
 use clap::Parser;
-use cli::{Cli, Command, OutputFormat};
+use cli::{Cli, Command};
 use config::Config;
 use pass::tally::{exit, Summary};
 use std::io::IsTerminal;

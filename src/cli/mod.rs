@@ -5,6 +5,8 @@
 pub(crate) mod logging;
 pub(crate) mod man;
 
+use crate::broker::printer::OutputFormat;
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -75,12 +77,20 @@ pub(crate) struct CollectArgs {
     pub(crate) declare_queue: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum OutputFormat {
-    /// One JSON document per line.
-    Json,
-    /// An aligned table sorted by cpu_pct.
-    Table,
+/// `--output`'s values: the printer owns the formats, the command line only names them.
+impl ValueEnum for OutputFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[OutputFormat::Json, OutputFormat::Table]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            OutputFormat::Json => PossibleValue::new("json").help("One JSON document per line"),
+            OutputFormat::Table => {
+                PossibleValue::new("table").help("An aligned table sorted by cpu_pct")
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

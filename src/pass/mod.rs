@@ -17,9 +17,8 @@ pub(crate) mod stop;
 pub(crate) mod tally;
 pub(crate) mod workers;
 
-use crate::broker::printer::Printer;
+use crate::broker::printer::{OutputFormat, Printer};
 use crate::broker::{self, AmqpPublisher, Publisher};
-use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::mesos::{self, MesosClient, Scheme, Unusable};
 use crate::pass::agent::{collect_agent, run_workers, Round, Shared};
