@@ -5,6 +5,7 @@
 mod broker;
 mod cli;
 mod config;
+mod exit;
 mod mesos;
 mod ops;
 mod pass;
@@ -15,7 +16,7 @@ use broker::printer::OutputFormat;
 use clap::Parser;
 use cli::{Cli, Command};
 use config::Config;
-use pass::tally::{exit, Summary};
+use pass::tally::Summary;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
