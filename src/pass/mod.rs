@@ -60,15 +60,19 @@ impl PassError {
     }
 }
 
+/// What `main` set up for the whole process before the pass (signal handlers, the
+/// open-files limit, the allocator): the pass itself changes no process-wide setting.
+pub(crate) struct Process {
+    /// Requested by SIGTERM or SIGINT, or by the pass when the broker halts.
+    pub(crate) stop: Arc<Stop>,
+    /// The open-files soft limit in force (None: unlimited).
+    pub(crate) open_files: Option<u64>,
+}
+
 /// Runs one pass and returns its summary (whose exit code tells how it went).
-pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
+pub(crate) fn run(config: &Config, mode: Mode, process: Process) -> Result<Summary, PassError> {
     let started = Instant::now();
     let deadline = started + config.deadline;
-    budget::give_large_buffers_back();
-    let stop = stop::on_signals().unwrap_or_else(|e| {
-        log::warn!("cannot handle SIGTERM and SIGINT ({e}); a signal ends the pass at once");
-        Arc::new(Stop::default())
-    });
     let mesos = MesosClient::new(&config.http)
         .map_err(|e| PassError::new(exit::USAGE, format!("{e:#}")))?;
     let state = StateStore::new(&config.redis).map_err(|e| PassError::new(exit::USAGE, e))?;
@@ -91,7 +95,7 @@ pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
                     };
                     PassError::new(code, e)
                 })?;
-                stop.before_exit(lock.releaser());
+                process.stop.before_exit(lock.releaser());
                 (Some(state), Some(lock), Box::new(publisher))
             }
             Mode::DryRun { output, .. } => {
@@ -105,7 +109,7 @@ pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
                 (state, None, Box::new(Printer::new(output)))
             }
         };
-    let outcome = collect(config, mode, mesos, state, publisher, deadline, stop);
+    let outcome = collect(config, mode, mesos, state, publisher, deadline, process);
     if let Some(lock) = lock {
         lock.release();
     }
@@ -123,8 +127,9 @@ fn collect(
     state: Option<StateStore>,
     publisher: Box<dyn Publisher>,
     deadline: Instant,
-    stop: Arc<Stop>,
+    process: Process,
 ) -> Result<Arc<Tally>, PassError> {
+    let Process { stop, open_files } = process;
     let tally = Arc::new(Tally::default());
     if let Some(reason) = stop.reason() {
         // Stopped while connecting: no agent is listed, none is started.
@@ -139,6 +144,7 @@ fn collect(
     let agents = mesos::of_shard(list.agents, config.shard);
     tally.agents_listed(agents.len());
     report_unusable(config, &list.leader, &list.unusable, &tally);
+    let limits = pool_limits(config, open_files);
     let shared = Arc::new(Shared {
         mesos,
         state,
@@ -152,7 +158,6 @@ fn collect(
         stop,
         rereads: Rereads::default(),
     });
-    let limits = pool_limits(config);
     let finished = run_workers(&shared, agents, limits, Round::First, collect_agent);
     if let Mode::DryRun { interval, .. } = mode {
         if finished {
@@ -198,9 +203,8 @@ const FETCH_STALL: Duration = Duration::from_millis(100);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The pool's size: `--workers`, and as many stalled fetches beside them as the
-/// open-files limit leaves room for, up to `MAX_STALLED_FETCHES`.
-fn pool_limits(config: &Config) -> Limits {
-    let open_files = open_files::raise_to_hard_limit();
+/// open-files limit (as `main` left it) leaves room for, up to `MAX_STALLED_FETCHES`.
+fn pool_limits(config: &Config, open_files: Option<u64>) -> Limits {
     let room =
         open_files::room_for_stalled_fetches(open_files, config.workers, config.redis.pool_max);
     if let (Some(limit), true) = (open_files, room < MAX_STALLED_FETCHES) {
