@@ -84,7 +84,7 @@ fn run() -> i32 {
 /// gives large buffers back, SIGTERM and SIGINT request a stop, and the open-files soft
 /// limit is raised to the hard one. No other module changes a process-wide setting.
 fn set_up_process() -> pass::Process {
-    pass::budget::give_large_buffers_back();
+    mesos::budget::give_large_buffers_back();
     let stop = pass::stop::on_signals().unwrap_or_else(|e| {
         log::warn!("cannot handle SIGTERM and SIGINT ({e}); a signal ends the pass at once");
         std::sync::Arc::new(pass::stop::Stop::default())

@@ -10,7 +10,7 @@
 use crate::config::redact;
 use crate::config::HttpSettings;
 use crate::mesos::agents::{parse_agent_list, Agent, AgentList};
-use crate::pass::budget::{BodyBudget, Reservation};
+use crate::mesos::budget::{BodyBudget, Reservation};
 use std::fmt;
 use std::io::{BufReader, Read};
 use std::ops::Deref;

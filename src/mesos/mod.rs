@@ -2,6 +2,7 @@
 //! fetches one agent's `/monitor/statistics`; `agents` reads the master's agent list.
 
 mod agents;
+pub(crate) mod budget;
 mod client;
 
 pub(crate) use agents::{of_shard, Agent, Unusable};

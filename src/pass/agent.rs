@@ -6,7 +6,7 @@
 use crate::broker::message_id::fit_message_id;
 use crate::broker::{Outgoing, Publisher};
 use crate::mesos::{Agent, MesosClient, Scheme};
-use crate::pass::budget::Reservation;
+use crate::mesos::budget::Reservation;
 use crate::pass::dry_run::Rereads;
 use crate::pass::stop::{Stop, StopReason};
 use crate::pass::tally::Tally;

@@ -10,7 +10,6 @@
 //! grace, and the pass still stores, releases its lock and logs its summary.
 
 pub(crate) mod agent;
-pub(crate) mod budget;
 pub(crate) mod dry_run;
 pub(crate) mod open_files;
 pub(crate) mod stop;
