@@ -5,8 +5,8 @@
 
 use crate::broker::message_id::fit_message_id;
 use crate::broker::{Outgoing, Publisher};
-use crate::mesos::{Agent, MesosClient, Scheme};
 use crate::mesos::budget::Reservation;
+use crate::mesos::{Agent, MesosClient, Scheme};
 use crate::pass::dry_run::Rereads;
 use crate::pass::stop::{Stop, StopReason};
 use crate::pass::tally::Tally;
