@@ -132,6 +132,16 @@ fn config_reads_no_one_but_cli() {
 }
 
 #[test]
+fn dry_run_uses_the_agent_path_not_the_pass() {
+    let children = ["agent", "workers", "stop", "tally"];
+    assert_eq!(
+        breaking("pass/dry_run.rs", |p| !under(p, "pass")
+            || children.iter().any(|c| under(p, &format!("pass::{c}")))),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn ops_never_runs_a_pass() {
     let runs: Vec<String> = sources()
         .iter()
