@@ -397,9 +397,40 @@ impl PrivateBroker {
 
     /// A node with an AMQP listener and a TLS one (`listeners.ssl`) presenting this
     /// certificate; clients are not asked for one.
+    ///
+    /// A port free when chosen may be taken by another test process before the node binds
+    /// it (seen as `dist_port_already_used`): a node that does not start is given up and
+    /// a new one, with new ports, started in its place, twice at most.
     fn start_with(tls: Option<&TestCertificates>) -> PrivateBroker {
         // Make sure packages and the Erlang cookie exist (cheap when already done).
         let _ = Broker::shared();
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let broker = PrivateBroker::new_node(tls);
+            let (amqp, dist, dir) = (
+                broker.amqp_port.to_string(),
+                broker.dist_port.to_string(),
+                broker.dir.to_string_lossy().into_owned(),
+            );
+            match try_services(&["start-node", broker.node.as_str(), &amqp, &dist, &dir]) {
+                Ok(_) => {
+                    if let Some(port) = broker.tls_port {
+                        wait_for_port(port);
+                    }
+                    return broker;
+                }
+                // Dropping the node stops what is left of it.
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!(
+            "no private broker started in 3 attempts:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    /// A node's name, ports and directory (with its TLS configuration), not started.
+    fn new_node(tls: Option<&TestCertificates>) -> PrivateBroker {
         let name = unique_name("asgard-priv").replace('.', "-");
         let dir = std::env::temp_dir().join(format!("asgard-rabbit-{name}"));
         let node = format!("{name}@localhost");
@@ -410,18 +441,13 @@ impl PrivateBroker {
             write_tls_config(&dir, port, certificates);
             port
         });
-        let mut broker = PrivateBroker {
+        PrivateBroker {
             node,
             amqp_port: free_port(),
             dist_port: free_port(),
             dir,
             tls_port,
-        };
-        broker.start_again();
-        if let Some(port) = broker.tls_port {
-            wait_for_port(port);
         }
-        broker
     }
 
     /// The TLS listener's port.

@@ -248,9 +248,10 @@ impl World {
             .collect()
     }
 
-    /// Waits (up to 5 s) until a running pass has taken the lock `key`.
+    /// Waits (up to 30 s: a loaded machine starts a process slowly) until a running pass
+    /// has taken the lock `key`.
     pub fn wait_for_lock(&self, key: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !self.redis_exists(key) {
             assert!(
                 std::time::Instant::now() < deadline,
