@@ -1101,3 +1101,125 @@ pub fn collector_env(
     env.extend(fixed.into_iter().map(|(k, v)| (k.to_string(), v)));
     env
 }
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus Pushgateway
+
+/// A `prometheus-pushgateway` (Debian package; `scripts/services ensure` installs it) private
+/// to one test: a free loopback port, a persistence file in a folder of its own. Killed and
+/// its folder removed on drop.
+pub struct Pushgateway {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Pushgateway {
+    /// Starts one and waits until it answers `/-/ready`.
+    pub fn start() -> Pushgateway {
+        let dir = std::env::temp_dir().join(unique_name("asgard-pushgateway"));
+        std::fs::create_dir_all(&dir).expect("create the Pushgateway's folder");
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new("prometheus-pushgateway")
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg(format!(
+                    "--persistence.file={}",
+                    dir.join("pushgateway.data").display()
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "prometheus-pushgateway cannot run ({e}): install the Debian package \
+                         prometheus-pushgateway (`bash scripts/services ensure` does it as root)"
+                    )
+                });
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                if http_get(port, "/-/ready").is_some() {
+                    return Pushgateway { child, port, dir };
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            // Lost a race for the port, or a slow start: try another port.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        panic!("prometheus-pushgateway did not come up after 5 attempts");
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What it serves on `/metrics`: every group pushed to it, in the text format.
+    pub fn metrics(&self) -> String {
+        http_get(self.port, "/metrics")
+            .unwrap_or_else(|| panic!("the Pushgateway on port {} does not answer", self.port))
+    }
+}
+
+/// The body of a 2xx answer to `GET http://127.0.0.1:PORT/PATH`; None on anything else.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .proxy(None)
+        .build()
+        .into();
+    let mut response = agent
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .call()
+        .ok()?;
+    response.body_mut().read_to_string().ok()
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A loopback listener that accepts connections and never answers nor closes them: a
+/// server that hangs. Stops accepting when dropped.
+pub struct SilentListener {
+    port: u16,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SilentListener {
+    pub fn start() -> SilentListener {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local address").port();
+        let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = std::sync::Arc::clone(&stopped);
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for client in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                held.extend(client.ok());
+            }
+        });
+        SilentListener { port, stopped }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for SilentListener {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        // Wakes the accepting thread so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
