@@ -480,7 +480,7 @@ fn pushgateway(settings: &Settings) -> Result<Option<PushgatewaySettings>, Confi
     if given.is_empty() {
         return Ok(None);
     }
-    let shown_url = redact::url(given);
+    let shown_url = redact::secret_url(given);
     let bad = |why: &str| invalid(format!("Pushgateway URL {shown_url}: {why}"));
     let (scheme, rest) = given
         .split_once("://")
@@ -543,7 +543,7 @@ fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, Config
     .read()?;
     let url = url.as_ref().map_or(DEFAULT_REDIS_URL, Secret::expose);
     let url = url.trim().to_string();
-    let shown_url = redact::url(&url);
+    let shown_url = redact::secret_url(&url);
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err(invalid(format!(
             "Redis URL {shown_url} must start with redis:// or rediss://"
