@@ -39,9 +39,10 @@ pub(crate) enum Command {
     /// Check that every master, Redis and the broker can be reached, without collecting.
     ///
     /// Prints one line per part: each master (and which master leads), Redis (version and
-    /// the pass lock), the broker login and the queue receiving the routing key, and with
-    /// --metrics-file whether its folder is writable. Exits 0 when a pass could run, 69
-    /// when it could not, 2 on a configuration error.
+    /// the pass lock), the broker login and the queue receiving the routing key, with
+    /// --metrics-file whether its folder is writable, and with --pushgateway whether the
+    /// Pushgateway is ready. Exits 0 when a pass could run, 69 when it could not, 2 on a
+    /// configuration error.
     Check,
     /// Print the man page (roff) generated from these definitions.
     #[command(hide = true)]
@@ -119,8 +120,8 @@ pub(crate) struct Settings {
     )]
     pub(crate) mesos_principal: Option<String>,
 
-    /// Secret for HTTP basic authentication to masters and agents. As a flag it shows in
-    /// the process list: prefer the variable or --mesos-secret-file.
+    /// Secret for HTTP basic authentication to masters and agents. A flag shows in the
+    /// process list: prefer STATS_COLLECTOR_MESOS_SECRET_FILE.
     #[arg(
         long,
         value_name = "SECRET",
@@ -130,8 +131,8 @@ pub(crate) struct Settings {
     )]
     pub(crate) mesos_secret: Option<String>,
 
-    /// File holding the Mesos secret (one trailing newline is ignored), instead of
-    /// --mesos-secret: a Kubernetes secret volume, a Docker secret or a systemd credential.
+    /// File holding the Mesos secret, instead of the value (one trailing newline is
+    /// ignored): a Kubernetes secret volume, a Docker secret or a systemd credential.
     #[arg(
         long,
         value_name = "FILE",
@@ -212,8 +213,8 @@ pub(crate) struct Settings {
     pub(crate) shard: Option<String>,
 
     /// This shard's 0-based index, as schedulers number their instances (a Kubernetes
-    /// Indexed Job's JOB_COMPLETION_INDEX, Nomad's NOMAD_ALLOC_INDEX), with --shard-count:
-    /// index I of N is --shard (I+1)/N, the same agents and the same lock.
+    /// Indexed Job's JOB_COMPLETION_INDEX, Nomad's NOMAD_ALLOC_INDEX), with the shard
+    /// count: index I of N is shard (I+1)/N, the same agents and the same lock.
     #[arg(
         long,
         value_name = "I",
@@ -232,8 +233,8 @@ pub(crate) struct Settings {
     pub(crate) shard_count: Option<u32>,
 
     /// Redis URL (redis:// or rediss://) holding previous readings and the pass lock
-    /// [default: redis://127.0.0.1/0]. With a password, prefer the variable or
-    /// --redis-url-file: a flag shows in the process list.
+    /// [default: redis://127.0.0.1/0]. With a password, prefer
+    /// STATS_COLLECTOR_REDIS_URL_FILE: a flag shows in the process list.
     #[arg(
         long,
         value_name = "URL",
@@ -243,8 +244,7 @@ pub(crate) struct Settings {
     )]
     pub(crate) redis_url: Option<String>,
 
-    /// File holding the Redis URL (one trailing newline is ignored), instead of
-    /// --redis-url.
+    /// File holding the Redis URL, instead of the value (one trailing newline is ignored).
     #[arg(
         long,
         value_name = "FILE",
@@ -324,8 +324,8 @@ pub(crate) struct Settings {
     )]
     pub(crate) rabbitmq_user: Option<String>,
 
-    /// RabbitMQ password [default: guest]. As a flag it shows in the process list: prefer
-    /// the variable or --rabbitmq-password-file.
+    /// RabbitMQ password [default: guest]. A flag shows in the process list: prefer
+    /// STATS_COLLECTOR_RABBITMQ_PWD_FILE.
     #[arg(
         long,
         value_name = "PASSWORD",
@@ -335,8 +335,8 @@ pub(crate) struct Settings {
     )]
     pub(crate) rabbitmq_password: Option<String>,
 
-    /// File holding the RabbitMQ password (one trailing newline is ignored), instead of
-    /// --rabbitmq-password.
+    /// File holding the RabbitMQ password, instead of the value (one trailing newline is
+    /// ignored).
     #[arg(
         long,
         value_name = "FILE",
@@ -418,7 +418,7 @@ pub(crate) struct Settings {
     )]
     pub(crate) metrics_file: Option<PathBuf>,
 
-    /// Push the counts of every collecting pass (those of --metrics-file) to this
+    /// Push the counts of every collecting pass (the metrics file's) to this
     /// Prometheus Pushgateway, http(s)://[USER:PASSWORD@]HOST:PORT[/PATH], job
     /// asgard-stats, grouped by shard. A push that fails is logged and changes nothing
     /// else. Credentials in the URL are sent as basic authentication, never shown.
