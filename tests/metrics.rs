@@ -581,25 +581,65 @@ fn passes_push_the_metrics_file_to_a_real_pushgateway_grouped_by_shard() {
         .run()
         .assert_success();
     assert_eq!(pushed_group(&pushgateway, Some("2/2")), before);
+}
 
-    // `check` says it is reachable; user info in the URL is sent and never shown.
+#[test]
+fn credentials_in_the_pushgateway_url_are_sent_as_basic_auth_and_never_shown() {
+    let world = World::start(spec(2, 1, [14, 5, 1]));
+    let pushgateway = Pushgateway::with_basic_auth();
+    let (user, password) = PUSHGATEWAY_USER;
     let authority = pushgateway.url().replace("http://", "");
-    let check = world
-        .collector()
-        .env(
-            "STATS_COLLECTOR_PUSHGATEWAY",
-            format!("http://asgard:Pu5h-s3cret@{authority}"),
-        )
-        .arg("check")
-        .run();
-    check.assert_success();
+    let with = |user_info: &str| format!("http://{user_info}@{authority}");
+    let shown = format!("http://<redacted>@{authority}");
+    let right = with(&format!("{user}:{}", password.replace('-', "%2D")));
+    let wrong = with(&format!("{user}:{password}x"));
+
+    let check = |url: &str| {
+        world
+            .collector()
+            .env("STATS_COLLECTOR_PUSHGATEWAY", url)
+            .arg("check")
+            .run()
+    };
+    let ok = check(&right);
+    ok.assert_success();
     assert!(
-        check.stdout.contains(&format!(
-            "pushgateway  ok    http://<redacted>@{authority}: reachable, ready"
-        )),
-        "{check}"
+        ok.stdout
+            .contains(&format!("pushgateway  ok    {shown}: reachable, ready")),
+        "{ok}"
     );
-    assert!(!check.stdout.contains("Pu5h-s3cret"), "{check}");
+    let refused = check(&wrong);
+    refused.assert_status(69);
+    assert!(
+        refused.stdout.contains(&format!(
+            "pushgateway  FAIL  {shown}: not reachable: HTTP 401 Unauthorized"
+        )),
+        "{refused}"
+    );
+
+    let collect = |url: &str| {
+        world
+            .collector()
+            .env("STATS_COLLECTOR_PUSHGATEWAY", url)
+            .args(["--log-format", "json", "collect"])
+            .run()
+    };
+    let pushed = collect(&right);
+    pushed.assert_success();
+    assert!(!pushed.stderr.contains("Pushgateway"), "{pushed}");
+    assert_counts_of(&pushed, &pushed_group(&pushgateway, None));
+    let unauthorized = collect(&wrong);
+    unauthorized.assert_success();
+    assert!(
+        unauthorized.stderr.contains(&format!(
+            "cannot push the metrics to the Pushgateway {shown}: HTTP 401 Unauthorized"
+        )),
+        "{unauthorized}"
+    );
+    for run in [&ok, &refused, &pushed, &unauthorized] {
+        let out = format!("{}{}", run.stdout, run.stderr);
+        assert!(!out.contains(password), "{run}");
+    }
 }
 
 #[test]

@@ -42,14 +42,7 @@ pub(crate) fn push(config: &Config, metrics: &Rendered) {
         "POST" => agent.post(&url),
         _ => agent.put(&url),
     };
-    let request = request.header("Content-Type", CONTENT_TYPE);
-    let request = match &gateway.credentials {
-        Some(c) => request.header(
-            "Authorization",
-            basic_authorization(&c.principal, c.secret.expose()),
-        ),
-        None => request,
-    };
+    let request = authorized(request.header("Content-Type", CONTENT_TYPE), gateway);
     match request
         .send(text.as_str())
         .map_err(reason)
@@ -67,14 +60,24 @@ pub(crate) fn push(config: &Config, metrics: &Rendered) {
 /// what it said, or why not.
 pub(crate) fn probe(config: &Config, gateway: &PushgatewaySettings) -> Result<(), String> {
     let request = agent(config).get(format!("{}/-/ready", gateway.url));
-    let request = match &gateway.credentials {
+    authorized(request, gateway)
+        .call()
+        .map_err(reason)
+        .and_then(answered)
+}
+
+/// The request with the URL's credentials as basic authentication, if it had any.
+fn authorized<B>(
+    request: ureq::RequestBuilder<B>,
+    gateway: &PushgatewaySettings,
+) -> ureq::RequestBuilder<B> {
+    match &gateway.credentials {
         Some(c) => request.header(
             "Authorization",
             basic_authorization(&c.principal, c.secret.expose()),
         ),
         None => request,
-    };
-    request.call().map_err(reason).and_then(answered)
+    }
 }
 
 /// `<url>/metrics/job/asgard-stats[/shard@base64/<K/N in base64url>]`.
