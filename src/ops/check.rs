@@ -7,8 +7,8 @@
 //! (a CA file that cannot be read, no broker configured).
 
 use crate::config::Config;
+use crate::exit;
 use crate::mesos::MesosClient;
-use crate::pass::tally::exit;
 use crate::state::StateStore;
 
 /// The outcome of one part.

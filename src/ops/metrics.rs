@@ -14,7 +14,8 @@
 //! so the shards' files can sit side by side.
 
 use crate::config::{Config, Shard};
-use crate::pass::tally::{exit, Summary};
+use crate::exit;
+use crate::pass::tally::Summary;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
@@ -25,6 +26,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const PREFIX: &str = "asgard_stats_";
 /// The family of the last pass that delivered, which a failed pass must not forget.
 const LAST_SUCCESS: &str = "last_success_timestamp_seconds";
+/// Stands in a help line for the list of exit codes (`crate::exit`), filled in when
+/// written, so the metric's help never lists other codes than `--help`.
+const EXIT_CODES: &str = "{EXIT_CODES}";
 
 /// What the metrics of one pass are read from.
 struct Pass<'a> {
@@ -68,7 +72,7 @@ const FAMILIES: &[Family] = &[
     ),
     gauge(
         "exit_code",
-        "Exit code of the last pass: 0 ok, 3 partial, 69 nothing could be done, 75 lock held, 130/143 stopped by SIGINT/SIGTERM, 2 configuration, 1 other.",
+        "Exit code of the last pass: {EXIT_CODES}.",
         |p| f64::from(p.summary.exit_code()),
     ),
     gauge(
@@ -229,7 +233,8 @@ impl<'a> Pass<'a> {
         for family in FAMILIES.iter().filter(|f| keep(f)) {
             let name = format!("{PREFIX}{}", family.name);
             // Writing to a String cannot fail.
-            let _ = writeln!(out, "# HELP {name} {}", family.help);
+            let help = family.help.replace(EXIT_CODES, &exit::one_line());
+            let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");
             for (label, value) in self.samples(&family.samples) {
                 let labels = self.labels(label);
