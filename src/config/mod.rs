@@ -3,7 +3,8 @@
 //! Built once from the parsed command line plus the indexed `HOLLOWMAN_MESOS_ADDRESS_<n>`
 //! variables that clap cannot express. Every check happens here, so a bad setting is one
 //! clear line and exit code 2 before anything is contacted. Secrets are wrapped in
-//! [`Secret`], whose `Debug` and `Display` never show the value.
+//! [`Secret`], whose `Debug` and `Display` never show the value; each may also be read
+//! from a file (its `_FILE` setting), here, so a file that cannot be used is exit 2 too.
 
 use crate::broker::amqp::SHORT_STR_MAX;
 use crate::cli::Settings;
