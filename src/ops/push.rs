@@ -33,14 +33,10 @@ pub(crate) fn push(config: &Config, metrics: &Rendered) {
     let url = group_url(gateway, config.shard);
     // Without a known last success, POST leaves the one pushed before in the group,
     // where PUT would replace the whole group.
-    let (method, text) = match &metrics.without_last_success {
-        Some(text) => ("POST", text),
-        None => ("PUT", &metrics.text),
-    };
     let agent = agent(config);
-    let request = match method {
-        "POST" => agent.post(&url),
-        _ => agent.put(&url),
+    let (request, text) = match &metrics.without_last_success {
+        Some(text) => (agent.post(&url), text),
+        None => (agent.put(&url), &metrics.text),
     };
     let request = authorized(request.header("Content-Type", CONTENT_TYPE), gateway);
     match request
@@ -56,8 +52,8 @@ pub(crate) fn push(config: &Config, metrics: &Rendered) {
     }
 }
 
-/// Whether the Pushgateway answers as ready (`GET <url>/-/ready`), for `check`: Ok with
-/// what it said, or why not.
+/// Whether the Pushgateway answers as ready (`GET <url>/-/ready`), for `check`; why not
+/// when it does not.
 pub(crate) fn probe(config: &Config, gateway: &PushgatewaySettings) -> Result<(), String> {
     let request = agent(config).get(format!("{}/-/ready", gateway.url));
     authorized(request, gateway)
