@@ -14,7 +14,7 @@ use mesos_sim::AgentFault;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where each count of the summary line (`--log-format json`) is in the metrics file: the
 /// metric, and the label picking its sample (None: the sum of all its samples, by
@@ -502,7 +502,7 @@ fn assert_file_pushed(file_text: &str, pushed: &str) {
 
 #[test]
 fn passes_push_the_metrics_file_to_a_real_pushgateway_grouped_by_shard() {
-    let world = World::start(spec(3, 2, [14, 3, 1]));
+    let world = World::start(fresh_spec(3, 2));
     let pushgateway = Pushgateway::start();
     let scratch = Scratch::new();
     let file = scratch.0.join("asgard-stats.prom");
@@ -585,7 +585,7 @@ fn passes_push_the_metrics_file_to_a_real_pushgateway_grouped_by_shard() {
 
 #[test]
 fn credentials_in_the_pushgateway_url_are_sent_as_basic_auth_and_never_shown() {
-    let world = World::start(spec(2, 1, [14, 5, 1]));
+    let world = World::start(fresh_spec(2, 1));
     let pushgateway = Pushgateway::with_basic_auth();
     let (user, password) = PUSHGATEWAY_USER;
     let authority = pushgateway.url().replace("http://", "");
@@ -644,7 +644,7 @@ fn credentials_in_the_pushgateway_url_are_sent_as_basic_auth_and_never_shown() {
 
 #[test]
 fn a_pushgateway_that_is_down_or_hangs_changes_nothing_else() {
-    let world = World::start(spec(3, 2, [14, 4, 1]));
+    let world = World::start(fresh_spec(3, 2));
     let scratch = Scratch::new();
     let file = scratch.0.join("asgard-stats.prom");
     world.collect().assert_success();
@@ -653,7 +653,7 @@ fn a_pushgateway_that_is_down_or_hangs_changes_nothing_else() {
     let hangs = format!("http://asgard:Pu5h-s3cret@127.0.0.1:{}", silent.port());
     let mut success = 0.0;
     for (gateway, why) in [(&refused, "connection refused"), (&hangs, "timed out")] {
-        std::thread::sleep(Duration::from_millis(1100));
+        world.wait_for_new_samples();
         let started = std::time::Instant::now();
         let collector = world
             .collector()

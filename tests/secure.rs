@@ -524,7 +524,7 @@ fn no_secret_reaches_any_output() {
 #[test]
 fn secret_files_that_cannot_be_used_are_named_and_never_shown() {
     const SECRET: &str = "F1le-s3cret";
-    let world = World::start(spec(1, 1, [26, 6, 1]));
+    let world = World::start(fresh_spec(1, 1));
     let scratch = std::env::temp_dir().join(unique_name("asgard-secret-files"));
     std::fs::create_dir_all(&scratch).expect("create a folder for secret files");
     let missing = scratch.join("no-such-file");
@@ -616,7 +616,7 @@ fn flag_of(variable: &str) -> &'static str {
 
 #[test]
 fn a_secret_given_as_a_flag_is_warned_about_once() {
-    let world = World::start(spec(1, 1, [26, 7, 1]));
+    let world = World::start(fresh_spec(1, 1));
     let run = world
         .collector()
         .env_remove("STATS_COLLECTOR_RABBITMQ_PWD")

@@ -256,7 +256,7 @@ fn collect_indexed(world: &World, index: u64) -> Run {
 
 #[test]
 fn a_shard_index_of_a_count_is_the_agents_and_lock_of_the_shard_one_above() {
-    let world = World::start(spec(12, 3, [9, 3, 1]));
+    let world = World::start(fresh_spec(12, 3));
     let expected = expected_shards(&world);
     for index in 0..SHARDS {
         let run = collect_indexed(&world, index);
@@ -267,7 +267,7 @@ fn a_shard_index_of_a_count_is_the_agents_and_lock_of_the_shard_one_above() {
             "index {index}: {run}"
         );
     }
-    std::thread::sleep(Duration::from_millis(1100));
+    world.wait_for_new_samples();
     for index in 0..SHARDS {
         collect_indexed(&world, index).assert_success();
         let hosts: BTreeSet<String> = world
@@ -308,7 +308,7 @@ fn a_shard_index_of_a_count_is_the_agents_and_lock_of_the_shard_one_above() {
 
 #[test]
 fn a_bad_shard_index_or_count_is_a_usage_error() {
-    let world = World::start(spec(3, 1, [9, 4, 1]));
+    let world = World::start(fresh_spec(3, 1));
     for (args, line) in [
         (
             &["--shard-index", "1"][..],
