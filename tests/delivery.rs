@@ -2,6 +2,12 @@
 //! Redis failing before or during a pass, the pass lock, and the hygiene of stored state,
 //! against a real Redis and real RabbitMQ nodes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,12 @@
 //! are logged with the agent's address and counted, broken state is replaced, and numbers
 //! keep every digit through Redis into the published documents.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,12 @@
 //! deadline (design sections 3 and 4), against simulated masters and agents on loopback.
 //! Each test binds agents on loopback addresses of its own (`first_ip`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod common;
 
 use base64::Engine;

@@ -5,6 +5,12 @@
 //! Real redis-server, the shared RabbitMQ node, agents slowed by mesos-sim. Clusters here
 //! bind agents on 127.23.x.y (`first_ip` [23, ...]).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod common;
 
 use common::*;
