@@ -1,5 +1,5 @@
 //! Masters in high availability, authentication, TLS, misbehaving agents and the pass
-//! deadline (design sections 3 and 4), against simulated masters and agents on loopback.
+//! deadline (docs/mesos.md), against simulated masters and agents on loopback.
 //! Each test binds agents on loopback addresses of its own (`first_ip`).
 
 #![allow(

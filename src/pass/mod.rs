@@ -1,4 +1,4 @@
-//! One collection pass, start to end (design section 1): broker, lock, masters, then the
+//! One collection pass, start to end (docs/pass.md): broker, lock, masters, then the
 //! worker pool (`pool`), whose threads each take one agent at a time through fetch → load
 //! previous readings → compute → publish → store, and finally the summary.
 //!

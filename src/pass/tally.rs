@@ -1,5 +1,5 @@
 //! What happened during a pass: counters shared by the worker threads, the summary line
-//! that ends every pass, and the exit code that follows from them (design section 8).
+//! that ends every pass, and the exit code that follows from them (docs/exit-codes.md).
 
 use crate::pass::stop::StopReason;
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Exit codes of design section 8.
+/// The exit codes of docs/exit-codes.md.
 pub(crate) mod exit {
     pub(crate) const OK: i32 = 0;
     pub(crate) const OTHER: i32 = 1;
