@@ -25,7 +25,7 @@ fn the_second_pass_publishes_one_correct_document_per_task() {
         world.messages().is_empty(),
         "the first pass only stores readings"
     );
-    assert_eq!(world.stored_keys().len(), 24, "one reading per task");
+    assert_eq!(world.stored_tasks().len(), 24, "one reading per task");
 
     std::thread::sleep(Duration::from_millis(1100));
     world.collect().assert_success();

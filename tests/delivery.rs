@@ -36,26 +36,23 @@ fn unroutable_documents_keep_their_readings_until_a_queue_is_bound() {
     );
     assert_eq!(world.stored_timestamps(), baseline, "no reading advanced");
 
+    let pending: usize = world.stored_tasks().values().map(|t| t.pending.len()).sum();
+    assert_eq!(pending, 6, "each failed document is kept to be sent again");
+
     declare_queue(&world.broker, &world.queue);
     std::thread::sleep(Duration::from_millis(600));
-    world.collect().assert_success();
+    let run = world.collect();
+    run.assert_success();
+    assert!(run.stderr.contains("published=12 resent=6 "), "{run}");
     let messages = world.messages();
-    assert_eq!(messages.len(), 6);
-    for m in &messages {
-        let doc = &m.body;
-        let key = format!(
-            "{}{}",
-            world.prefix,
-            doc["taskname"].as_str().expect("taskname")
-        );
-        let span = doc["timestamp"].as_f64().expect("timestamp") - baseline[&key];
-        let period = doc["period_secs"].as_f64().expect("period");
-        assert!(
-            (period - span).abs() < 1e-4,
-            "the document covers both intervals: {period} vs {span}"
-        );
-        assert!(period > 1.0, "{period}");
-    }
+    assert_eq!(
+        messages.len(),
+        12,
+        "the failed documents first, then the new ones"
+    );
+    let tiling = assert_intervals_tile(&messages, &baseline, None);
+    assert_eq!(tiling.kept, 12);
+    assert!(world.stored_tasks().values().all(|t| t.pending.is_empty()));
 }
 
 #[test]
@@ -222,20 +219,16 @@ fn stored_readings_expire_carry_the_prefix_and_are_never_scanned() {
         churn_every: 2,
         ..spec(2, 4, [7, 7, 1])
     });
-    let ttl = ["--state-ttl", "2"];
-    world
-        .collector()
-        .args(ttl)
-        .arg("collect")
-        .run()
-        .assert_success();
+    let pass = || {
+        world
+            .collector()
+            .args(["--state-ttl", "2", "collect"])
+            .run()
+            .assert_success();
+    };
+    pass();
     std::thread::sleep(Duration::from_millis(1000));
-    world
-        .collector()
-        .args(ttl)
-        .arg("collect")
-        .run()
-        .assert_success();
+    pass();
     let mut conn = world.redis.conn();
     let stats: String = redis::cmd("INFO")
         .arg("commandstats")
@@ -248,21 +241,37 @@ fn stored_readings_expire_carry_the_prefix_and_are_never_scanned() {
         );
     }
     assert!(
-        stats.contains("cmdstat_mget:") && stats.contains("cmdstat_set:"),
+        stats.contains("cmdstat_get:") && stats.contains("cmdstat_set:"),
         "{stats}"
     );
-    // Pass 1: 4 steady + 4 churned tasks; pass 2: the steady ones again + 4 new churned.
+    // Pass 1: 4 steady + 4 churned tasks; pass 2: the steady ones again + 4 new churned,
+    // while pass 1's churned ones keep their entries until they are older than the TTL.
+    assert_eq!(world.stored_tasks().len(), 12);
     let keys = world.stored_keys();
-    assert_eq!(keys.len(), 12, "{keys:?}");
+    assert_eq!(
+        keys.len(),
+        2,
+        "one key per agent, no write-ahead left: {keys:?}"
+    );
     let size: usize = redis::cmd("DBSIZE").query(&mut conn).expect("DBSIZE");
-    assert_eq!(size, keys.len(), "every key carries the prefix");
+    assert_eq!(
+        size,
+        keys.len() + 1,
+        "every key carries the prefix (and the layout marker)"
+    );
     for key in &keys {
         let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).expect("TTL");
         assert!((1..=2).contains(&ttl), "{key} has TTL {ttl}");
     }
-    std::thread::sleep(Duration::from_millis(1500));
-    // The tasks that ended (pass 1's churned ids) are gone; the rest were rewritten later.
-    assert_eq!(world.stored_keys().len(), 8);
+    std::thread::sleep(Duration::from_millis(2100));
+    pass();
+    // The tasks that ended (passes 1 and 2's churned ids) are gone from their agent.
+    assert_eq!(world.stored_tasks().len(), 8);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        world.stored_keys().is_empty(),
+        "agents no pass saw expire whole"
+    );
 }
 
 #[test]
@@ -291,12 +300,11 @@ fn a_broker_lost_mid_pass_loses_no_cpu_second() {
     let docs: Vec<Value> = world.messages().into_iter().map(|m| m.body).collect();
     let tasks: BTreeMap<String, TaskInfo> = world.tasks_by_id();
     for (id, task) in &tasks {
-        let key = format!("{}{id}", world.prefix);
         let mine: Vec<&Value> = docs
             .iter()
             .filter(|d| d["taskname"] == id.as_str())
             .collect();
-        let (covered, usr_secs) = chain_back_to(&mine, baseline[&key]);
+        let (covered, usr_secs) = chain_back_to(&mine, baseline[id]);
         // Every CPU second between the first reading and the last document is reported.
         let expected = task.rates.user * covered;
         assert!(
@@ -380,15 +388,11 @@ fn redis_failing_after_a_confirm_reports_that_interval_again_never_a_gap() {
     let third: Vec<Value> = world.messages().into_iter().map(|m| m.body).collect();
     assert_eq!(third.len(), 8);
     for doc in &third {
-        let key = format!(
-            "{}{}",
-            world.prefix,
-            doc["taskname"].as_str().expect("taskname")
-        );
+        let key = doc["taskname"].as_str().expect("taskname");
         let start =
             doc["timestamp"].as_f64().expect("ts") - doc["period_secs"].as_f64().expect("period");
         assert!(
-            (start - baseline[&key]).abs() < 1e-4,
+            (start - baseline[key]).abs() < 1e-4,
             "starts at the old baseline: {doc}"
         );
         let earlier = second

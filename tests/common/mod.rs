@@ -122,6 +122,9 @@ pub struct RedisServer {
     port: u16,
     /// `--requirepass`, when set; [`RedisServer::url`] carries it.
     password: Option<String>,
+    /// With [`RedisServer::durable`]: the directory of its append-only file, which a
+    /// restart reads back.
+    data_dir: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -135,12 +138,26 @@ impl RedisServer {
         RedisServer::start_with(Some(password.to_string()))
     }
 
+    /// A redis-server that writes every command to its append-only file before answering
+    /// (`--appendfsync always`), so [`RedisServer::start_again`] after a kill comes back
+    /// with every write it acknowledged.
+    pub fn durable() -> RedisServer {
+        let dir = std::env::temp_dir().join(unique_name("asgard-redis"));
+        std::fs::create_dir_all(&dir).expect("create the Redis data directory");
+        RedisServer::start_in(None, Some(dir))
+    }
+
     fn start_with(password: Option<String>) -> RedisServer {
+        RedisServer::start_in(password, None)
+    }
+
+    fn start_in(password: Option<String>, data_dir: Option<PathBuf>) -> RedisServer {
         for _ in 0..5 {
             let mut server = RedisServer {
                 child: None,
                 port: free_port(),
                 password: password.clone(),
+                data_dir: data_dir.clone(),
             };
             if server.spawn() {
                 return server;
@@ -154,7 +171,18 @@ impl RedisServer {
     fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--save", "", "--daemonize", "no"])
+            .args(match &self.data_dir {
+                Some(dir) => vec![
+                    "--appendonly".to_string(),
+                    "yes".to_string(),
+                    "--appendfsync".to_string(),
+                    "always".to_string(),
+                    "--dir".to_string(),
+                    dir.to_string_lossy().into_owned(),
+                ],
+                None => vec!["--appendonly".to_string(), "no".to_string()],
+            })
             .args(
                 self.password
                     .iter()
@@ -220,7 +248,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts a fresh (empty) server on the same port after `stop()`.
+    /// Starts the server again on the same port after `stop()`: empty, or with its data
+    /// for a [`RedisServer::durable`] one.
     pub fn start_again(&mut self) {
         self.stop();
         assert!(
@@ -234,6 +263,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -450,6 +482,32 @@ impl PrivateBroker {
     pub fn set_memory_alarm(&self, on: bool) {
         let watermark = if on { "0.0000001" } else { "0.4" };
         services(&["ctl", &self.node, "set_vm_memory_high_watermark", watermark]);
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the node's Erlang VM: a broker that keeps its
+    /// connections open and answers nothing, as a stalled host does.
+    pub fn freeze(&self, frozen: bool) {
+        let group =
+            std::fs::read_to_string(self.dir.join("server.pid")).expect("the node's pid file");
+        // The VM of this node only: its process group, by its program's name.
+        let found = Command::new("pgrep")
+            .args(["-g", group.trim(), "beam.smp"])
+            .output()
+            .expect("pgrep");
+        let pids = String::from_utf8_lossy(&found.stdout).into_owned();
+        assert!(
+            !pids.trim().is_empty(),
+            "no VM in process group {}",
+            group.trim()
+        );
+        for pid in pids.split_whitespace() {
+            let signal = if frozen { "-STOP" } else { "-CONT" };
+            let status = Command::new("kill")
+                .args([signal, pid])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill {signal} {pid}");
+        }
     }
 
     /// (Re)starts the node with the same name, ports and data; returns once it accepts AMQP.
@@ -1100,4 +1158,75 @@ pub fn collector_env(
     ];
     env.extend(fixed.into_iter().map(|(k, v)| (k.to_string(), v)));
     env
+}
+
+/// What a consumer that drops repeated message ids sees of each task's documents.
+#[derive(Debug, Default)]
+pub struct Tiling {
+    /// Documents kept after dropping repeated message ids.
+    pub kept: usize,
+    /// Messages dropped as repeats of an earlier message id (with an identical body).
+    pub repeats: usize,
+}
+
+/// Drops repeated message ids as a consumer would (checking that a repeat is identical to
+/// the first), then checks that each task's intervals tile time from its baseline reading
+/// (`baselines`, by executor id): each document starts (`timestamp - period_secs`) where
+/// the previous one ended, with no hole and no overlap, and the last ends at `ends[id]`
+/// when given. Panics naming the task otherwise.
+pub fn assert_intervals_tile(
+    messages: &[Message],
+    baselines: &std::collections::BTreeMap<String, f64>,
+    ends: Option<&std::collections::BTreeMap<String, f64>>,
+) -> Tiling {
+    let mut tiling = Tiling::default();
+    let mut seen: std::collections::HashMap<String, &Message> = std::collections::HashMap::new();
+    let mut by_task: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for m in messages {
+        let id = m
+            .message_id
+            .clone()
+            .expect("every document has a message id");
+        if let Some(first) = seen.get(&id) {
+            assert_eq!(first.raw, m.raw, "a repeat of {id} is identical");
+            assert_eq!(first.content_type, m.content_type, "{id}");
+            assert_eq!(first.delivery_mode, m.delivery_mode, "{id}");
+            tiling.repeats += 1;
+            continue;
+        }
+        seen.insert(id, m);
+        tiling.kept += 1;
+        let num = |f: &str| {
+            m.body[f]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{f} in {}", m.body))
+        };
+        let task = m.body["taskname"].as_str().expect("taskname").to_string();
+        let end = num("timestamp");
+        by_task
+            .entry(task)
+            .or_default()
+            .push((end - num("period_secs"), end));
+    }
+    for (task, mut intervals) in by_task {
+        intervals.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut at = *baselines
+            .get(&task)
+            .unwrap_or_else(|| panic!("{task} has no baseline"));
+        for (start, end) in &intervals {
+            assert!(
+                (start - at).abs() < 1e-4,
+                "{task}: an interval starts at {start} where the previous ended at {at} ({}): {intervals:?}",
+                if *start > at { "a hole" } else { "an overlap" }
+            );
+            at = *end;
+        }
+        if let Some(end) = ends.and_then(|ends| ends.get(&task)) {
+            assert!(
+                (at - end).abs() < 1e-4,
+                "{task}: reported up to {at}, read up to {end}"
+            );
+        }
+    }
+    tiling
 }
