@@ -18,10 +18,10 @@
 //! is written again (its stored-at renewed) only when its base advanced or it took a new
 //! reading, so one whose documents keep failing expires with the TTL like any other.
 
-use crate::broker::DeliveryError;
-use crate::broker::Outgoing;
+use crate::broker::message_id::fit_message_id;
+use crate::broker::{DeliveryError, Outgoing};
 use crate::mesos::Agent;
-use crate::pass::{goes_out, Shared};
+use crate::pass::agent::{goes_out, Shared};
 use crate::state::layout::{AgentState, Encoder, StoredTask};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
@@ -174,7 +174,7 @@ impl<'a> Report<'a> {
                         match doc.to_json() {
                             Ok(body) => {
                                 self.outgoing.push(Outgoing {
-                                    message_id: doc.message_id(),
+                                    message_id: fit_message_id(doc.message_id()),
                                     body,
                                 });
                                 if !new {
