@@ -230,15 +230,18 @@ fn numbers_keep_their_precision_through_redis_into_the_document() {
     let (before, now) = (with_extra(&case["before"]), with_extra(&case["now"]));
     let before_text = format!("[{before}]");
     let world = World::start(spec(1, 2, [8, 4, 1]));
+    let collect_with_raw_metrics = || {
+        world
+            .collector()
+            .env("STATS_COLLECTOR_INCLUDE_RAW_METRICS", "1")
+            .arg("collect")
+            .run()
+            .assert_success();
+    };
     world
         .cluster
         .set_agent_fault(0, AgentFault::Body(before_text.clone()));
-    world
-        .collector()
-        .env("STATS_COLLECTOR_INCLUDE_RAW_METRICS", "1")
-        .arg("collect")
-        .run()
-        .assert_success();
+    collect_with_raw_metrics();
     let stored = world.stored_tasks();
     assert_eq!(stored.len(), 1);
     let raw = stored.values().next().and_then(|t| t.base.raw.clone());
@@ -251,12 +254,7 @@ fn numbers_keep_their_precision_through_redis_into_the_document() {
     world
         .cluster
         .set_agent_fault(0, AgentFault::Body(format!("[{now}]")));
-    world
-        .collector()
-        .env("STATS_COLLECTOR_INCLUDE_RAW_METRICS", "1")
-        .arg("collect")
-        .run()
-        .assert_success();
+    collect_with_raw_metrics();
     let messages = world.messages();
     assert_eq!(messages.len(), 1);
     let text = String::from_utf8(messages[0].raw.clone()).expect("UTF-8");

@@ -191,47 +191,39 @@ impl Cursor<'_> {
     }
     fn reading(&mut self, executor_id: &str) -> Option<Reading> {
         let flags = self.byte()?;
-        let has = |field: Field| flags & field as u8 != 0;
         let timestamp = self.f64()?;
-        let mut float = |field: Field| {
-            if has(field) {
-                self.f64().map(Some)
-            } else {
-                Some(None)
-            }
+        // Struct fields are read in the order written, which is the encoding's.
+        let sample = Sample {
+            timestamp,
+            cpus_user_time_secs: self.optional(flags, Field::User, Cursor::f64)?,
+            cpus_system_time_secs: self.optional(flags, Field::System, Cursor::f64)?,
+            cpus_throttled_time_secs: self.optional(flags, Field::Throttled, Cursor::f64)?,
+            cpus_limit: self.optional(flags, Field::CpusLimit, Cursor::f64)?,
+            mem_rss_bytes: self.optional(flags, Field::MemRss, Cursor::varint)?,
+            mem_limit_bytes: self.optional(flags, Field::MemLimit, Cursor::varint)?,
         };
-        let cpus_user_time_secs = float(Field::User)?;
-        let cpus_system_time_secs = float(Field::System)?;
-        let cpus_throttled_time_secs = float(Field::Throttled)?;
-        let cpus_limit = float(Field::CpusLimit)?;
-        let mut integer = |field: Field| {
-            if has(field) {
-                self.varint().map(Some)
-            } else {
-                Some(None)
-            }
-        };
-        let mem_rss_bytes = integer(Field::MemRss)?;
-        let mem_limit_bytes = integer(Field::MemLimit)?;
-        let entry = if has(Field::Raw) {
-            self.string()?
-        } else {
-            String::new()
-        };
+        let entry = self
+            .optional(flags, Field::Raw, Cursor::string)?
+            .unwrap_or_default();
         Some(Reading {
             executor_id: executor_id.to_string(),
             entry: entry.into_boxed_str(),
-            sample: Sample {
-                timestamp,
-                cpus_limit,
-                cpus_user_time_secs,
-                cpus_system_time_secs,
-                cpus_throttled_time_secs,
-                mem_rss_bytes,
-                mem_limit_bytes,
-            },
+            sample,
             malformed_fields: Vec::new(),
         })
+    }
+
+    /// A field the flags say is there, read with `read`; None when it is cut short.
+    fn optional<T>(
+        &mut self,
+        flags: u8,
+        field: Field,
+        read: fn(&mut Self) -> Option<T>,
+    ) -> Option<Option<T>> {
+        if flags & field as u8 == 0 {
+            return Some(None);
+        }
+        read(self).map(Some)
     }
 }
 
