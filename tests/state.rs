@@ -301,9 +301,8 @@ fn a_dead_queue_leaves_no_overlap_and_no_hole() {
     let (world, baseline) = faulty_world(&broker, 20, [31, 7, 1], None);
     let running = spawn_slow_pass(&world);
     wait_for_first_documents(&world);
-    // What reached the queue so far is the consumer's: take it before the queue goes.
-    let mut messages = world.messages();
-    delete_queue(&world.broker, &world.queue);
+    // What reached the queue so far is the consumer's: take it as the queue goes.
+    let mut messages = drain_and_delete_queue(&world.broker, &world.queue);
     let run = running.wait();
     assert!(run.stderr.contains("(unroutable)"), "{run}");
     declare_queue(&world.broker, &world.queue);
@@ -358,4 +357,54 @@ fn sigterm_mid_pass_leaves_no_overlap_and_no_hole() {
     let run = running.wait();
     assert_eq!(run.status, Some(143), "{run}");
     assert_exactly_once(&world, 20, &baseline);
+}
+
+#[test]
+fn past_ten_pending_documents_a_task_waits_and_then_covers_the_longer_interval() {
+    let world = World::without_queue(spec(1, 1, [31, 10, 1]));
+    world.collect().assert_success();
+    let baseline = world.stored_timestamps();
+    for pass in 1..=11 {
+        std::thread::sleep(Duration::from_millis(200));
+        let run = world.collect();
+        run.assert_status(69);
+        let full = if pass == 11 { 1 } else { 0 };
+        assert!(
+            run.stderr
+                .contains(&format!("resent={} outbox_full={full} ", pass - 1)),
+            "{run}"
+        );
+    }
+    let task = world.stored_tasks().into_values().next().expect("the task");
+    assert_eq!(task.pending.len(), 10, "bounded");
+    assert_eq!(
+        task.base.timestamp, baseline[&task.executor_id],
+        "not advanced"
+    );
+
+    // The queue is back: the pass sends the ten pending documents (the task's new reading
+    // still waits, decided before the broker answers), the next one the longer interval.
+    declare_queue(&world.broker, &world.queue);
+    for expected in [
+        "published=10 resent=10 outbox_full=1 ",
+        "published=1 resent=0 outbox_full=0 ",
+    ] {
+        std::thread::sleep(Duration::from_millis(200));
+        let run = world.collect();
+        run.assert_success();
+        assert!(run.stderr.contains(expected), "{run}");
+    }
+    let messages = world.messages();
+    let ends = world.stored_timestamps();
+    let tiling = assert_intervals_tile(&messages, &baseline, Some(&ends));
+    assert_eq!(
+        tiling.kept, 11,
+        "ten pending, then one over the longer interval"
+    );
+    let last = messages.last().expect("a document");
+    assert!(
+        last.body["period_secs"].as_f64() > Some(0.3),
+        "{:?}",
+        last.body
+    );
 }

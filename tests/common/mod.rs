@@ -642,6 +642,27 @@ pub fn delete_queue(addr: &(impl AmqpAddr + ?Sized), name: &str) {
     let _ = conn.close();
 }
 
+/// Takes every message in the queue and deletes it once empty (`if-empty`, retried on a
+/// fresh channel when a message came in between), so no message a publisher had
+/// delivered is lost with the queue. Returns the messages taken.
+pub fn drain_and_delete_queue(addr: &(impl AmqpAddr + ?Sized), name: &str) -> Vec<Message> {
+    let mut conn = amqp_connect(addr);
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        let channel = conn.open_channel(None).expect("open channel");
+        get_all(&channel, name, &mut out);
+        let options = QueueDeleteOptions {
+            if_empty: true,
+            ..QueueDeleteOptions::default()
+        };
+        if channel.queue_delete(name, options).is_ok() {
+            let _ = conn.close();
+            return out;
+        }
+    }
+    panic!("queue {name} never found empty");
+}
+
 /// Number of messages in the queue, or None if the queue does not exist.
 pub fn queue_len(addr: &(impl AmqpAddr + ?Sized), name: &str) -> Option<u32> {
     let mut conn = amqp_connect(addr);
