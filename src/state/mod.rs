@@ -1,4 +1,4 @@
-//! Previous readings and the pass lock, kept in Redis (design section 6).
+//! Previous readings and the pass lock, kept in Redis (docs/state.md).
 //!
 //! The readings' layout, one key per agent, and its load and store round trips are in
 //! `layout`; nothing ever scans the keyspace. The pass lock ([`PassLock`]) is
