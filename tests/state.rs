@@ -1,8 +1,14 @@
-//! The readings' layout and the outbox (design section 6), against a real Redis and real
+//! The readings' layout and the outbox (docs/state.md), against a real Redis and real
 //! RabbitMQ nodes: the previous release's readings read by the first pass of this one, the
 //! memory a task costs, and every interval exactly once (after dropping repeated message
 //! ids) through a frozen broker, a killed broker, a memory alarm, a dead queue, a killed
 //! Redis and SIGTERM.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The outbox (design section 6): what one agent's tasks report this pass, given what
+//! The outbox (docs/state.md): what one agent's tasks report this pass, given what
 //! Redis held for them, and what Redis holds for them afterwards.
 //!
 //! A task's stored entry is a base reading and the readings of its documents not yet

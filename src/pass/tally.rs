@@ -56,7 +56,7 @@ pub(crate) struct Summary {
     pub(crate) published: u64,
     /// Documents sent again, identical, because an earlier pass could not confirm them.
     pub(crate) resent: u64,
-    /// New readings left out because their task's outbox was full (design section 6).
+    /// New readings left out because their task's outbox was full (docs/state.md).
     pub(crate) outbox_full: u64,
     pub(crate) first_sightings: u64,
     pub(crate) resets: u64,

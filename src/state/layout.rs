@@ -1,4 +1,4 @@
-//! The compact layout of the readings in Redis (design section 6), and the Redis commands
+//! The compact layout of the readings in Redis (docs/state.md), and the Redis commands
 //! that load and store one agent's readings in one round trip each.
 //!
 //! One key per agent, `<prefix>agent/<agent id>`, holds every task of that agent in one
