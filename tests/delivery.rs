@@ -228,14 +228,22 @@ fn stored_readings_expire_carry_the_prefix_and_are_never_scanned() {
     let pass = || {
         world
             .collector()
-            .args(["--state-ttl", "2", "collect"])
+            .args(["--state-ttl", "4", "collect"])
             .run()
             .assert_success();
     };
     pass();
-    std::thread::sleep(Duration::from_millis(1000));
-    pass();
+    // 4 steady + 4 churned tasks (a churned task has a new id at every reading).
+    let first: Vec<String> = world.stored_tasks().into_keys().collect();
+    assert_eq!(first.len(), 8);
     let mut conn = world.redis.conn();
+    // The test's own KEYS above is not the collector's.
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut conn)
+        .expect("RESETSTAT");
+    std::thread::sleep(Duration::from_millis(2500));
+    pass();
     let stats: String = redis::cmd("INFO")
         .arg("commandstats")
         .query(&mut conn)
@@ -250,9 +258,10 @@ fn stored_readings_expire_carry_the_prefix_and_are_never_scanned() {
         stats.contains("cmdstat_get:") && stats.contains("cmdstat_set:"),
         "{stats}"
     );
-    // Pass 1: 4 steady + 4 churned tasks; pass 2: the steady ones again + 4 new churned,
-    // while pass 1's churned ones keep their entries until they are older than the TTL.
-    assert_eq!(world.stored_tasks().len(), 12);
+    // Pass 1's churned tasks keep their entries until they are older than the TTL.
+    let second = world.stored_tasks();
+    assert_eq!(second.len(), 12);
+    assert!(first.iter().all(|id| second.contains_key(id)));
     let keys = world.stored_keys();
     assert_eq!(
         keys.len(),
@@ -267,13 +276,21 @@ fn stored_readings_expire_carry_the_prefix_and_are_never_scanned() {
     );
     for key in &keys {
         let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).expect("TTL");
-        assert!((1..=2).contains(&ttl), "{key} has TTL {ttl}");
+        assert!((1..=4).contains(&ttl), "{key} has TTL {ttl}");
     }
-    std::thread::sleep(Duration::from_millis(2100));
-    pass();
-    // The tasks that ended (passes 1 and 2's churned ids) are gone from their agent.
-    assert_eq!(world.stored_tasks().len(), 8);
+    // Stored times are whole seconds: 2.5 s more puts pass 1's entries 5 or 6 s back,
+    // past the TTL, and pass 2's 2 or 3 s back, within it.
     std::thread::sleep(Duration::from_millis(2500));
+    pass();
+    let third = world.stored_tasks();
+    let steady: Vec<&String> = first.iter().filter(|id| third.contains_key(*id)).collect();
+    assert_eq!(
+        steady.len(),
+        4,
+        "pass 1's churned tasks are gone: {third:?}"
+    );
+    assert_eq!(third.len(), 12, "pass 2's churned ones are not yet");
+    std::thread::sleep(Duration::from_millis(4500));
     assert!(
         world.stored_keys().is_empty(),
         "agents no pass saw expire whole"
