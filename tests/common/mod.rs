@@ -489,23 +489,27 @@ impl PrivateBroker {
     pub fn freeze(&self, frozen: bool) {
         let group =
             std::fs::read_to_string(self.dir.join("server.pid")).expect("the node's pid file");
-        // The VM of this node only: its process group, by its program's name.
-        let found = Command::new("pgrep")
-            .args(["-g", group.trim(), "beam.smp"])
-            .output()
-            .expect("pgrep");
-        let pids = String::from_utf8_lossy(&found.stdout).into_owned();
-        assert!(
-            !pids.trim().is_empty(),
-            "no VM in process group {}",
-            group.trim()
-        );
-        for pid in pids.split_whitespace() {
-            let signal = if frozen { "-STOP" } else { "-CONT" };
-            let status = Command::new("kill")
-                .args([signal, pid])
+        let group = group.trim();
+        // The VM of this node only: the beam.smp process of its process group, read from
+        // /proc (`pid (comm) state ppid pgrp ...`), so no procps is needed.
+        let vms: Vec<String> = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|entry| {
+                let stat = std::fs::read_to_string(entry.ok()?.path().join("stat")).ok()?;
+                let (head, rest) = stat.rsplit_once(") ")?;
+                let (pid, comm) = head.split_once(" (")?;
+                let pgrp = rest.split_whitespace().nth(2)?;
+                (comm == "beam.smp" && pgrp == group).then(|| pid.to_string())
+            })
+            .collect();
+        assert!(!vms.is_empty(), "no VM in process group {group}");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        for pid in vms {
+            // bash's own kill: no procps either.
+            let status = Command::new("bash")
+                .args(["-c", &format!("kill {signal} {pid}")])
                 .status()
-                .expect("kill");
+                .expect("bash");
             assert!(status.success(), "kill {signal} {pid}");
         }
     }
