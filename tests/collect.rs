@@ -30,7 +30,7 @@ fn the_second_pass_publishes_one_correct_document_per_task() {
         world.messages().is_empty(),
         "the first pass only stores readings"
     );
-    assert_eq!(world.stored_keys().len(), 24, "one reading per task");
+    assert_eq!(world.stored_tasks().len(), 24, "one reading per task");
 
     world.next_pass().assert_success();
     let messages = world.messages();

@@ -46,7 +46,7 @@ fn broken_answers_fail_only_their_agent_and_are_named() {
         "{run}"
     );
     assert_eq!(
-        world.stored_keys().len(),
+        world.stored_tasks().len(),
         2,
         "the healthy agent's tasks are stored"
     );
@@ -199,32 +199,26 @@ fn a_broken_stored_reading_is_replaced() {
     let world = World::start(fresh_spec(1, 2));
     world.collect().assert_success();
     let keys = world.stored_keys();
-    let mut conn = world.redis.conn();
+    assert_eq!(keys.len(), 1, "one key for the agent: {keys:?}");
     let _: () = redis::cmd("SET")
         .arg(&keys[0])
         .arg("{not json")
-        .query(&mut conn)
-        .expect("SET");
-    let _: () = redis::cmd("SET")
-        .arg(&keys[1])
-        .arg(r#"{"executor_id": "someone-else", "statistics": {"timestamp": 1}}"#)
-        .query(&mut conn)
+        .query(&mut world.redis.conn())
         .expect("SET");
     let run = world.next_pass();
     run.assert_success();
     assert!(
-        run.stderr.contains("is unreadable; it is replaced"),
+        run.stderr
+            .contains("its stored state is unreadable; it is replaced"),
         "{run}"
     );
-    assert!(run.stderr.contains("bad_state=2"), "{run}");
+    assert!(run.stderr.contains("bad_state=1"), "{run}");
     assert!(
         world.messages().is_empty(),
         "no previous reading, no document"
     );
-    for (_, value) in world.stored_values() {
-        let entry: Value = serde_json::from_str(&value).expect("overwritten with the new reading");
-        assert!(entry["statistics"]["timestamp"].as_f64().is_some());
-    }
+    let stored = world.stored_tasks();
+    assert_eq!(stored.len(), 2, "overwritten with the new readings");
 }
 
 #[test]
@@ -242,14 +236,23 @@ fn numbers_keep_their_precision_through_redis_into_the_document() {
     let (before, now) = (with_extra(&case["before"]), with_extra(&case["now"]));
     let before_text = format!("[{before}]");
     let world = World::start(fresh_spec(1, 2));
+    let collect_with_raw_metrics = || {
+        world
+            .collector()
+            .env("STATS_COLLECTOR_INCLUDE_RAW_METRICS", "1")
+            .arg("collect")
+            .run()
+            .assert_success();
+    };
     world
         .cluster
         .set_agent_fault(0, AgentFault::Body(before_text.clone()));
-    world.collect().assert_success();
-    let stored = world.stored_values();
+    collect_with_raw_metrics();
+    let stored = world.stored_tasks();
     assert_eq!(stored.len(), 1);
+    let raw = stored.values().next().and_then(|t| t.base.raw.clone());
     assert_eq!(
-        format!("[{}]", stored[0].1),
+        format!("[{}]", raw.expect("raw metrics keep the entry")),
         before_text,
         "stored byte for byte"
     );
@@ -257,12 +260,7 @@ fn numbers_keep_their_precision_through_redis_into_the_document() {
     world
         .cluster
         .set_agent_fault(0, AgentFault::Body(format!("[{now}]")));
-    world
-        .collector()
-        .env("STATS_COLLECTOR_INCLUDE_RAW_METRICS", "1")
-        .arg("collect")
-        .run()
-        .assert_success();
+    collect_with_raw_metrics();
     let messages = world.messages();
     assert_eq!(messages.len(), 1);
     let text = String::from_utf8(messages[0].raw.clone()).expect("UTF-8");

@@ -54,6 +54,8 @@ const SUMMARY_IN_METRICS: &[(&str, &str, Option<&str>)] = &[
         Some("outcome=\"incomplete\""),
     ),
     ("tasks_seen", "asgard_stats_tasks_seen", None),
+    ("resent", "asgard_stats_documents_resent", None),
+    ("outbox_full", "asgard_stats_outbox_full", None),
     (
         "published",
         "asgard_stats_documents",
@@ -671,7 +673,7 @@ fn a_pushgateway_that_is_down_or_hangs_changes_nothing_else() {
         let took = started.elapsed();
         assert_eq!(run.summary()["published"], 6, "{run}");
         assert_eq!(world.messages().len(), 6, "every document delivered: {run}");
-        assert_eq!(world.stored_keys().len(), 6, "{run}");
+        assert_eq!(world.stored_tasks().len(), 6, "{run}");
         let warnings: Vec<&str> = run
             .stderr
             .lines()

@@ -95,11 +95,7 @@ fn shards_together_publish_every_task_once_from_disjoint_agents() {
         world.messages().is_empty(),
         "a first pass publishes nothing"
     );
-    let stored: BTreeSet<String> = world
-        .stored_keys()
-        .into_iter()
-        .map(|k| k[world.prefix.len()..].to_string())
-        .collect();
+    let stored: BTreeSet<String> = world.stored_tasks().into_keys().collect();
     assert_eq!(stored, all_tasks, "the three shards stored every task once");
 
     world.wait_for_new_samples();

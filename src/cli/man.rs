@@ -157,10 +157,13 @@ fn description() -> Roff {
              /monitor/statistics through a bounded pool of workers, compares each task's \
              counters with its previous reading in Redis, publishes the documents to the \
              default exchange with the routing key and waits for the broker's confirms, then \
-             stores the new readings. It ends by its deadline, whatever happens.",
+             stores the new readings. A document not confirmed is kept in Redis and sent \
+             again, identical and under the same message id, by the next pass: a consumer \
+             that drops repeated message ids sees every interval exactly once. It ends by its \
+             deadline, whatever happens.",
             "Logs go to stderr, as text or as one JSON object per line (--log-format). The \
              last line of a pass is its summary: agents listed, answered, failed by reason, \
-             abandoned and not started (these add up to the agents listed); tasks seen, documents published, first sightings, resets, \
+             abandoned and not started (these add up to the agents listed); tasks seen, documents published, documents sent again, readings left out of a full outbox, first sightings, resets, \
              skipped entries, failed deliveries, readings not stored; the duration and the \
              exit code.",
             "Every option is also an environment variable (the Python collector's names) and \

@@ -272,8 +272,11 @@ pub(crate) struct Settings {
     )]
     pub(crate) redis_pool_max: u32,
 
-    /// Prefix of every Redis key this program writes: readings are <PREFIX><executor id>,
-    /// the pass lock <PREFIX>lock (<PREFIX>lock:K-of-N with --shard).
+    /// Prefix of every Redis key this program writes: an agent's readings are
+    /// <PREFIX>agent/<agent id>, a pass's write-ahead <PREFIX>wal/<agent id>, the layout
+    /// marker <PREFIX>layout/since, the pass lock <PREFIX>lock (<PREFIX>lock:K-of-N with
+    /// --shard); the previous release's <PREFIX><executor id> are still read after an
+    /// upgrade.
     #[arg(
         long,
         value_name = "PREFIX",
@@ -283,7 +286,8 @@ pub(crate) struct Settings {
     )]
     pub(crate) key_prefix: String,
 
-    /// Seconds a stored reading lives; a task that ended leaves nothing behind after it.
+    /// Seconds a stored reading (and a task's pending documents) lives after the task's
+    /// last reading; a task that ended leaves nothing behind after it.
     #[arg(
         long,
         value_name = "SECS",

@@ -140,6 +140,16 @@ const FAMILIES: &[Family] = &[
         },
     ),
     count(
+        "documents_resent",
+        "Documents the last pass sent again, identical and under their message id, because an earlier pass could not confirm them.",
+        |s| s.resent,
+    ),
+    count(
+        "outbox_full",
+        "New readings the last pass left out because their task already had the most pending documents; the next document covers the longer interval.",
+        |s| s.outbox_full,
+    ),
+    count(
         "readings_unstored",
         "Readings the last pass could not store in Redis.",
         |s| s.unstored,

@@ -3,20 +3,20 @@
 //! worker thread runs it for one agent at a time, with what all of them share
 //! ([`Shared`]); the dry run's second reading reuses its first steps.
 
-use crate::broker::message_id::fit_message_id;
-use crate::broker::{Outgoing, Publisher};
+use crate::broker::Publisher;
 use crate::mesos::budget::Reservation;
 use crate::mesos::{Agent, MesosClient, Scheme};
 use crate::pass::dry_run::Rereads;
+use crate::pass::outbox::{self, Previous, Report};
 use crate::pass::stop::{Stop, StopReason};
 use crate::pass::tally::Tally;
 use crate::pass::workers::{self, Ended, Limits, Worker};
-use crate::state::StateStore;
-use crate::stats::document::{compute, Document, Outcome};
+use crate::state::{layout, StateStore};
+use crate::stats::document::Document;
 use crate::stats::reading::{parse_answer, parse_entry, Reading};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 /// Whether a computed document goes out. One without `cpu_pct` or `mem_pct` is counted
 /// as incomplete and held back, unless `--publish-incomplete`; a dry run still prints it,
 /// marked, so the operator sees what a pass would hold back.
@@ -49,6 +49,10 @@ pub(crate) struct Shared {
     pub(crate) publish_incomplete: bool,
     /// False in a dry run: nothing is written to Redis.
     pub(crate) store: bool,
+    /// How long a task's stored entry outlives its last write.
+    pub(crate) state_ttl: Duration,
+    /// Whether the previous release's per-task readings may still be in Redis.
+    pub(crate) legacy_reads: bool,
     pub(crate) deadline: Instant,
     /// Once requested, no further agent is started.
     pub(crate) stop: Arc<Stop>,
@@ -201,41 +205,72 @@ pub(crate) fn read_agent(
     Some((readings, held))
 }
 
-/// Loads the previous readings of these tasks; None for tasks without a usable one.
-fn previous_readings(
+/// Loads what Redis holds for this agent in one round trip, writing this pass's readings
+/// ahead (a collecting pass only) in the same one.
+fn previous_state(
     shared: &Shared,
     agent: &Agent,
     readings: &[Reading],
-) -> Result<Vec<Option<Reading>>, crate::state::StateError> {
+    now: u64,
+) -> Result<Previous, crate::state::StateError> {
     let Some(state) = &shared.state else {
-        return Ok(vec![None; readings.len()]);
+        return Ok(Previous::default());
     };
-    let ids: Vec<&str> = readings.iter().map(|r| r.executor_id.as_str()).collect();
-    let stored = state.load(&ids)?;
-    Ok(stored
-        .into_iter()
-        .zip(readings)
-        .map(|(value, now)| value.and_then(|bytes| stored_reading(shared, agent, now, bytes)))
-        .collect())
+    let write_ahead = shared
+        .store
+        .then(|| outbox::write_ahead(&agent.address, readings, now, shared.include_raw_metrics));
+    let legacy_ids: Vec<&str> = if shared.legacy_reads {
+        readings.iter().map(|r| r.executor_id.as_str()).collect()
+    } else {
+        Vec::new()
+    };
+    let loaded = state.load_agent(&agent.id, write_ahead.as_deref(), &legacy_ids)?;
+    let unreadable = |what: &str| {
+        log::warn!(agent = agent.address.as_str(); "agent {}: {what} is unreadable; it is replaced", agent.address);
+        shared.tally.bad_state();
+    };
+    let decode = |bytes: Vec<u8>, what: &str| {
+        let decoded = layout::decode(&bytes);
+        if decoded.is_none() {
+            unreadable(what);
+        }
+        decoded
+    };
+    Ok(Previous {
+        state: loaded
+            .agent
+            .and_then(|bytes| decode(bytes, "its stored state"))
+            .unwrap_or_default(),
+        unfinished: loaded
+            .unfinished
+            .and_then(|bytes| decode(bytes, "the write-ahead of an unfinished pass")),
+        legacy: loaded
+            .legacy
+            .into_iter()
+            .zip(readings)
+            .map(|(value, now)| value.and_then(|bytes| legacy_reading(now, bytes, &unreadable)))
+            .collect(),
+    })
 }
 
-/// Reads a stored entry back; a broken one is reported and then treated as absent (the
-/// new reading overwrites it).
-fn stored_reading(
-    shared: &Shared,
-    agent: &Agent,
-    now: &Reading,
-    bytes: Vec<u8>,
-) -> Option<Reading> {
+/// Reads back a reading the previous release stored under `<prefix><executor id>`; a
+/// broken one is reported and then treated as absent.
+fn legacy_reading(now: &Reading, bytes: Vec<u8>, unreadable: &dyn Fn(&str)) -> Option<Reading> {
     let parsed = String::from_utf8(bytes)
         .ok()
         .and_then(|text| parse_entry(text.into_boxed_str()).ok())
         .filter(|stored| stored.executor_id == now.executor_id);
     if parsed.is_none() {
-        log::warn!(agent = agent.address.as_str(); "agent {}: the stored reading of {} is unreadable; it is replaced", agent.address, now.executor_id);
-        shared.tally.bad_state();
+        unreadable(&format!("the stored reading of {}", now.executor_id));
     }
     parsed
+}
+
+/// Seconds since the epoch, as the stored entries keep it.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The whole path of one agent in a collecting pass or a dry run's first round. An agent
@@ -252,95 +287,45 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     let Some((readings, _held)) = read_agent(shared, worker, agent, Round::First) else {
         return;
     };
-    let previous = match previous_readings(shared, agent, &readings) {
+    let now = unix_now();
+    let previous = match previous_state(shared, agent, &readings, now) {
         Ok(previous) => previous,
         Err(e) => {
             shared.tally.agent_failed(&agent.address, "redis", &e);
             return;
         }
     };
-    let mut to_store: Vec<&Reading> = Vec::new();
-    let mut outgoing: Vec<Outgoing> = Vec::new();
-    let mut awaiting: Vec<&Reading> = Vec::new();
-    let mut unusable: Vec<&Reading> = Vec::new();
-    for (now, before) in readings.iter().zip(&previous) {
-        let mut outcome = compute(
-            before.as_ref(),
-            now,
-            &agent.address,
-            shared.include_raw_metrics,
-        );
-        if let Outcome::Publish(doc) = &mut outcome {
-            if !goes_out(shared, doc) {
-                // Stored at once: the next pass computes from it once limits are back.
-                to_store.push(now);
-                continue;
-            }
-        }
-        if outcome.stores_at_once() {
-            to_store.push(now);
-        }
-        match outcome {
-            Outcome::Publish(doc) => match doc.to_json() {
-                Ok(body) => {
-                    outgoing.push(Outgoing {
-                        message_id: fit_message_id(doc.message_id()),
-                        body,
-                    });
-                    awaiting.push(now);
-                }
-                Err(e) => log::error!(
-                    "agent {}: cannot serialize the document of {}: {e}",
-                    agent.address,
-                    now.executor_id
-                ),
-            },
-            Outcome::FirstSighting => {
-                shared.tally.first_sighting();
-                unusable.push(now);
-            }
-            Outcome::Reset => {
-                log::info!(agent = agent.address.as_str(); "agent {}: CPU counters of {} went down; new baseline", agent.address, now.executor_id);
-                shared.tally.reset();
-                unusable.push(now);
-            }
-            Outcome::NotNewer => {
-                shared.tally.not_newer();
-                unusable.push(now);
-            }
-        }
-    }
+    let mut report = Report::new(shared, agent, &readings, &previous, now);
+    let outgoing = std::mem::take(&mut report.outgoing);
     let attempted = outgoing.len();
     let results = shared.publisher.publish_batch(outgoing);
     let mut delivered = 0;
-    for (now, result) in awaiting.iter().zip(results) {
+    for result in &results {
         match result {
-            Ok(()) => {
-                delivered += 1;
-                to_store.push(now);
-            }
-            Err(e) => shared.tally.delivery_failed(e.kind(), &e),
+            Ok(()) => delivered += 1,
+            Err(e) => shared.tally.delivery_failed(e.kind(), e),
         }
     }
     shared.tally.published(delivered);
     if delivered < attempted {
-        log::warn!(agent = agent.address.as_str(); "agent {}: {} of {} documents not delivered; their readings are kept for the next pass", agent.address, attempted - delivered, attempted);
+        log::warn!(agent = agent.address.as_str(); "agent {}: {} of {} documents not delivered; they are kept to be sent again by the next pass", agent.address, attempted - delivered, attempted);
     }
     if shared.store {
-        store(shared, agent, &to_store);
-    } else if !unusable.is_empty() {
-        shared.rereads.remember(agent, unusable);
+        let value = report.settle(&results, &agent.address, now, shared.include_raw_metrics);
+        store(shared, agent, value.as_deref(), readings.len());
+    } else if !report.unusable.is_empty() {
+        shared.rereads.remember(agent, report.unusable.clone());
     }
     shared.tally.agent_answered(readings.len());
 }
 
-fn store(shared: &Shared, agent: &Agent, readings: &[&Reading]) {
+/// Writes the agent's new value and clears its write-ahead, in one round trip.
+fn store(shared: &Shared, agent: &Agent, value: Option<&[u8]>, tasks: usize) {
     let Some(state) = &shared.state else {
         return;
     };
-    let pairs = readings.iter().map(|r| (r.executor_id.as_str(), &*r.entry));
-    if let Err(e) = state.store(pairs) {
-        log::error!(agent = agent.address.as_str(); "agent {}: {} readings not stored: {e}", agent.address, readings.len());
-        shared.tally.unstored(readings.len());
+    if let Err(e) = state.store_agent(&agent.id, value) {
+        log::error!(agent = agent.address.as_str(); "agent {}: {tasks} readings not stored: {e}", agent.address);
+        shared.tally.unstored(tasks);
     }
 }

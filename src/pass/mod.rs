@@ -12,6 +12,7 @@
 pub(crate) mod agent;
 pub(crate) mod dry_run;
 pub(crate) mod open_files;
+pub(crate) mod outbox;
 pub(crate) mod stop;
 pub(crate) mod tally;
 pub(crate) mod workers;
@@ -21,7 +22,7 @@ use crate::broker::{self, AmqpPublisher, Publisher};
 use crate::config::Config;
 use crate::exit;
 use crate::mesos::{self, MesosClient, Scheme, Unusable};
-use crate::pass::agent::{collect_agent, run_workers, Round, Shared};
+use crate::pass::agent::{collect_agent, run_workers, unix_now, Round, Shared};
 use crate::pass::dry_run::Rereads;
 use crate::pass::stop::Stop;
 use crate::pass::tally::{Summary, Tally};
@@ -144,6 +145,13 @@ fn collect(
     tally.agents_listed(agents.len());
     report_unusable(config, &list.leader, &list.unusable, &tally);
     let limits = pool_limits(config, open_files);
+    let legacy_reads = state.as_ref().is_some_and(|state| {
+        let mark = matches!(mode, Mode::Collect { .. });
+        state.reads_legacy(unix_now(), mark).unwrap_or_else(|e| {
+            log::warn!("{e}; the previous release's readings are read too");
+            true
+        })
+    });
     let shared = Arc::new(Shared {
         mesos,
         state,
@@ -153,6 +161,8 @@ fn collect(
         include_raw_metrics: config.include_raw_metrics,
         publish_incomplete: config.publish_incomplete,
         store: matches!(mode, Mode::Collect { .. }),
+        state_ttl: config.redis.state_ttl,
+        legacy_reads,
         deadline,
         stop,
         rereads: Rereads::default(),

@@ -24,6 +24,8 @@ pub(crate) struct Tally {
     agents_unusable: AtomicU64,
     tasks_seen: AtomicU64,
     published: AtomicU64,
+    resent: AtomicU64,
+    outbox_full: AtomicU64,
     first_sightings: AtomicU64,
     resets: AtomicU64,
     not_newer: AtomicU64,
@@ -52,6 +54,10 @@ pub(crate) struct Summary {
     pub(crate) agent_failures: BTreeMap<&'static str, u64>,
     pub(crate) tasks_seen: u64,
     pub(crate) published: u64,
+    /// Documents sent again, identical, because an earlier pass could not confirm them.
+    pub(crate) resent: u64,
+    /// New readings left out because their task's outbox was full (docs/state.md).
+    pub(crate) outbox_full: u64,
     pub(crate) first_sightings: u64,
     pub(crate) resets: u64,
     pub(crate) not_newer: u64,
@@ -111,6 +117,12 @@ impl Tally {
     pub(crate) fn published(&self, n: usize) {
         self.published.fetch_add(n as u64, Relaxed);
     }
+    pub(crate) fn resent(&self) {
+        self.resent.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn outbox_full(&self) {
+        self.outbox_full.fetch_add(1, Relaxed);
+    }
     pub(crate) fn first_sighting(&self) {
         self.first_sightings.fetch_add(1, Relaxed);
     }
@@ -156,6 +168,8 @@ impl Tally {
             agent_failures: lock(&self.agent_failures).clone(),
             tasks_seen: self.tasks_seen.load(Relaxed),
             published: self.published.load(Relaxed),
+            resent: self.resent.load(Relaxed),
+            outbox_full: self.outbox_full.load(Relaxed),
             first_sightings: self.first_sightings.load(Relaxed),
             resets: self.resets.load(Relaxed),
             not_newer: self.not_newer.load(Relaxed),
@@ -245,6 +259,8 @@ impl Summary {
             agents_unusable = self.agents_unusable,
             tasks_seen = self.tasks_seen,
             published = self.published,
+            resent = self.resent,
+            outbox_full = self.outbox_full,
             first_sightings = self.first_sightings,
             resets = self.resets,
             not_newer = self.not_newer,
@@ -257,7 +273,7 @@ impl Summary {
             duration_secs = self.duration.as_secs_f64(),
             exit_code = self.exit_code();
             "pass done: agents listed={} answered={} failed={}{} abandoned={} not_started={}{} \
-             unusable={}; tasks seen={} {}={} first_sightings={} resets={} not_newer={} \
+             unusable={}; tasks seen={} {}={} resent={} outbox_full={} first_sightings={} resets={} not_newer={} \
              incomplete={} skipped_entries={} \
              malformed_fields={} bad_state={} deliveries_failed={}{} unstored={}; \
              duration={:.3}s exit={}",
@@ -274,6 +290,8 @@ impl Summary {
             self.tasks_seen,
             if self.dry_run { "printed" } else { "published" },
             self.published,
+            self.resent,
+            self.outbox_full,
             self.first_sightings,
             self.resets,
             self.not_newer,

@@ -1,10 +1,10 @@
 //! Previous readings and the pass lock, kept in Redis (docs/state.md).
 //!
-//! Keys are `<prefix><executor_id>` holding the agent's entry as JSON, each written with
-//! a TTL so tasks that ended leave nothing behind. One `MGET` per agent loads, one
-//! pipeline of `SET … EX` per agent stores; nothing ever scans the keyspace. The pass lock
-//! ([`PassLock`]) is `SET <prefix>lock NX PX` and is released only by its owner
-//! (compare-and-delete).
+//! The readings' layout, one key per agent, and its load and store round trips are in
+//! `layout`; nothing ever scans the keyspace. The pass lock ([`PassLock`]) is
+//! `SET <prefix>lock NX PX` and is released only by its owner (compare-and-delete).
+
+pub(crate) mod layout;
 
 use crate::config::{RedisSettings, Shard};
 use r2d2::{Pool, PooledConnection};
@@ -73,7 +73,7 @@ impl StateStore {
             .map_err(|e| self.error(format!("cannot connect: {}", describe_pool_error(&e))))
     }
 
-    fn run<T: redis::FromRedisValue>(
+    fn run<T>(
         &self,
         what: &str,
         command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
@@ -92,58 +92,6 @@ impl StateStore {
             .unwrap_or("unknown")
             .trim()
             .to_string())
-    }
-
-    /// Loads the stored entries of these executors, in order, in one round trip.
-    pub(crate) fn load(&self, executor_ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
-        if executor_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Packed by hand like `store`: no String or argument allocation per key.
-        let prefix = self.settings.key_prefix.as_bytes();
-        let mut command = Vec::with_capacity(16 + executor_ids.len() * 128);
-        command.push(b'*');
-        command.extend_from_slice((executor_ids.len() + 1).to_string().as_bytes());
-        command.extend_from_slice(b"\r\n$4\r\nMGET\r\n");
-        for id in executor_ids {
-            push_bulk(&mut command, &[prefix, id.as_bytes()]);
-        }
-        self.run("MGET", |c| {
-            let reply = redis::ConnectionLike::req_packed_command(c, &command)?;
-            redis::FromRedisValue::from_redis_value(reply).map_err(Into::into)
-        })
-    }
-
-    /// Stores (executor id, entry JSON) pairs with the TTL, in one pipelined round trip.
-    ///
-    /// The commands are written straight into one buffer in Redis' wire format: the
-    /// crate's pipeline copies every entry twice and allocates per argument, which made
-    /// storing the largest part of a pass's CPU.
-    pub(crate) fn store<'a>(
-        &self,
-        readings: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<(), StateError> {
-        let count = readings.len();
-        if count == 0 {
-            return Ok(());
-        }
-        let ttl = self.settings.state_ttl.as_secs().to_string();
-        let prefix = self.settings.key_prefix.as_bytes();
-        let mut commands = Vec::with_capacity(count * 1024);
-        for (id, entry) in readings {
-            commands.extend_from_slice(b"*5\r\n$3\r\nSET\r\n");
-            push_bulk(&mut commands, &[prefix, id.as_bytes()]);
-            push_bulk(&mut commands, &[entry.as_bytes()]);
-            commands.extend_from_slice(b"$2\r\nEX\r\n");
-            push_bulk(&mut commands, &[ttl.as_bytes()]);
-        }
-        self.run("SET pipeline", |c| {
-            let replies = redis::ConnectionLike::req_packed_commands(c, &commands, 0, count)?;
-            replies.into_iter().try_for_each(|reply| match reply {
-                redis::Value::ServerError(e) => Err(redis::RedisError::from(e)),
-                _ => Ok(()),
-            })
-        })
     }
 
     /// The lock key of a pass (or of one shard's passes).

@@ -26,13 +26,6 @@ pub(crate) enum Outcome<'a> {
     Reset,
 }
 
-impl Outcome<'_> {
-    /// Whether the new reading replaces the stored one without waiting for the broker.
-    pub(crate) fn stores_at_once(&self) -> bool {
-        matches!(self, Outcome::FirstSighting | Outcome::Reset)
-    }
-}
-
 /// The JSON document for one task and one interval, in the field order of the contract.
 #[derive(Debug, Serialize)]
 pub(crate) struct Document<'a> {
@@ -343,8 +336,6 @@ mod tests {
             compute(Some(&sys_b), &sys_n, "h", false),
             Outcome::Reset
         ));
-        assert!(Outcome::Reset.stores_at_once() && Outcome::FirstSighting.stores_at_once());
-        assert!(!Outcome::NotNewer.stores_at_once());
     }
 
     #[test]

@@ -133,6 +133,9 @@ pub struct RedisServer {
     port: u16,
     /// `--requirepass`, when set; [`RedisServer::url`] carries it.
     password: Option<String>,
+    /// With [`RedisServer::durable`]: the directory of its append-only file, which a
+    /// restart reads back.
+    data_dir: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -146,12 +149,26 @@ impl RedisServer {
         RedisServer::start_with(Some(password.to_string()))
     }
 
+    /// A redis-server that writes every command to its append-only file before answering
+    /// (`--appendfsync always`), so [`RedisServer::start_again`] after a kill comes back
+    /// with every write it acknowledged.
+    pub fn durable() -> RedisServer {
+        let dir = std::env::temp_dir().join(unique_name("asgard-redis"));
+        std::fs::create_dir_all(&dir).expect("create the Redis data directory");
+        RedisServer::start_in(None, Some(dir))
+    }
+
     fn start_with(password: Option<String>) -> RedisServer {
+        RedisServer::start_in(password, None)
+    }
+
+    fn start_in(password: Option<String>, data_dir: Option<PathBuf>) -> RedisServer {
         for _ in 0..5 {
             let mut server = RedisServer {
                 child: None,
                 port: free_port(),
                 password: password.clone(),
+                data_dir: data_dir.clone(),
             };
             if server.spawn() {
                 return server;
@@ -165,7 +182,18 @@ impl RedisServer {
     fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--save", "", "--daemonize", "no"])
+            .args(match &self.data_dir {
+                Some(dir) => vec![
+                    "--appendonly".to_string(),
+                    "yes".to_string(),
+                    "--appendfsync".to_string(),
+                    "always".to_string(),
+                    "--dir".to_string(),
+                    dir.to_string_lossy().into_owned(),
+                ],
+                None => vec!["--appendonly".to_string(), "no".to_string()],
+            })
             .args(
                 self.password
                     .iter()
@@ -231,7 +259,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts a fresh (empty) server on the same port after `stop()`.
+    /// Starts the server again on the same port after `stop()`: empty, or with its data
+    /// for a [`RedisServer::durable`] one.
     pub fn start_again(&mut self) {
         self.stop();
         assert!(
@@ -245,6 +274,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -489,6 +521,36 @@ impl PrivateBroker {
         services(&["ctl", &self.node, "set_vm_memory_high_watermark", watermark]);
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the node's Erlang VM: a broker that keeps its
+    /// connections open and answers nothing, as a stalled host does.
+    pub fn freeze(&self, frozen: bool) {
+        let group =
+            std::fs::read_to_string(self.dir.join("server.pid")).expect("the node's pid file");
+        let group = group.trim();
+        // The VM of this node only: the beam.smp process of its process group, read from
+        // /proc (`pid (comm) state ppid pgrp ...`), so no procps is needed.
+        let vms: Vec<String> = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|entry| {
+                let stat = std::fs::read_to_string(entry.ok()?.path().join("stat")).ok()?;
+                let (head, rest) = stat.rsplit_once(") ")?;
+                let (pid, comm) = head.split_once(" (")?;
+                let pgrp = rest.split_whitespace().nth(2)?;
+                (comm == "beam.smp" && pgrp == group).then(|| pid.to_string())
+            })
+            .collect();
+        assert!(!vms.is_empty(), "no VM in process group {group}");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        for pid in vms {
+            // bash's own kill: no procps either.
+            let status = Command::new("bash")
+                .args(["-c", &format!("kill {signal} {pid}")])
+                .status()
+                .expect("bash");
+            assert!(status.success(), "kill {signal} {pid}");
+        }
+    }
+
     /// (Re)starts the node with the same name, ports and data; returns once it accepts AMQP.
     pub fn start_again(&mut self) {
         let (amqp, dist, dir) = (
@@ -701,6 +763,29 @@ fn passive_declare(conn: &AmqpConnection, name: &str) -> Result<u32, lapin::Erro
             .queue_declare(name.into(), options, Default::default()),
     )?;
     Ok(queue.message_count())
+}
+
+/// Takes every message in the queue and deletes it once empty (`if-empty`, retried on a
+/// fresh channel when a message came in between), so no message a publisher had
+/// delivered is lost with the queue. Returns the messages taken.
+pub fn drain_and_delete_queue(addr: &(impl AmqpAddr + ?Sized), name: &str) -> Vec<Message> {
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        // A refused delete closes the channel: every try has a connection of its own.
+        let conn = amqp_connect(addr);
+        get_all(&conn, name, &mut out);
+        let options = lapin::options::QueueDeleteOptions {
+            if_empty: true,
+            ..Default::default()
+        };
+        if conn
+            .wait(conn.channel.queue_delete(name.into(), options))
+            .is_ok()
+        {
+            return out;
+        }
+    }
+    panic!("queue {name} never found empty");
 }
 
 /// Number of messages in the queue, or None if the queue does not exist.
@@ -1254,6 +1339,77 @@ pub fn collector_env(
     ];
     env.extend(fixed.into_iter().map(|(k, v)| (k.to_string(), v)));
     env
+}
+
+/// What a consumer that drops repeated message ids sees of each task's documents.
+#[derive(Debug, Default)]
+pub struct Tiling {
+    /// Documents kept after dropping repeated message ids.
+    pub kept: usize,
+    /// Messages dropped as repeats of an earlier message id (with an identical body).
+    pub repeats: usize,
+}
+
+/// Drops repeated message ids as a consumer would (checking that a repeat is identical to
+/// the first), then checks that each task's intervals tile time from its baseline reading
+/// (`baselines`, by executor id): each document starts (`timestamp - period_secs`) where
+/// the previous one ended, with no hole and no overlap, and the last ends at `ends[id]`
+/// when given. Panics naming the task otherwise.
+pub fn assert_intervals_tile(
+    messages: &[Message],
+    baselines: &std::collections::BTreeMap<String, f64>,
+    ends: Option<&std::collections::BTreeMap<String, f64>>,
+) -> Tiling {
+    let mut tiling = Tiling::default();
+    let mut seen: std::collections::HashMap<String, &Message> = std::collections::HashMap::new();
+    let mut by_task: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for m in messages {
+        let id = m
+            .message_id
+            .clone()
+            .expect("every document has a message id");
+        if let Some(first) = seen.get(&id) {
+            assert_eq!(first.raw, m.raw, "a repeat of {id} is identical");
+            assert_eq!(first.content_type, m.content_type, "{id}");
+            assert_eq!(first.delivery_mode, m.delivery_mode, "{id}");
+            tiling.repeats += 1;
+            continue;
+        }
+        seen.insert(id, m);
+        tiling.kept += 1;
+        let num = |f: &str| {
+            m.body[f]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{f} in {}", m.body))
+        };
+        let task = m.body["taskname"].as_str().expect("taskname").to_string();
+        let end = num("timestamp");
+        by_task
+            .entry(task)
+            .or_default()
+            .push((end - num("period_secs"), end));
+    }
+    for (task, mut intervals) in by_task {
+        intervals.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut at = *baselines
+            .get(&task)
+            .unwrap_or_else(|| panic!("{task} has no baseline"));
+        for (start, end) in &intervals {
+            assert!(
+                (start - at).abs() < 1e-4,
+                "{task}: an interval starts at {start} where the previous ended at {at} ({}): {intervals:?}",
+                if *start > at { "a hole" } else { "an overlap" }
+            );
+            at = *end;
+        }
+        if let Some(end) = ends.and_then(|ends| ends.get(&task)) {
+            assert!(
+                (at - end).abs() < 1e-4,
+                "{task}: reported up to {at}, read up to {end}"
+            );
+        }
+    }
+    tiling
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -177,11 +177,13 @@ impl World {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64())
         };
+        // The newest sample any stored or pending reading holds: the next pass must see
+        // a newer one.
         let newest = self
-            .stored_values()
-            .iter()
-            .filter_map(|(_, v)| serde_json::from_str::<serde_json::Value>(v).ok())
-            .filter_map(|entry| entry["statistics"]["timestamp"].as_f64())
+            .stored_tasks()
+            .into_values()
+            .flat_map(|task| std::iter::once(task.base).chain(task.pending))
+            .map(|reading| reading.timestamp)
             .fold(None, |newest: Option<f64>, t| {
                 Some(newest.map_or(t, |n| n.max(t)))
             });
@@ -212,39 +214,53 @@ impl World {
         drain_queue(&self.broker, &self.queue)
     }
 
-    /// The task keys under this world's prefix (the lock excluded). Tests may scan; the
-    /// collector never does.
+    /// The keys of the readings under this world's prefix: one per agent, and the
+    /// write-ahead of a pass in progress (the lock and the layout marker excluded). Tests
+    /// may scan; the collector never does.
     pub fn stored_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}*", self.prefix))
             .query(&mut self.redis.conn())
             .expect("KEYS");
-        keys.retain(|k| !k.starts_with(&format!("{}lock", self.prefix)));
+        keys.retain(|k| {
+            let name = &k[self.prefix.len()..];
+            !name.starts_with("lock") && name != "layout/since"
+        });
         keys.sort();
         keys
     }
 
-    /// Every stored task key with its value.
-    pub fn stored_values(&self) -> Vec<(String, String)> {
+    /// Every key of the readings with its value.
+    pub fn stored_values(&self) -> Vec<(String, Vec<u8>)> {
         let mut conn = self.redis.conn();
         self.stored_keys()
             .into_iter()
             .map(|k| {
-                let v: String = redis::cmd("GET").arg(&k).query(&mut conn).expect("GET");
+                let v: Vec<u8> = redis::cmd("GET").arg(&k).query(&mut conn).expect("GET");
                 (k, v)
             })
             .collect()
     }
 
-    /// The `statistics.timestamp` of every stored reading, by key.
-    pub fn stored_timestamps(&self) -> std::collections::BTreeMap<String, f64> {
+    /// Every stored task of every agent, by executor id.
+    pub fn stored_tasks(&self) -> std::collections::BTreeMap<String, StoredTask> {
         self.stored_values()
             .into_iter()
-            .map(|(k, v)| {
-                let entry: serde_json::Value = serde_json::from_str(&v).expect("stored JSON");
-                let timestamp = entry["statistics"]["timestamp"].as_f64();
-                (k, timestamp.expect("timestamp"))
+            .filter(|(k, _)| k.starts_with(&format!("{}agent/", self.prefix)))
+            .flat_map(|(k, v)| {
+                decode_agent_value(&v)
+                    .unwrap_or_else(|| panic!("{k} decodes"))
+                    .1
             })
+            .map(|task| (task.executor_id.clone(), task))
+            .collect()
+    }
+
+    /// The timestamp of every stored task's reading (the `before` of its next document).
+    pub fn stored_timestamps(&self) -> std::collections::BTreeMap<String, f64> {
+        self.stored_tasks()
+            .into_iter()
+            .map(|(id, task)| (id, task.base.timestamp))
             .collect()
     }
 
@@ -285,5 +301,113 @@ impl World {
             .arg(key)
             .query::<bool>(&mut self.redis.conn())
             .expect("EXISTS")
+    }
+}
+
+/// One task as the collector stores it in its agent's value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTask {
+    pub executor_id: String,
+    pub stored_at: u64,
+    pub base: StoredReading,
+    pub pending: Vec<StoredReading>,
+}
+
+/// One stored reading: the numbers present, and the raw entry with raw metrics.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoredReading {
+    pub timestamp: f64,
+    pub cpus_user_time_secs: Option<f64>,
+    pub cpus_system_time_secs: Option<f64>,
+    pub cpus_throttled_time_secs: Option<f64>,
+    pub cpus_limit: Option<f64>,
+    pub mem_rss_bytes: Option<u64>,
+    pub mem_limit_bytes: Option<u64>,
+    pub raw: Option<String>,
+}
+
+/// Decodes an agent's value as ARCHITECTURE.md documents it (written out here again so
+/// the tests check the collector against the documented layout): `"as" 1 host task*`,
+/// a task `executor_id stored_at reading pending_count reading*`, a reading `flags
+/// timestamp(f64 LE) fields`; integers LEB128, strings length-prefixed UTF-8.
+pub fn decode_agent_value(bytes: &[u8]) -> Option<(String, Vec<StoredTask>)> {
+    let mut cursor = ValueCursor { bytes, at: 0 };
+    if cursor.take(3)? != b"as\x01" {
+        return None;
+    }
+    let host = cursor.string()?;
+    let mut tasks = Vec::new();
+    while cursor.at < bytes.len() {
+        let executor_id = cursor.string()?;
+        let stored_at = cursor.varint()?;
+        let base = cursor.reading()?;
+        let count = cursor.take(1)?[0];
+        let pending = (0..count)
+            .map(|_| cursor.reading())
+            .collect::<Option<Vec<_>>>()?;
+        tasks.push(StoredTask {
+            executor_id,
+            stored_at,
+            base,
+            pending,
+        });
+    }
+    Some((host, tasks))
+}
+
+struct ValueCursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl ValueCursor<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let slice = self.bytes.get(self.at..self.at + n)?;
+        self.at += n;
+        Some(slice)
+    }
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.take(1)?[0];
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    fn string(&mut self) -> Option<String> {
+        let len = self.varint()? as usize;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+    fn float(&mut self) -> Option<f64> {
+        Some(f64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn reading(&mut self) -> Option<StoredReading> {
+        let flags = self.take(1)?[0];
+        let mut r = StoredReading {
+            timestamp: self.float()?,
+            ..StoredReading::default()
+        };
+        for (bit, field) in [
+            (1, &mut r.cpus_user_time_secs),
+            (2, &mut r.cpus_system_time_secs),
+            (4, &mut r.cpus_throttled_time_secs),
+            (8, &mut r.cpus_limit),
+        ] {
+            if flags & bit != 0 {
+                *field = Some(self.float()?);
+            }
+        }
+        for (bit, field) in [(16, &mut r.mem_rss_bytes), (32, &mut r.mem_limit_bytes)] {
+            if flags & bit != 0 {
+                *field = Some(self.varint()?);
+            }
+        }
+        if flags & 64 != 0 {
+            r.raw = Some(self.string()?);
+        }
+        Some(r)
     }
 }

@@ -1,0 +1,470 @@
+//! The compact layout of the readings in Redis (docs/state.md), and the Redis commands
+//! that load and store one agent's readings in one round trip each.
+//!
+//! One key per agent, `<prefix>agent/<agent id>`, holds every task of that agent in one
+//! versioned binary value, rewritten whole by each pass with `SET … EX <ttl>`. Per task it
+//! keeps only what the next document needs from a reading as `before` (timestamp, the CPU
+//! counters as exact f64 bits, the raw entry only with raw metrics), when it was stored,
+//! and the readings whose documents are not confirmed yet (the outbox, `outbox.rs`),
+//! which keep every number their document is rebuilt from. A separate key per agent,
+//! `<prefix>wal/<agent id>`, holds a pass's new readings between its load and its store
+//! (a write-ahead), so a pass killed in between leaves them for the next one.
+//!
+//! Mesos refuses `/` in executor ids, so these keys can never be the previous release's
+//! per-task keys `<prefix><executor id>`, which the first passes of this one still read
+//! (`legacy`), nor the lock `<prefix>lock…`.
+//!
+//! The value, all integers as LEB128 varints, strings as a varint length then UTF-8:
+//! `"as" 1 host task*`, a task being `executor_id stored_at(unix s) reading pending_count
+//! reading*`, a reading being `flags(u8) timestamp(f64 LE) [field]*`, the fields present
+//! as the flags say, in [`Field`] order.
+
+use super::{push_bulk, StateError, StateStore};
+use crate::stats::reading::{Reading, Sample};
+
+/// Starts every value of this layout: a tag and the format's version.
+const VERSION_TAG: &[u8; 3] = b"as\x01";
+
+/// The marker the first pass of this layout writes: when it ran (Unix seconds).
+const MARKER: &str = "layout/since";
+
+/// The optional fields of a stored reading, by their bit in its flags byte.
+#[derive(Clone, Copy)]
+enum Field {
+    User = 1,
+    System = 2,
+    Throttled = 4,
+    CpusLimit = 8,
+    MemRss = 16,
+    MemLimit = 32,
+    Raw = 64,
+}
+
+/// One task as stored: the reading its next document starts from, when that entry was
+/// last written, and the readings of its documents not yet confirmed, oldest first.
+#[derive(Debug)]
+pub(crate) struct StoredTask {
+    pub(crate) base: Reading,
+    pub(crate) stored_at: u64,
+    pub(crate) pending: Vec<Reading>,
+}
+
+/// One agent's stored tasks, and the host its pending documents were built with.
+#[derive(Debug, Default)]
+pub(crate) struct AgentState {
+    pub(crate) host: String,
+    pub(crate) tasks: Vec<StoredTask>,
+}
+
+/// Writes an agent's value, one task at a time.
+pub(crate) struct Encoder {
+    out: Vec<u8>,
+    raw: bool,
+}
+
+impl Encoder {
+    /// A value for the agent at `host`; `raw` keeps each reading's raw entry (raw metrics).
+    pub(crate) fn new(host: &str, tasks: usize, raw: bool) -> Encoder {
+        let per_task = if raw { 768 } else { 128 };
+        let mut out = Vec::with_capacity(16 + host.len() + tasks * per_task);
+        out.extend_from_slice(VERSION_TAG);
+        push_str(&mut out, host);
+        Encoder { out, raw }
+    }
+
+    /// Adds a task: `base` keeps only what a `before` needs, unless `full` (a write-ahead,
+    /// whose readings are a document's `now`); the pending readings are kept whole.
+    pub(crate) fn task(
+        &mut self,
+        base: &Reading,
+        full: bool,
+        stored_at: u64,
+        pending: &[&Reading],
+    ) {
+        push_str(&mut self.out, &base.executor_id);
+        push_varint(&mut self.out, stored_at);
+        self.reading(base, full);
+        // At most `outbox::MAX_PENDING`, far below 256.
+        self.out.push(pending.len().min(255) as u8);
+        for reading in pending.iter().take(255) {
+            self.reading(reading, true);
+        }
+    }
+
+    fn reading(&mut self, reading: &Reading, full: bool) {
+        let s = &reading.sample;
+        let raw = self.raw && !reading.entry.is_empty();
+        let floats = [
+            (Field::User, s.cpus_user_time_secs),
+            (Field::System, s.cpus_system_time_secs),
+            (Field::Throttled, s.cpus_throttled_time_secs),
+            (Field::CpusLimit, s.cpus_limit.filter(|_| full)),
+        ];
+        let integers = [
+            (Field::MemRss, s.mem_rss_bytes.filter(|_| full)),
+            (Field::MemLimit, s.mem_limit_bytes.filter(|_| full)),
+        ];
+        let mut flags = if raw { Field::Raw as u8 } else { 0 };
+        for (field, value) in floats {
+            flags |= value.map_or(0, |_| field as u8);
+        }
+        for (field, value) in integers {
+            flags |= value.map_or(0, |_| field as u8);
+        }
+        self.out.push(flags);
+        self.out.extend_from_slice(&s.timestamp.to_le_bytes());
+        for value in floats.iter().filter_map(|(_, v)| *v) {
+            self.out.extend_from_slice(&value.to_le_bytes());
+        }
+        for value in integers.iter().filter_map(|(_, v)| *v) {
+            push_varint(&mut self.out, value);
+        }
+        if raw {
+            push_str(&mut self.out, &reading.entry);
+        }
+    }
+
+    pub(crate) fn finish(self) -> Vec<u8> {
+        self.out
+    }
+}
+
+/// Reads an agent's value back; None when it is not one this release wrote (or is cut
+/// short or corrupt), which the caller reports and then treats as no state.
+pub(crate) fn decode(bytes: &[u8]) -> Option<AgentState> {
+    let mut cursor = Cursor { bytes, at: 0 };
+    if cursor.take(VERSION_TAG.len())? != VERSION_TAG {
+        return None;
+    }
+    let host = cursor.string()?;
+    let mut tasks = Vec::new();
+    while cursor.at < bytes.len() {
+        let executor_id = cursor.string()?;
+        let stored_at = cursor.varint()?;
+        let base = cursor.reading(&executor_id)?;
+        let count = cursor.byte()?;
+        let pending = (0..count)
+            .map(|_| cursor.reading(&executor_id))
+            .collect::<Option<Vec<_>>>()?;
+        tasks.push(StoredTask {
+            base,
+            stored_at,
+            pending,
+        });
+    }
+    Some(AgentState { host, tasks })
+}
+
+/// Reads a value from its start; every read is checked, so any bytes can be given.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let slice = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(slice)
+    }
+    fn byte(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            value |= u64::from(b & 0x7f).checked_shl(shift)?;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    fn f64(&mut self) -> Option<f64> {
+        let bytes: [u8; 8] = self.take(8)?.try_into().ok()?;
+        Some(f64::from_le_bytes(bytes))
+    }
+    fn string(&mut self) -> Option<String> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+    fn reading(&mut self, executor_id: &str) -> Option<Reading> {
+        let flags = self.byte()?;
+        let timestamp = self.f64()?;
+        // Struct fields are read in the order written, which is the encoding's.
+        let sample = Sample {
+            timestamp,
+            cpus_user_time_secs: self.optional(flags, Field::User, Cursor::f64)?,
+            cpus_system_time_secs: self.optional(flags, Field::System, Cursor::f64)?,
+            cpus_throttled_time_secs: self.optional(flags, Field::Throttled, Cursor::f64)?,
+            cpus_limit: self.optional(flags, Field::CpusLimit, Cursor::f64)?,
+            mem_rss_bytes: self.optional(flags, Field::MemRss, Cursor::varint)?,
+            mem_limit_bytes: self.optional(flags, Field::MemLimit, Cursor::varint)?,
+        };
+        let entry = self
+            .optional(flags, Field::Raw, Cursor::string)?
+            .unwrap_or_default();
+        Some(Reading {
+            executor_id: executor_id.to_string(),
+            entry: entry.into_boxed_str(),
+            sample,
+            malformed_fields: Vec::new(),
+        })
+    }
+
+    /// A field the flags say is there, read with `read`; None when it is cut short.
+    fn optional<T>(
+        &mut self,
+        flags: u8,
+        field: Field,
+        read: fn(&mut Self) -> Option<T>,
+    ) -> Option<Option<T>> {
+        if flags & field as u8 == 0 {
+            return Some(None);
+        }
+        read(self).map(Some)
+    }
+}
+
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value & 0x7f) as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn push_str(out: &mut Vec<u8>, text: &str) {
+    push_varint(out, text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// What one agent's load round trip found.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    /// The agent's value, if it has one.
+    pub(crate) agent: Option<Vec<u8>>,
+    /// The write-ahead a previous pass left, having never reached its store.
+    pub(crate) unfinished: Option<Vec<u8>>,
+    /// The previous release's per-task values, in the order asked (empty when not asked).
+    pub(crate) legacy: Vec<Option<Vec<u8>>>,
+}
+
+/// One command in Redis' wire format.
+fn push_command(out: &mut Vec<u8>, args: &[&[&[u8]]]) {
+    out.push(b'*');
+    out.extend_from_slice(args.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for parts in args {
+        push_bulk(out, parts);
+    }
+}
+
+impl StateStore {
+    fn key(&self, kind: &str, agent_id: &str) -> Vec<u8> {
+        [
+            self.settings.key_prefix.as_bytes(),
+            kind.as_bytes(),
+            agent_id.as_bytes(),
+        ]
+        .concat()
+    }
+
+    /// The agent's key, `<prefix>agent/<agent id>`.
+    pub(crate) fn agent_key(&self, agent_id: &str) -> Vec<u8> {
+        self.key("agent/", agent_id)
+    }
+
+    fn wal_key(&self, agent_id: &str) -> Vec<u8> {
+        self.key("wal/", agent_id)
+    }
+
+    /// Loads an agent in one round trip: its value; with `write_ahead`, also swaps in this
+    /// pass's write-ahead (with the TTL) and returns the one a previous pass left; and the
+    /// previous release's per-task values of `legacy_ids`.
+    ///
+    /// `GETSET` then `EXPIRE` rather than `SET … GET` so that any Redis version will do.
+    pub(crate) fn load_agent(
+        &self,
+        agent_id: &str,
+        write_ahead: Option<&[u8]>,
+        legacy_ids: &[&str],
+    ) -> Result<Loaded, StateError> {
+        let prefix = self.settings.key_prefix.as_bytes();
+        let ttl = self.settings.state_ttl.as_secs().max(1).to_string();
+        let (agent_key, wal_key) = (self.agent_key(agent_id), self.wal_key(agent_id));
+        let mut commands =
+            Vec::with_capacity(64 + write_ahead.map_or(0, <[u8]>::len) + legacy_ids.len() * 128);
+        push_command(&mut commands, &[&[b"GET"], &[&agent_key]]);
+        let mut count = 1;
+        if let Some(wal) = write_ahead {
+            push_command(&mut commands, &[&[b"GETSET"], &[&wal_key], &[wal]]);
+            push_command(
+                &mut commands,
+                &[&[b"EXPIRE"], &[&wal_key], &[ttl.as_bytes()]],
+            );
+            count += 2;
+        }
+        if !legacy_ids.is_empty() {
+            let keys: Vec<[&[u8]; 2]> = legacy_ids
+                .iter()
+                .map(|id| [prefix, id.as_bytes()])
+                .collect();
+            let mut args: Vec<&[&[u8]]> = vec![&[b"MGET"]];
+            args.extend(keys.iter().map(|k| &k[..]));
+            push_command(&mut commands, &args);
+            count += 1;
+        }
+        self.run("load", |c| {
+            let mut replies =
+                redis::ConnectionLike::req_packed_commands(c, &commands, 0, count)?.into_iter();
+            let mut next = || replies.next().unwrap_or(redis::Value::Nil);
+            let agent = redis::from_redis_value(next())?;
+            // A Redis that refuses writes (maxmemory) still lets the pass deliver, as
+            // before the write-ahead: its store fails too, so the readings do not advance
+            // and the next pass reports those intervals again, at least once.
+            let unfinished = match write_ahead.map(|_| (next(), next())) {
+                Some((redis::Value::ServerError(e), _)) => {
+                    log::debug!("agent {agent_id}: write-ahead refused: {e:?}");
+                    None
+                }
+                Some((previous, _)) => redis::from_redis_value(previous)?,
+                None => None,
+            };
+            let legacy = if legacy_ids.is_empty() {
+                Vec::new()
+            } else {
+                redis::from_redis_value(next())?
+            };
+            Ok(Loaded {
+                agent,
+                unfinished,
+                legacy,
+            })
+        })
+    }
+
+    /// Stores an agent in one round trip: its new value with the TTL (or none, when it
+    /// has no task left), and its write-ahead deleted, now that the value holds it all.
+    pub(crate) fn store_agent(
+        &self,
+        agent_id: &str,
+        value: Option<&[u8]>,
+    ) -> Result<(), StateError> {
+        let ttl = self.settings.state_ttl.as_secs().max(1).to_string();
+        let (agent_key, wal_key) = (self.agent_key(agent_id), self.wal_key(agent_id));
+        let mut commands = Vec::with_capacity(64 + value.map_or(0, <[u8]>::len));
+        match value {
+            Some(value) => push_command(
+                &mut commands,
+                &[
+                    &[b"SET"],
+                    &[&agent_key],
+                    &[value],
+                    &[b"EX"],
+                    &[ttl.as_bytes()],
+                ],
+            ),
+            None => push_command(&mut commands, &[&[b"DEL"], &[&agent_key]]),
+        }
+        push_command(&mut commands, &[&[b"DEL"], &[&wal_key]]);
+        self.run("store", |c| {
+            let replies = redis::ConnectionLike::req_packed_commands(c, &commands, 0, 2)?;
+            replies.into_iter().try_for_each(|reply| match reply {
+                redis::Value::ServerError(e) => Err(redis::RedisError::from(e)),
+                _ => Ok(()),
+            })
+        })
+    }
+
+    /// Whether this pass still reads the previous release's per-task keys: until the
+    /// first pass of this layout is older than the TTL, after which any such key has
+    /// expired. `mark` (a collecting pass) records this pass as the first when none is.
+    pub(crate) fn reads_legacy(&self, now: u64, mark: bool) -> Result<bool, StateError> {
+        let key = format!("{}{MARKER}", self.settings.key_prefix);
+        let since: Option<String> = self.run("layout marker", |c| {
+            if mark {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(now)
+                    .arg("NX")
+                    .query::<()>(c)?;
+            }
+            redis::cmd("GET").arg(&key).query(c)
+        })?;
+        let since = since.and_then(|s| s.parse::<u64>().ok()).unwrap_or(now);
+        Ok(now < since.saturating_add(self.settings.state_ttl.as_secs()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::reading::parse_entry;
+
+    fn reading(statistics: &str) -> Reading {
+        let entry = format!(r#"{{"executor_id":"g_a.1","statistics":{statistics}}}"#);
+        parse_entry(entry.into()).expect("valid entry")
+    }
+
+    const FULL: &str = r#"{"timestamp":1541084157.12885,"cpus_limit":0.35,"cpus_user_time_secs":96348.84,"cpus_system_time_secs":2178.139999999,"cpus_throttled_time_secs":0.1,"mem_rss_bytes":18446744073709551615,"mem_limit_bytes":7650410496}"#;
+
+    #[test]
+    fn values_read_back_exactly() {
+        let base = reading(FULL);
+        let pending = reading(r#"{"timestamp":1541084217.5,"cpus_user_time_secs":96349}"#);
+        for raw in [false, true] {
+            let mut encoder = Encoder::new("h:5051", 1, raw);
+            encoder.task(&base, false, 1_764_000_000, &[&pending, &base]);
+            let state = decode(&encoder.finish()).expect("decodes");
+            assert_eq!(state.host, "h:5051");
+            let task = &state.tasks[0];
+            assert_eq!(task.stored_at, 1_764_000_000);
+            assert_eq!(task.base.executor_id, "g_a.1");
+            let before = Sample {
+                cpus_limit: None,
+                mem_rss_bytes: None,
+                mem_limit_bytes: None,
+                ..base.sample
+            };
+            assert_eq!(task.base.sample, before, "a base keeps what `before` needs");
+            assert_eq!(task.pending[0].sample, pending.sample);
+            assert_eq!(
+                task.pending[1].sample, base.sample,
+                "pending readings are whole"
+            );
+            let kept = if raw { &*base.entry } else { "" };
+            assert_eq!(&*task.base.entry, kept);
+        }
+    }
+
+    #[test]
+    fn a_base_stays_small() {
+        let mut encoder = Encoder::new("h:5051", 1, false);
+        encoder.task(&reading(FULL), false, 1_764_000_000, &[]);
+        // Tag, host, id, stored-at, flags, timestamp, three counters, pending count.
+        assert_eq!(encoder.finish().len(), 3 + 7 + 6 + 5 + 1 + 8 + 24 + 1);
+    }
+
+    #[test]
+    fn anything_else_is_no_state_and_never_a_panic() {
+        let mut encoder = Encoder::new("h", 2, true);
+        encoder.task(&reading(FULL), true, 7, &[&reading(FULL)]);
+        let whole = encoder.finish();
+        for cut in 0..whole.len() {
+            // A value cut at a task's boundary is a shorter valid value; others fail.
+            let _ = decode(&whole[..cut]);
+        }
+        assert!(decode(b"").is_none());
+        assert!(decode(br#"{"executor_id":"x"}"#).is_none());
+        assert!(decode(b"as\x02\x00").is_none(), "another version");
+        assert!(decode(b"as\x01\x00\x01x\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01").is_none());
+        let mut flipped = whole.clone();
+        for i in 0..flipped.len() {
+            flipped[i] ^= 0xff;
+            let _ = decode(&flipped);
+            flipped[i] ^= 0xff;
+        }
+    }
+}
