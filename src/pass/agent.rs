@@ -7,7 +7,6 @@ use crate::broker::message_id::fit_message_id;
 use crate::broker::{Outgoing, Publisher};
 use crate::mesos::budget::Reservation;
 use crate::mesos::{Agent, MesosClient, Scheme};
-use crate::pass::dry_run::Rereads;
 use crate::pass::stop::{Stop, StopReason};
 use crate::pass::tally::Tally;
 use crate::pass::workers::{self, Ended, Limits, Worker};
@@ -52,9 +51,14 @@ pub(crate) struct Shared {
     pub(crate) deadline: Instant,
     /// Once requested, no further agent is started.
     pub(crate) stop: Arc<Stop>,
-    /// Dry run only: agents whose tasks had no usable previous reading.
-    pub(crate) rereads: Rereads,
+    /// Dry run only: keeps an agent's first readings of the tasks that had nothing to
+    /// compare with, for a second reading. Handed in by the pass, so the agent path
+    /// knows nothing of the dry run.
+    pub(crate) remember_unusable: Option<RememberUnusable>,
 }
+
+/// Where a dry run keeps first readings that had nothing to compare with.
+pub(crate) type RememberUnusable = Box<dyn Fn(&Agent, Vec<&Reading>) + Send + Sync>;
 
 /// Runs `work` on every job (one agent each) on the pool until done, the deadline, or a
 /// stop; true when every job was handled. Agents not started or not finished by the
@@ -328,8 +332,8 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     }
     if shared.store {
         store(shared, agent, &to_store);
-    } else if !unusable.is_empty() {
-        shared.rereads.remember(agent, unusable);
+    } else if let (Some(remember), false) = (&shared.remember_unusable, unusable.is_empty()) {
+        remember(agent, unusable);
     }
     shared.tally.agent_answered(readings.len());
 }

@@ -21,7 +21,7 @@ use crate::broker::{self, AmqpPublisher, Publisher};
 use crate::config::Config;
 use crate::exit;
 use crate::mesos::{self, MesosClient, Scheme, Unusable};
-use crate::pass::agent::{collect_agent, run_workers, Round, Shared};
+use crate::pass::agent::{collect_agent, run_workers, RememberUnusable, Round, Shared};
 use crate::pass::dry_run::Rereads;
 use crate::pass::stop::Stop;
 use crate::pass::tally::{Summary, Tally};
@@ -144,6 +144,18 @@ fn collect(
     tally.agents_listed(agents.len());
     report_unusable(config, &list.leader, &list.unusable, &tally);
     let limits = pool_limits(config, open_files);
+    // The dry run's second reading: the pass owns what it keeps and hands the agent path
+    // a way to keep it.
+    let rereads = Arc::new(Rereads::default());
+    let remember_unusable: Option<RememberUnusable> = match mode {
+        Mode::DryRun { .. } => {
+            let rereads = Arc::clone(&rereads);
+            Some(Box::new(move |agent, readings| {
+                rereads.remember(agent, readings)
+            }))
+        }
+        Mode::Collect { .. } => None,
+    };
     let shared = Arc::new(Shared {
         mesos,
         state,
@@ -155,12 +167,12 @@ fn collect(
         store: matches!(mode, Mode::Collect { .. }),
         deadline,
         stop,
-        rereads: Rereads::default(),
+        remember_unusable,
     });
     let finished = run_workers(&shared, agents, limits, Round::First, collect_agent);
     if let Mode::DryRun { interval, .. } = mode {
         if finished {
-            dry_run::read_again(&shared, limits, interval);
+            dry_run::read_again(&shared, &rereads, limits, interval);
         }
     }
     // Whatever the pool saw: a stop may come after the last agent, or be given by the
