@@ -71,7 +71,7 @@ fn run() -> i32 {
             let process = set_up_process();
             let summary = pass::run(&config, mode, process).unwrap_or_else(|e| {
                 log::error!("{e}");
-                Summary::ended_early(e.code, started.elapsed(), args.dry_run)
+                Summary::ended_early(e.exit_code(), started.elapsed(), args.dry_run)
             });
             end_pass(&config, &summary)
         }

@@ -51,21 +51,6 @@ pub(crate) enum DeliveryError {
     Unknown,
 }
 
-impl DeliveryError {
-    /// A short stable name for counting failures by reason.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            DeliveryError::Unroutable(..) => "unroutable",
-            DeliveryError::Nacked => "nacked",
-            DeliveryError::Unconfirmed(_) => "unconfirmed",
-            DeliveryError::ConnectionLost(_) => "connection-lost",
-            DeliveryError::Blocked(..) => "blocked",
-            DeliveryError::Unencodable(_) => "unencodable",
-            DeliveryError::Unknown => "unknown",
-        }
-    }
-}
-
 /// Where documents go. The pass knows nothing else of the broker.
 pub(crate) trait Publisher: Send + Sync {
     /// Sends a batch and waits until each document is settled; one result per document,

@@ -7,6 +7,7 @@ use crate::broker::message_id::fit_message_id;
 use crate::broker::{Outgoing, Publisher};
 use crate::mesos::budget::Reservation;
 use crate::mesos::{Agent, MesosClient, Scheme};
+use crate::pass::reason::Reason;
 use crate::pass::stop::{Stop, StopReason};
 use crate::pass::tally::Tally;
 use crate::pass::workers::{self, Ended, Limits, Worker};
@@ -130,10 +131,12 @@ pub(crate) fn read_agent(
     agent: &Agent,
     round: Round,
 ) -> Option<(Vec<Reading>, Reservation)> {
-    let failed = |kind: &'static str, why: &dyn std::fmt::Display| match round {
-        Round::First => shared.tally.agent_failed(&agent.address, kind, why),
+    let failed = |reason: Reason, why: &dyn std::fmt::Display| match round {
+        Round::First => shared.tally.agent_failed(&agent.address, reason, why),
         Round::Again => {
-            log::warn!(agent = agent.address.as_str(), reason = kind; "agent {} failed on its second reading: {why}", agent.address)
+            if shared.tally.may_note_agent() {
+                log::warn!(agent = agent.address.as_str(), reason = reason.as_str(); "agent {} failed on its second reading: {why}", agent.address);
+            }
         }
     };
     let mesos = &shared.mesos;
@@ -148,14 +151,14 @@ pub(crate) fn read_agent(
     let body = match fetched {
         Ok(body) => body,
         Err(e) => {
-            failed(e.kind(), &e);
+            failed(Reason::from(&e), &e);
             return None;
         }
     };
     let answer = match parse_answer(&body) {
         Ok(answer) => answer,
         Err(e) => {
-            failed("bad-answer", &e);
+            failed(Reason::BadAnswer, &e);
             return None;
         }
     };
@@ -168,10 +171,13 @@ pub(crate) fn read_agent(
             .sum(),
     );
     for (position, why) in &answer.first_skipped {
+        if !shared.tally.may_note_agent() {
+            break;
+        }
         log::warn!(agent = agent.address.as_str(), reason = why.to_string().as_str(); "agent {}: entry {position} skipped: {why}", agent.address);
     }
     let unnamed = answer.skipped - answer.first_skipped.len();
-    if unnamed > 0 {
+    if unnamed > 0 && shared.tally.may_note_agent() {
         log::warn!(agent = agent.address.as_str(); "agent {}: ... and {unnamed} more entries skipped ({} in all)", agent.address, answer.skipped);
     }
     // The second reading of a dry run finds what the first one counted.
@@ -188,14 +194,18 @@ pub(crate) fn read_agent(
     let mut readings = Vec::with_capacity(answer.readings.len());
     for (reading, repeat) in answer.readings.into_iter().zip(repeats) {
         if repeat {
-            log::warn!(agent = agent.address.as_str(); "agent {}: executor {} listed twice; the repeat is skipped", agent.address, reading.executor_id);
+            if shared.tally.may_note_agent() {
+                log::warn!(agent = agent.address.as_str(); "agent {}: executor {} listed twice; the repeat is skipped", agent.address, reading.executor_id);
+            }
             if counts {
                 shared.tally.skipped_entries(1);
             }
             continue;
         }
         if !reading.malformed_fields.is_empty() && counts {
-            log::warn!(agent = agent.address.as_str(); "agent {}: executor {}: not a usable number, left out: {}", agent.address, reading.executor_id, reading.malformed_fields.join(", "));
+            if shared.tally.may_note_agent() {
+                log::warn!(agent = agent.address.as_str(); "agent {}: executor {}: not a usable number, left out: {}", agent.address, reading.executor_id, reading.malformed_fields.join(", "));
+            }
             shared
                 .tally
                 .malformed_fields(reading.malformed_fields.len());
@@ -235,8 +245,10 @@ fn stored_reading(
         .ok()
         .and_then(|text| parse_entry(text.into_boxed_str()).ok())
         .filter(|stored| stored.executor_id == now.executor_id);
-    if parsed.is_none() {
+    if parsed.is_none() && shared.tally.may_note_agent() {
         log::warn!(agent = agent.address.as_str(); "agent {}: the stored reading of {} is unreadable; it is replaced", agent.address, now.executor_id);
+    }
+    if parsed.is_none() {
         shared.tally.bad_state();
     }
     parsed
@@ -259,7 +271,7 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     let previous = match previous_readings(shared, agent, &readings) {
         Ok(previous) => previous,
         Err(e) => {
-            shared.tally.agent_failed(&agent.address, "redis", &e);
+            shared.tally.agent_failed(&agent.address, Reason::Redis, &e);
             return;
         }
     };
@@ -304,8 +316,7 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
                 unusable.push(now);
             }
             Outcome::Reset => {
-                log::info!(agent = agent.address.as_str(); "agent {}: CPU counters of {} went down; new baseline", agent.address, now.executor_id);
-                shared.tally.reset();
+                shared.tally.reset(&agent.address, &now.executor_id);
                 unusable.push(now);
             }
             Outcome::NotNewer => {
@@ -323,11 +334,11 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
                 delivered += 1;
                 to_store.push(now);
             }
-            Err(e) => shared.tally.delivery_failed(e.kind(), &e),
+            Err(e) => shared.tally.delivery_failed(Reason::from(&e), &e),
         }
     }
     shared.tally.published(delivered);
-    if delivered < attempted {
+    if delivered < attempted && shared.tally.may_note_agent() {
         log::warn!(agent = agent.address.as_str(); "agent {}: {} of {} documents not delivered; their readings are kept for the next pass", agent.address, attempted - delivered, attempted);
     }
     if shared.store {
@@ -344,7 +355,9 @@ fn store(shared: &Shared, agent: &Agent, readings: &[&Reading]) {
     };
     let pairs = readings.iter().map(|r| (r.executor_id.as_str(), &*r.entry));
     if let Err(e) = state.store(pairs) {
-        log::error!(agent = agent.address.as_str(); "agent {}: {} readings not stored: {e}", agent.address, readings.len());
+        if shared.tally.may_note_agent() {
+            log::error!(agent = agent.address.as_str(); "agent {}: {} readings not stored: {e}", agent.address, readings.len());
+        }
         shared.tally.unstored(readings.len());
     }
 }
