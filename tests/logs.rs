@@ -1,0 +1,131 @@
+//! Logs an operator can read in any failure (design section 8): lines about single
+//! agents and tasks are bounded per pass and the rest counted in one line per reason,
+//! while the summary and the metrics count everything; a setting error is one line in
+//! the chosen log format, naming where the value came from.
+
+mod common;
+
+use common::*;
+use mesos_sim::{AgentFault, ClusterSpec};
+use std::time::Duration;
+
+/// The stderr lines of a run logged with `--log-format json`, parsed.
+fn json_lines(run: &Run) -> Vec<serde_json::Value> {
+    run.stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+fn message(line: &serde_json::Value) -> &str {
+    line["message"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn a_hundred_thousand_refusing_agents_give_a_few_dozen_lines_and_are_all_counted() {
+    const AGENTS: u64 = 100_000;
+    let world = World::start(ClusterSpec {
+        unserved_agents: AGENTS as usize - 2,
+        ..spec(2, 2, [40, 0, 1])
+    });
+    let metrics = std::env::temp_dir().join(unique_name("asgard-logs-metrics"));
+    let run = world
+        .collector()
+        .args(["--log-format", "json", "--metrics-file"])
+        .arg(&metrics)
+        // A debug build over 100,000 agents on a loaded machine: room enough.
+        .args(["collect", "--deadline", "100", "--request-timeout", "30"])
+        .timeout(Duration::from_secs(200))
+        .run();
+    run.assert_status(3);
+    let lines = json_lines(&run);
+    eprintln!(
+        "{} stderr lines for {AGENTS} agents, {}s",
+        lines.len(),
+        run.summary()["duration_secs"]
+    );
+    assert!(lines.len() <= 40, "{} lines: {run}", lines.len());
+    let named = lines
+        .iter()
+        .filter(|l| l["reason"] == "refused" && message(l).contains(" failed: "))
+        .count();
+    assert_eq!(named, 20, "the first 20 failed agents are named: {run}");
+    let rest = format!(
+        "... and {} more agents failed (refused) not named above ({} in all)",
+        AGENTS - 2 - 20,
+        AGENTS - 2
+    );
+    let rest_line = lines
+        .iter()
+        .find(|l| message(l) == rest)
+        .unwrap_or_else(|| panic!("no line {rest:?}: {run}"));
+    assert_eq!(rest_line["agents"], AGENTS - 2 - 20);
+    let summary = run.summary();
+    assert_eq!(count(&summary, "agents_listed"), AGENTS, "{run}");
+    assert_eq!(count(&summary, "agents_failed"), AGENTS - 2, "{run}");
+    assert_eq!(count(&summary, "agents_answered"), 2, "{run}");
+    assert!(
+        message(&lines[lines.len() - 1]).contains(&format!("failed={} refused=", AGENTS - 2)),
+        "{run}"
+    );
+    let text = std::fs::read_to_string(&metrics).expect("the metrics file is written");
+    let _ = std::fs::remove_file(&metrics);
+    let sample = format!(
+        "asgard_stats_agents_failed{{reason=\"refused\"}} {}\n",
+        AGENTS - 2
+    );
+    assert!(text.contains(&sample), "no {sample:?} in {text}");
+}
+
+/// Every task of both agents restarts between two passes: its CPU counters go down.
+#[test]
+fn counter_resets_after_a_restart_name_ten_then_count_the_rest() {
+    const TASKS: usize = 30;
+    let world = World::start(spec(2, 1, [40, 200, 1]));
+    let body = |agent: usize, ts: f64, user: f64| {
+        let entries: Vec<String> = (0..TASKS)
+            .map(|task| {
+                format!(
+                    r#"{{"executor_id": "restarted_app-{agent}.{task}", "statistics": {{"timestamp": {ts}, "cpus_user_time_secs": {user}, "cpus_system_time_secs": 1, "cpus_limit": 1.1, "mem_rss_bytes": 512, "mem_limit_bytes": 1024}}}}"#
+                )
+            })
+            .collect();
+        format!("[{}]", entries.join(","))
+    };
+    for agent in 0..2 {
+        let answer = AgentFault::Body(body(agent, 1000.0, 500.0));
+        world.cluster.set_agent_fault(agent, answer);
+    }
+    world
+        .collector()
+        .args(["--log-format", "json", "collect"])
+        .run()
+        .assert_success();
+    // The cluster restarted: the same tasks, their counters from nearly zero.
+    for agent in 0..2 {
+        let answer = AgentFault::Body(body(agent, 1060.0, 3.0));
+        world.cluster.set_agent_fault(agent, answer);
+    }
+    let run = world
+        .collector()
+        .args(["--log-format", "json", "collect"])
+        .run();
+    run.assert_success();
+    let lines = json_lines(&run);
+    let named = lines
+        .iter()
+        .filter(|l| message(l).contains("went down; new baseline"))
+        .count();
+    assert_eq!(named, 10, "ten resets named: {run}");
+    let rest = format!(
+        "... and {} more tasks whose CPU counters went down ({} in all); new baselines",
+        2 * TASKS - 10,
+        2 * TASKS
+    );
+    assert!(
+        lines.iter().any(|l| message(l) == rest),
+        "no {rest:?}: {run}"
+    );
+    assert!(lines.len() <= 16, "{} lines: {run}", lines.len());
+    assert_eq!(count(&run.summary(), "resets"), 2 * TASKS as u64, "{run}");
+}
