@@ -69,11 +69,22 @@ pub(crate) trait Publisher: Send + Sync {
 
 /// Why one broker of the list could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("broker {address} (vhost {vhost:?}): {message}")]
+#[error("broker {}", self.detail())]
 pub(crate) struct ConnectError {
     address: String,
     vhost: String,
     message: String,
+}
+
+impl ConnectError {
+    /// The address, vhost and what went wrong, without the leading "broker": for a report
+    /// whose line already names the broker (`check`).
+    pub(crate) fn detail(&self) -> String {
+        format!(
+            "{} (vhost {:?}): {}",
+            self.address, self.vhost, self.message
+        )
+    }
 }
 
 /// No broker of the list could be used at the start of a pass; each with its reason.
