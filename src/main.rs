@@ -14,47 +14,62 @@ mod state;
 mod stats;
 
 use broker::printer::OutputFormat;
-use clap::Parser;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
-use config::Config;
+use config::{Config, ConfigError};
 use pass::tally::Summary;
+use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn main() {
     std::process::exit(run());
 }
 
 fn run() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version are not errors; clap knows which is which.
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let env = |name: &str| std::env::var(name).ok();
+    let (cli, matches) = match parse(&args) {
+        Ok(parsed) => parsed,
+        // --help and --version are not errors; clap knows which is which.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            return exit::OK;
+        }
+        Err(e) => {
+            // Before logging is set up: the error is logged in the format asked for.
+            cli::logging::init(cli::errors::log_format_before_parsing(&args, env));
+            log::error!(
+                "configuration: {}",
+                cli::errors::describe_parse_error(&e, &args)
+            );
+            return exit::USAGE;
         }
     };
     cli::logging::init(cli.settings.log_format);
     if let Command::Man = cli.command {
         return print_man_page();
     }
-    let config = match Config::from_settings(&cli.settings, |name| std::env::var(name).ok()) {
+    let configuration_error = |e: ConfigError| {
+        let name = e
+            .setting()
+            .map(|flag| cli::errors::setting_name(&matches, flag))
+            .unwrap_or_default();
+        log::error!("configuration: {}", e.naming(&name));
+        exit::USAGE
+    };
+    let config = match Config::from_settings(&cli.settings, env) {
         Ok(config) => config,
-        Err(e) => {
-            log::error!("configuration: {e}");
-            return exit::USAGE;
-        }
+        Err(e) => return configuration_error(e),
     };
     log::debug!("{config:?}");
     match cli.command {
         Command::Collect(args) => {
+            let interval = match config::dry_run_interval(&args) {
+                Ok(interval) => interval,
+                Err(e) => return configuration_error(e),
+            };
             let mode = if args.dry_run {
-                let interval = Duration::try_from_secs_f64(args.dry_run_interval)
-                    .unwrap_or(Duration::from_secs(2));
                 let terminal = std::io::stdout().is_terminal();
                 let output = args.output.unwrap_or(if terminal {
                     OutputFormat::Table
@@ -78,6 +93,14 @@ fn run() -> i32 {
         Command::Check => ops::check::run(&config),
         Command::Man => exit::OK,
     }
+}
+
+/// Parses the command line, keeping clap's matches: they tell where each value came from
+/// (a flag or its environment variable), which a setting's error names.
+fn parse(args: &[OsString]) -> Result<(Cli, ArgMatches), clap::Error> {
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    Ok((cli, matches))
 }
 
 /// The process-wide settings a pass needs, made once here before it: the allocator

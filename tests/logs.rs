@@ -129,3 +129,92 @@ fn counter_resets_after_a_restart_name_ten_then_count_the_rest() {
     assert!(lines.len() <= 16, "{} lines: {run}", lines.len());
     assert_eq!(count(&run.summary(), "resets"), 2 * TASKS as u64, "{run}");
 }
+
+/// The one line of a run that failed on a setting: JSON with a time, exit 2.
+#[track_caller]
+fn setting_error(run: &Run) -> String {
+    run.assert_status(2);
+    let lines = json_lines(run);
+    assert_eq!(lines.len(), 1, "one line: {run}");
+    let line = &lines[0];
+    assert_eq!(line["level"], "ERROR", "{run}");
+    assert!(
+        line["time"].as_str().is_some_and(|t| t.len() >= 20),
+        "{run}"
+    );
+    message(line).to_string()
+}
+
+#[test]
+fn a_setting_error_is_logged_in_the_chosen_format_naming_where_the_value_came_from() {
+    let master = ("HOLLOWMAN_MESOS_ADDRESS", "http://127.0.0.1:1");
+    // A number clap cannot parse, from a variable: the variable is named.
+    let run = collector()
+        .env("STATS_COLLECTOR_LOG_FORMAT", "json")
+        .env("STATS_CONNECT_TIMEOUT", "two")
+        .arg("collect")
+        .run();
+    let line = setting_error(&run);
+    assert!(
+        line.contains("invalid value \"two\" for STATS_CONNECT_TIMEOUT (--connect-timeout)"),
+        "{run}"
+    );
+    // The same from the flag: the flag is named.
+    let run = collector()
+        .args(["--log-format=json", "--connect-timeout", "three", "collect"])
+        .run();
+    let line = setting_error(&run);
+    assert!(
+        line.contains("invalid value \"three\" for --connect-timeout"),
+        "{run}"
+    );
+    assert!(!line.contains("STATS_CONNECT_TIMEOUT"), "{run}");
+    // clap reads the variable even beside a good flag: the variable is named.
+    let run = collector()
+        .env("STATS_CONNECT_TIMEOUT", "two")
+        .args(["--log-format=json", "--connect-timeout", "3", "collect"])
+        .run();
+    let line = setting_error(&run);
+    assert!(line.contains("\"two\" for STATS_CONNECT_TIMEOUT"), "{run}");
+    // A value checked by the configuration, from a variable.
+    let run = collector()
+        .env(master.0, master.1)
+        .env("STATS_COLLECTOR_SHARD", "5/4")
+        .args(["--log-format", "json", "collect"])
+        .run();
+    let line = setting_error(&run);
+    assert!(
+        line.contains("STATS_COLLECTOR_SHARD (--shard) must be K/N"),
+        "{run}"
+    );
+    // Any other usage error is one line too.
+    let run = collector()
+        .args(["--log-format", "json", "collect", "--no-such-flag"])
+        .run();
+    let line = setting_error(&run);
+    assert!(line.contains("--no-such-flag"), "{run}");
+}
+
+#[test]
+fn an_invalid_dry_run_interval_is_a_setting_error_not_two_seconds() {
+    let master = ("HOLLOWMAN_MESOS_ADDRESS", "http://127.0.0.1:1");
+    for bad in ["0", "-1", "NaN", "inf", "100000"] {
+        let run = collector()
+            .env(master.0, master.1)
+            .env("STATS_COLLECTOR_DRY_RUN_INTERVAL", bad)
+            .args(["--log-format", "json", "collect", "--dry-run"])
+            .run();
+        let line = setting_error(&run);
+        assert!(
+            line.contains("STATS_COLLECTOR_DRY_RUN_INTERVAL (--dry-run-interval) must be"),
+            "{bad}: {run}"
+        );
+    }
+    let run = collector()
+        .env(master.0, master.1)
+        .args(["--log-format", "json", "collect", "--dry-run"])
+        .arg("--dry-run-interval=0")
+        .run();
+    let line = setting_error(&run);
+    assert!(line.contains("--dry-run-interval must be"), "{run}");
+}

@@ -2,6 +2,7 @@
 //! variable (flags win), with the Python collector's variable names; [`crate::config`]
 //! turns what is parsed here into the validated `Config` the rest of the program reads.
 
+pub(crate) mod errors;
 pub(crate) mod logging;
 pub(crate) mod man;
 
