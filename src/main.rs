@@ -14,8 +14,7 @@ mod state;
 mod stats;
 
 use broker::printer::OutputFormat;
-use clap::{ArgMatches, CommandFactory, FromArgMatches};
-use cli::{Cli, Command};
+use cli::Command;
 use config::{Config, ConfigError};
 use pass::tally::Summary;
 use std::ffi::OsString;
@@ -29,7 +28,7 @@ fn main() {
 fn run() -> i32 {
     let args: Vec<OsString> = std::env::args_os().collect();
     let env = |name: &str| std::env::var(name).ok();
-    let (cli, matches) = match parse(&args) {
+    let (cli, matches) = match cli::parse_keeping_matches(&args) {
         Ok(parsed) => parsed,
         // --help and --version are not errors; clap knows which is which.
         Err(e) if !e.use_stderr() => {
@@ -49,6 +48,9 @@ fn run() -> i32 {
     cli::logging::init(cli.settings.log_format);
     if let Command::Man = cli.command {
         return print_man_page();
+    }
+    for warning in Config::secret_flag_warnings(&cli.settings) {
+        log::warn!("{warning}");
     }
     let configuration_error = |e: ConfigError| {
         let name = e
@@ -95,14 +97,6 @@ fn run() -> i32 {
     }
 }
 
-/// Parses the command line, keeping clap's matches: they tell where each value came from
-/// (a flag or its environment variable), which a setting's error names.
-fn parse(args: &[OsString]) -> Result<(Cli, ArgMatches), clap::Error> {
-    let matches = Cli::command().try_get_matches_from(args)?;
-    let cli = Cli::from_arg_matches(&matches)?;
-    Ok((cli, matches))
-}
-
 /// The process-wide settings a pass needs, made once here before it: the allocator
 /// gives large buffers back, SIGTERM and SIGINT request a stop, and the open-files soft
 /// limit is raised to the hard one. No other module changes a process-wide setting.
@@ -116,13 +110,18 @@ fn set_up_process() -> pass::Process {
     pass::Process { stop, open_files }
 }
 
-/// Every pass ends here, failed ones included: its metrics file (a dry run writes
-/// nothing), then its summary line, last, and its exit code.
+/// Every pass ends here, failed ones included: its metrics file and its push to the
+/// Pushgateway (a dry run does neither), then its summary line, last, and its exit code.
 fn end_pass(config: &Config, summary: &Summary) -> i32 {
-    if let (Some(path), false) = (&config.metrics_file, summary.dry_run) {
-        if let Err(e) = ops::metrics::write(path, summary, config) {
-            log::warn!("cannot write the metrics file {}: {e}", path.display());
+    let reports_metrics = config.metrics_file.is_some() || config.pushgateway.is_some();
+    if reports_metrics && !summary.dry_run {
+        let metrics = ops::metrics::render(summary, config);
+        if let Some(path) = &config.metrics_file {
+            if let Err(e) = ops::metrics::write(path, &metrics.text) {
+                log::warn!("cannot write the metrics file {}: {e}", path.display());
+            }
         }
+        ops::push::push(config, &metrics);
     }
     summary.log();
     summary.exit_code()
