@@ -245,10 +245,10 @@ fn stored_reading(
         .ok()
         .and_then(|text| parse_entry(text.into_boxed_str()).ok())
         .filter(|stored| stored.executor_id == now.executor_id);
-    if parsed.is_none() && shared.tally.may_note_agent() {
-        log::warn!(agent = agent.address.as_str(); "agent {}: the stored reading of {} is unreadable; it is replaced", agent.address, now.executor_id);
-    }
     if parsed.is_none() {
+        if shared.tally.may_note_agent() {
+            log::warn!(agent = agent.address.as_str(); "agent {}: the stored reading of {} is unreadable; it is replaced", agent.address, now.executor_id);
+        }
         shared.tally.bad_state();
     }
     parsed

@@ -7,8 +7,9 @@
 use crate::broker::DeliveryError;
 use crate::mesos::FetchError;
 
-/// A reason for a failed agent or a failed delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A reason for a failed agent or a failed delivery. Ordered by label, so the summary
+/// line lists its counts in the order it always has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Reason {
     /// The agent refused the connection.
     Refused,
@@ -68,6 +69,18 @@ impl Reason {
     }
 }
 
+impl Ord for Reason {
+    fn cmp(&self, other: &Reason) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for Reason {
+    fn partial_cmp(&self, other: &Reason) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -117,5 +130,12 @@ mod tests {
             "connection-lost"
         );
         assert_eq!(Reason::Redis.to_string(), "redis");
+        let mut reasons = [Reason::Truncated, Reason::BadAnswer, Reason::Refused];
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            [Reason::BadAnswer, Reason::Refused, Reason::Truncated],
+            "by label"
+        );
     }
 }
