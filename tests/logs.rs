@@ -1,7 +1,13 @@
-//! Logs an operator can read in any failure (design section 8): lines about single
+//! Logs an operator can read in any failure (docs/exit-codes.md): lines about single
 //! agents and tasks are bounded per pass and the rest counted in one line per reason,
 //! while the summary and the metrics count everything; a setting error is one line in
 //! the chosen log format, naming where the value came from.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
 
 mod common;
 

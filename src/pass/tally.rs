@@ -1,5 +1,5 @@
 //! What happened during a pass: counters shared by the worker threads, the summary line
-//! that ends every pass, and the exit code that follows from them (design section 8).
+//! that ends every pass, and the exit code that follows from them (docs/exit-codes.md).
 //!
 //! Lines about single agents and tasks are bounded per pass, so that a pass over 100,000
 //! refusing agents, or a restarted cluster whose every task resets its counters, still
