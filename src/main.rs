@@ -15,26 +15,34 @@ mod stats;
 
 use broker::printer::OutputFormat;
 use cli::Command;
-use config::Config;
+use config::{Config, ConfigError};
 use pass::tally::Summary;
+use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn main() {
     std::process::exit(run());
 }
 
 fn run() -> i32 {
-    let cli = match cli::parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version are not errors; clap knows which is which.
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let env = |name: &str| std::env::var(name).ok();
+    let (cli, matches) = match cli::parse_keeping_matches(&args) {
+        Ok(parsed) => parsed,
+        // --help and --version are not errors; clap knows which is which.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            return exit::OK;
+        }
+        Err(e) => {
+            // Before logging is set up: the error is logged in the format asked for.
+            cli::logging::init(cli::errors::log_format_before_parsing(&args, env));
+            log::error!(
+                "configuration: {}",
+                cli::errors::describe_parse_error(&e, &args)
+            );
+            return exit::USAGE;
         }
     };
     cli::logging::init(cli.settings.log_format);
@@ -44,19 +52,26 @@ fn run() -> i32 {
     for warning in Config::secret_flag_warnings(&cli.settings) {
         log::warn!("{warning}");
     }
-    let config = match Config::from_settings(&cli.settings, |name| std::env::var(name).ok()) {
+    let configuration_error = |e: ConfigError| {
+        let name = e
+            .setting()
+            .map(|flag| cli::errors::setting_name(&matches, flag))
+            .unwrap_or_default();
+        log::error!("configuration: {}", e.naming(&name));
+        exit::USAGE
+    };
+    let config = match Config::from_settings(&cli.settings, env) {
         Ok(config) => config,
-        Err(e) => {
-            log::error!("configuration: {e}");
-            return exit::USAGE;
-        }
+        Err(e) => return configuration_error(e),
     };
     log::debug!("{config:?}");
     match cli.command {
         Command::Collect(args) => {
+            let interval = match config::dry_run_interval(&args) {
+                Ok(interval) => interval,
+                Err(e) => return configuration_error(e),
+            };
             let mode = if args.dry_run {
-                let interval = Duration::try_from_secs_f64(args.dry_run_interval)
-                    .unwrap_or(Duration::from_secs(2));
                 let terminal = std::io::stdout().is_terminal();
                 let output = args.output.unwrap_or(if terminal {
                     OutputFormat::Table
@@ -73,7 +88,7 @@ fn run() -> i32 {
             let process = set_up_process();
             let summary = pass::run(&config, mode, process).unwrap_or_else(|e| {
                 log::error!("{e}");
-                Summary::ended_early(e.code, started.elapsed(), args.dry_run)
+                Summary::ended_early(e.exit_code(), started.elapsed(), args.dry_run)
             });
             end_pass(&config, &summary)
         }

@@ -147,6 +147,90 @@ fn dry_run_uses_the_agent_path_not_the_pass() {
     );
 }
 
+/// The modules of `pass/` each file names (`pass/agent.rs` naming
+/// `crate::pass::stop::Stop` names `stop`); `mod` stands for `pass/mod.rs`, named by any
+/// path to an item of `pass` itself (`crate::pass::Mode`).
+fn pass_modules_named(code: &str, modules: &[String]) -> Vec<String> {
+    let ident = |text: &str| -> String {
+        text.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut firsts = Vec::new();
+    for (at, _) in code.match_indices("crate::pass::") {
+        let rest = &code[at + "crate::pass::".len()..];
+        match rest.strip_prefix('{') {
+            // `crate::pass::{agent::X, Mode}`: the first name of each part.
+            Some(group) => {
+                let group = &group[..group.find('}').unwrap_or(group.len())];
+                firsts.extend(group.split(',').map(ident));
+            }
+            None => firsts.push(ident(rest)),
+        }
+    }
+    let mut named: Vec<String> = firsts
+        .into_iter()
+        .filter(|first| !first.is_empty())
+        .map(|first| {
+            if modules.contains(&first) {
+                first
+            } else {
+                "mod".to_string()
+            }
+        })
+        .collect();
+    named.sort();
+    named.dedup();
+    named
+}
+
+#[test]
+fn the_modules_of_the_pass_form_no_cycle() {
+    let sources = sources();
+    let in_pass: Vec<&Source> = sources
+        .iter()
+        .filter(|s| s.path.starts_with("pass/") && s.path.matches('/').count() == 1)
+        .collect();
+    let module_of = |path: &str| {
+        path.trim_start_matches("pass/")
+            .trim_end_matches(".rs")
+            .to_string()
+    };
+    let modules: Vec<String> = in_pass.iter().map(|s| module_of(&s.path)).collect();
+    assert!(modules.contains(&"agent".to_string()), "{modules:?}");
+    let edges: Vec<(String, Vec<String>)> = in_pass
+        .iter()
+        .map(|s| {
+            let from = module_of(&s.path);
+            let to = pass_modules_named(&s.code, &modules)
+                .into_iter()
+                .filter(|m| *m != from)
+                .collect();
+            (from, to)
+        })
+        .collect();
+    // Peel off the modules that name no module left; a cycle is what remains.
+    let mut left = edges.clone();
+    while let Some(at) = left
+        .iter()
+        .position(|(_, to)| to.iter().all(|m| !left.iter().any(|(from, _)| from == m)))
+    {
+        left.remove(at);
+    }
+    assert_eq!(left, Vec::new(), "the modules of pass/ in a cycle");
+}
+
+#[test]
+fn the_cycle_finder_sees_a_cycle_and_items_of_the_pass() {
+    let modules = vec!["agent".to_string(), "dry_run".to_string()];
+    let code = "use crate::pass::dry_run::Rereads;\nuse crate::pass::{agent::f, Mode};";
+    assert_eq!(
+        pass_modules_named(code, &modules),
+        ["agent", "dry_run", "mod"]
+    );
+}
+
 #[test]
 fn ops_never_runs_a_pass() {
     let runs: Vec<String> = sources()

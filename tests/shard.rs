@@ -338,7 +338,7 @@ fn a_bad_shard_index_or_count_is_a_usage_error() {
         ),
         (
             &["--shard-index", "x", "--shard-count", "3"],
-            "invalid value 'x' for '--shard-index <I>'",
+            "invalid value \"x\" for --shard-index",
         ),
     ] {
         let run = world.collector().args(args).arg("collect").run();

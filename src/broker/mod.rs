@@ -52,21 +52,6 @@ pub(crate) enum DeliveryError {
     Unknown,
 }
 
-impl DeliveryError {
-    /// A short stable name for counting failures by reason.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            DeliveryError::Unroutable(..) => "unroutable",
-            DeliveryError::Nacked => "nacked",
-            DeliveryError::Unconfirmed(_) => "unconfirmed",
-            DeliveryError::ConnectionLost(_) => "connection-lost",
-            DeliveryError::Blocked(..) => "blocked",
-            DeliveryError::Unencodable(_) => "unencodable",
-            DeliveryError::Unknown => "unknown",
-        }
-    }
-}
-
 /// Where documents go. The pass knows nothing else of the broker.
 pub(crate) trait Publisher: Send + Sync {
     /// Sends a batch and waits until each document is settled; one result per document,
@@ -85,11 +70,22 @@ pub(crate) trait Publisher: Send + Sync {
 
 /// Why one broker of the list could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("broker {address} (vhost {vhost:?}): {message}")]
+#[error("broker {}", self.detail())]
 pub(crate) struct ConnectError {
     address: String,
     vhost: String,
     message: String,
+}
+
+impl ConnectError {
+    /// The address, vhost and what went wrong, without the leading "broker": for a report
+    /// whose line already names the broker (`check`).
+    pub(crate) fn detail(&self) -> String {
+        format!(
+            "{} (vhost {:?}): {}",
+            self.address, self.vhost, self.message
+        )
+    }
 }
 
 /// No broker of the list could be used at the start of a pass; each with its reason.

@@ -2,6 +2,7 @@
 //! variable (flags win), with the Python collector's variable names; [`crate::config`]
 //! turns what is parsed here into the validated `Config` the rest of the program reads.
 
+pub(crate) mod errors;
 pub(crate) mod logging;
 pub(crate) mod man;
 
@@ -448,13 +449,10 @@ const SECRET_FLAGS: &[(&str, &str)] = &[
     ("pushgateway", "pushgateway"),
 ];
 
-/// Parses the command line, noting which secrets were given as flags.
-pub(crate) fn parse() -> Result<Cli, clap::Error> {
-    parse_from(std::env::args_os())
-}
-
-/// [`parse`] from these arguments.
-pub(crate) fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+/// Parses these arguments, noting which secrets were given as flags; clap's matches are
+/// kept beside the settings: they tell where each value came from (a flag or its
+/// variable), which a setting's error names (`errors::setting_name`).
+pub(crate) fn parse_keeping_matches<I, T>(args: I) -> Result<(Cli, clap::ArgMatches), clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -466,7 +464,17 @@ where
         .filter(|(_, id)| on_command_line(&matches, id))
         .map(|(flag, _)| *flag)
         .collect();
-    Ok(cli)
+    Ok((cli, matches))
+}
+
+/// [`parse_keeping_matches`] without the matches.
+#[cfg(test)]
+pub(crate) fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    parse_keeping_matches(args).map(|(cli, _)| cli)
 }
 
 /// Whether this argument came from the command line, before or after the subcommand

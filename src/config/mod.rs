@@ -7,7 +7,7 @@
 //! from a file (its `_FILE` setting), here, so a file that cannot be used is exit 2 too.
 
 use crate::broker::amqp::SHORT_STR_MAX;
-use crate::cli::Settings;
+use crate::cli::{CollectArgs, Settings};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,13 +20,44 @@ pub(crate) use shard::{fnv1a, Shard};
 /// Redis when none is configured.
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1/0";
 
-/// A configuration error: shown as one line, exit code 2.
+/// A configuration error: shown as one line, exit code 2. When one setting's value is
+/// wrong, `setting` is its flag, so the line can name the setting as the operator gave
+/// it (its environment variable or its flag: see [`ConfigError::naming`]).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct ConfigError(String);
+#[error("{}", self.naming(self.setting.unwrap_or_default()))]
+pub(crate) struct ConfigError {
+    setting: Option<&'static str>,
+    message: String,
+}
+
+impl ConfigError {
+    /// The flag of the setting whose value is wrong (`--deadline`), if one is.
+    pub(crate) fn setting(&self) -> Option<&'static str> {
+        self.setting
+    }
+
+    /// The error with its setting called `name` (`STATS_COLLECTOR_DEADLINE (--deadline)`).
+    pub(crate) fn naming(&self, name: &str) -> String {
+        match self.setting {
+            Some(_) => format!("{name} {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
 
 fn invalid(message: impl Into<String>) -> ConfigError {
-    ConfigError(message.into())
+    ConfigError {
+        setting: None,
+        message: message.into(),
+    }
+}
+
+/// The value of the setting whose flag is `flag` is wrong; `message` follows its name.
+fn invalid_value(flag: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: Some(flag),
+        message: message.into(),
+    }
 }
 
 /// A value that must never reach a log, an error message or `--help`.
@@ -166,7 +197,7 @@ impl Config {
             },
             workers: match settings.workers {
                 1..=1024 => settings.workers,
-                _ => return Err(invalid("--workers must be between 1 and 1024")),
+                _ => return Err(invalid_value("--workers", "must be between 1 and 1024")),
             },
             deadline: seconds("--deadline", settings.deadline)?,
             shard: shard(settings)?,
@@ -223,20 +254,27 @@ impl Config {
     }
 }
 
-fn seconds(name: &str, value: f64) -> Result<Duration, ConfigError> {
+fn seconds(flag: &'static str, value: f64) -> Result<Duration, ConfigError> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero() && d.as_secs() < 86_400)
         .ok_or_else(|| {
-            invalid(format!(
-                "{name} must be a number of seconds above 0, got {value}"
-            ))
+            invalid_value(
+                flag,
+                format!("must be a number of seconds above 0 and under a day, got {value}"),
+            )
         })
 }
 
-fn positive(name: &str, value: u64) -> Result<u64, ConfigError> {
+/// `--dry-run-interval`, checked like every other number of seconds (a value that is
+/// not one is exit 2, never a quiet default).
+pub(crate) fn dry_run_interval(args: &CollectArgs) -> Result<Duration, ConfigError> {
+    seconds("--dry-run-interval", args.dry_run_interval)
+}
+
+fn positive(flag: &'static str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 {
-        return Err(invalid(format!("{name} must be above 0")));
+        return Err(invalid_value(flag, "must be above 0"));
     }
     Ok(value)
 }
@@ -416,9 +454,10 @@ fn parse_shard(text: &str) -> Result<Shard, ConfigError> {
         .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
     match parsed {
         Some((index, count)) if (1..=count).contains(&index) => Ok(Shard { index, count }),
-        _ => Err(invalid(format!(
-            "--shard must be K/N with 1 <= K <= N, got {text:?}"
-        ))),
+        _ => Err(invalid_value(
+            "--shard",
+            format!("must be K/N with 1 <= K <= N, got {text:?}"),
+        )),
     }
 }
 
@@ -429,10 +468,10 @@ fn metrics_file(settings: &Settings) -> Result<Option<PathBuf>, ConfigError> {
     };
     let names_a_file = path.file_name().is_some() && !path.to_string_lossy().ends_with('/');
     if !names_a_file {
-        return Err(invalid(format!(
-            "--metrics-file must name a file, got {}",
-            path.display()
-        )));
+        return Err(invalid_value(
+            "--metrics-file",
+            format!("must name a file, got {}", path.display()),
+        ));
     }
     Ok(Some(path.clone()))
 }
@@ -522,7 +561,7 @@ fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, Config
         ));
     }
     if settings.state_ttl == 0 {
-        return Err(invalid("--state-ttl must be above 0"));
+        return Err(invalid_value("--state-ttl", "must be above 0"));
     }
     Ok(RedisSettings {
         url: Secret(url),

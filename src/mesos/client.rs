@@ -53,7 +53,8 @@ impl NoMaster {
     }
 }
 
-/// Why one HTTP request to a master or agent failed. `kind` names it for the summary.
+/// Why one HTTP request to a master or agent failed; the pass labels each variant for
+/// its summary and metrics.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FetchError {
     #[error("connection refused")]
@@ -81,20 +82,6 @@ pub(crate) enum FetchError {
 }
 
 impl FetchError {
-    /// A short stable name for counting failures by reason.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            FetchError::Refused => "refused",
-            FetchError::Timeout => "timeout",
-            FetchError::Unauthorized(_) => "unauthorized",
-            FetchError::Status(_) | FetchError::NoLeader => "http-status",
-            FetchError::TooLarge(_) | FetchError::ListTooLarge(_) => "too-large",
-            FetchError::Truncated(_) => "truncated",
-            FetchError::BadRedirect(_) | FetchError::UnreadableList(_) => "bad-answer",
-            FetchError::Connection(_) => "connection",
-        }
-    }
-
     /// The master answered, but with an agent list that could not be used.
     fn is_unreadable_list(&self) -> bool {
         matches!(

@@ -226,11 +226,7 @@ fn check_redis(config: &Config, report: &mut Report) {
                 ),
             );
         }
-        Err(e) => {
-            let error = e.to_string();
-            let error = error.strip_prefix("Redis ").unwrap_or(&error);
-            report.push("redis", Status::Fail, error);
-        }
+        Err(e) => report.push("redis", Status::Fail, e.detail()),
     }
 }
 
@@ -270,11 +266,7 @@ fn check_broker(config: &Config, report: &mut Report) {
                 report.push("broker", Status::Ok, detail);
                 queue.get_or_insert(probed.queue);
             }
-            Err(e) => {
-                let error = e.to_string();
-                let error = error.strip_prefix("broker ").unwrap_or(&error);
-                report.push("broker", Status::Fail, error);
-            }
+            Err(e) => report.push("broker", Status::Fail, e.detail()),
         }
     }
     match queue {

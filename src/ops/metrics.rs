@@ -15,6 +15,7 @@
 
 use crate::config::{Config, Shard};
 use crate::exit;
+use crate::pass::reason::Reason;
 use crate::pass::tally::Summary;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -135,7 +136,7 @@ const FAMILIES: &[Family] = &[
         |s| {
             s.delivery_failures
                 .iter()
-                .map(|(reason, (n, _))| (*reason, *n))
+                .map(|(reason, (n, _))| (reason.as_str(), *n))
                 .collect()
         },
     ),
@@ -200,8 +201,9 @@ const fn by(
     }
 }
 
-fn counts(by_reason: &BTreeMap<&'static str, u64>) -> Vec<(&'static str, u64)> {
-    by_reason.iter().map(|(k, v)| (*k, *v)).collect()
+/// One sample per reason, labelled by the reason's stable label.
+fn counts(by_reason: &BTreeMap<Reason, u64>) -> Vec<(&'static str, u64)> {
+    by_reason.iter().map(|(k, v)| (k.as_str(), *v)).collect()
 }
 
 /// True for the exit codes of a pass that delivered: everything (0) or part of it (3).
@@ -392,10 +394,10 @@ mod tests {
             duration: Duration::from_millis(1500),
             ..Summary::default()
         };
-        summary.agent_failures.insert("timeout", 1);
+        summary.agent_failures.insert(Reason::Timeout, 1);
         summary
             .delivery_failures
-            .insert("nacked", (4, "first message".into()));
+            .insert(Reason::Nacked, (4, "first message".into()));
         summary
     }
 

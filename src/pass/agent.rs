@@ -6,8 +6,8 @@
 use crate::broker::Publisher;
 use crate::mesos::budget::Reservation;
 use crate::mesos::{Agent, MesosClient, Scheme};
-use crate::pass::dry_run::Rereads;
 use crate::pass::outbox::{self, Previous, Report};
+use crate::pass::reason::Reason;
 use crate::pass::stop::{Stop, StopReason};
 use crate::pass::tally::Tally;
 use crate::pass::workers::{self, Ended, Limits, Worker};
@@ -56,9 +56,14 @@ pub(crate) struct Shared {
     pub(crate) deadline: Instant,
     /// Once requested, no further agent is started.
     pub(crate) stop: Arc<Stop>,
-    /// Dry run only: agents whose tasks had no usable previous reading.
-    pub(crate) rereads: Rereads,
+    /// Dry run only: keeps an agent's first readings of the tasks that had nothing to
+    /// compare with, for a second reading. Handed in by the pass, so the agent path
+    /// knows nothing of the dry run.
+    pub(crate) remember_unusable: Option<RememberUnusable>,
 }
+
+/// Where a dry run keeps first readings that had nothing to compare with.
+pub(crate) type RememberUnusable = Box<dyn Fn(&Agent, Vec<&Reading>) + Send + Sync>;
 
 /// Runs `work` on every job (one agent each) on the pool until done, the deadline, or a
 /// stop; true when every job was handled. Agents not started or not finished by the
@@ -130,10 +135,12 @@ pub(crate) fn read_agent(
     agent: &Agent,
     round: Round,
 ) -> Option<(Vec<Reading>, Reservation)> {
-    let failed = |kind: &'static str, why: &dyn std::fmt::Display| match round {
-        Round::First => shared.tally.agent_failed(&agent.address, kind, why),
+    let failed = |reason: Reason, why: &dyn std::fmt::Display| match round {
+        Round::First => shared.tally.agent_failed(&agent.address, reason, why),
         Round::Again => {
-            log::warn!(agent = agent.address.as_str(), reason = kind; "agent {} failed on its second reading: {why}", agent.address)
+            if shared.tally.may_note_agent() {
+                log::warn!(agent = agent.address.as_str(), reason = reason.as_str(); "agent {} failed on its second reading: {why}", agent.address);
+            }
         }
     };
     let mesos = &shared.mesos;
@@ -148,14 +155,14 @@ pub(crate) fn read_agent(
     let body = match fetched {
         Ok(body) => body,
         Err(e) => {
-            failed(e.kind(), &e);
+            failed(Reason::from(&e), &e);
             return None;
         }
     };
     let answer = match parse_answer(&body) {
         Ok(answer) => answer,
         Err(e) => {
-            failed("bad-answer", &e);
+            failed(Reason::BadAnswer, &e);
             return None;
         }
     };
@@ -168,10 +175,13 @@ pub(crate) fn read_agent(
             .sum(),
     );
     for (position, why) in &answer.first_skipped {
+        if !shared.tally.may_note_agent() {
+            break;
+        }
         log::warn!(agent = agent.address.as_str(), reason = why.to_string().as_str(); "agent {}: entry {position} skipped: {why}", agent.address);
     }
     let unnamed = answer.skipped - answer.first_skipped.len();
-    if unnamed > 0 {
+    if unnamed > 0 && shared.tally.may_note_agent() {
         log::warn!(agent = agent.address.as_str(); "agent {}: ... and {unnamed} more entries skipped ({} in all)", agent.address, answer.skipped);
     }
     // The second reading of a dry run finds what the first one counted.
@@ -188,14 +198,18 @@ pub(crate) fn read_agent(
     let mut readings = Vec::with_capacity(answer.readings.len());
     for (reading, repeat) in answer.readings.into_iter().zip(repeats) {
         if repeat {
-            log::warn!(agent = agent.address.as_str(); "agent {}: executor {} listed twice; the repeat is skipped", agent.address, reading.executor_id);
+            if shared.tally.may_note_agent() {
+                log::warn!(agent = agent.address.as_str(); "agent {}: executor {} listed twice; the repeat is skipped", agent.address, reading.executor_id);
+            }
             if counts {
                 shared.tally.skipped_entries(1);
             }
             continue;
         }
         if !reading.malformed_fields.is_empty() && counts {
-            log::warn!(agent = agent.address.as_str(); "agent {}: executor {}: not a usable number, left out: {}", agent.address, reading.executor_id, reading.malformed_fields.join(", "));
+            if shared.tally.may_note_agent() {
+                log::warn!(agent = agent.address.as_str(); "agent {}: executor {}: not a usable number, left out: {}", agent.address, reading.executor_id, reading.malformed_fields.join(", "));
+            }
             shared
                 .tally
                 .malformed_fields(reading.malformed_fields.len());
@@ -226,7 +240,9 @@ fn previous_state(
     };
     let loaded = state.load_agent(&agent.id, write_ahead.as_deref(), &legacy_ids)?;
     let unreadable = |what: &str| {
-        log::warn!(agent = agent.address.as_str(); "agent {}: {what} is unreadable; it is replaced", agent.address);
+        if shared.tally.may_note_agent() {
+            log::warn!(agent = agent.address.as_str(); "agent {}: {what} is unreadable; it is replaced", agent.address);
+        }
         shared.tally.bad_state();
     };
     let decode = |bytes: Vec<u8>, what: &str| {
@@ -291,7 +307,7 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     let previous = match previous_state(shared, agent, &readings, now) {
         Ok(previous) => previous,
         Err(e) => {
-            shared.tally.agent_failed(&agent.address, "redis", &e);
+            shared.tally.agent_failed(&agent.address, Reason::Redis, &e);
             return;
         }
     };
@@ -303,18 +319,19 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     for result in &results {
         match result {
             Ok(()) => delivered += 1,
-            Err(e) => shared.tally.delivery_failed(e.kind(), e),
+            Err(e) => shared.tally.delivery_failed(Reason::from(e), e),
         }
     }
     shared.tally.published(delivered);
-    if delivered < attempted {
+    if delivered < attempted && shared.tally.may_note_agent() {
         log::warn!(agent = agent.address.as_str(); "agent {}: {} of {} documents not delivered; they are kept to be sent again by the next pass", agent.address, attempted - delivered, attempted);
     }
     if shared.store {
         let value = report.settle(&results, &agent.address, now, shared.include_raw_metrics);
         store(shared, agent, value.as_deref(), readings.len());
-    } else if !report.unusable.is_empty() {
-        shared.rereads.remember(agent, report.unusable.clone());
+    } else if let (Some(remember), false) = (&shared.remember_unusable, report.unusable.is_empty())
+    {
+        remember(agent, report.unusable.clone());
     }
     shared.tally.agent_answered(readings.len());
 }
@@ -325,7 +342,9 @@ fn store(shared: &Shared, agent: &Agent, value: Option<&[u8]>, tasks: usize) {
         return;
     };
     if let Err(e) = state.store_agent(&agent.id, value) {
-        log::error!(agent = agent.address.as_str(); "agent {}: {tasks} readings not stored: {e}", agent.address);
+        if shared.tally.may_note_agent() {
+            log::error!(agent = agent.address.as_str(); "agent {}: {tasks} readings not stored: {e}", agent.address);
+        }
         shared.tally.unstored(tasks);
     }
 }

@@ -48,8 +48,13 @@ impl Rereads {
 
 /// Reads again, `interval` after their first reading, the agents whose tasks had no
 /// usable previous reading, and prints documents against that first reading.
-pub(crate) fn read_again(shared: &Arc<Shared>, limits: Limits, interval: Duration) {
-    let mut rereads = shared.rereads.take();
+pub(crate) fn read_again(
+    shared: &Arc<Shared>,
+    rereads: &Rereads,
+    limits: Limits,
+    interval: Duration,
+) {
+    let mut rereads = rereads.take();
     if rereads.is_empty() {
         return;
     }

@@ -11,8 +11,10 @@
 
 pub(crate) mod agent;
 pub(crate) mod dry_run;
+pub(crate) mod error;
 pub(crate) mod open_files;
 pub(crate) mod outbox;
+pub(crate) mod reason;
 pub(crate) mod stop;
 pub(crate) mod tally;
 pub(crate) mod workers;
@@ -20,14 +22,14 @@ pub(crate) mod workers;
 use crate::broker::printer::{OutputFormat, Printer};
 use crate::broker::{self, AmqpPublisher, Publisher};
 use crate::config::Config;
-use crate::exit;
 use crate::mesos::{self, MesosClient, Scheme, Unusable};
-use crate::pass::agent::{collect_agent, run_workers, unix_now, Round, Shared};
+use crate::pass::agent::{collect_agent, run_workers, unix_now, RememberUnusable, Round, Shared};
 use crate::pass::dry_run::Rereads;
+pub(crate) use crate::pass::error::PassError;
 use crate::pass::stop::Stop;
 use crate::pass::tally::{Summary, Tally};
 use crate::pass::workers::Limits;
-use crate::state::{LockError, PassLock, StateStore};
+use crate::state::{PassLock, StateStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,23 +45,6 @@ pub(crate) enum Mode {
     },
 }
 
-/// A pass that could not run at all; carries its exit code.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub(crate) struct PassError {
-    pub(crate) code: i32,
-    pub(crate) message: String,
-}
-
-impl PassError {
-    fn new(code: i32, message: impl std::fmt::Display) -> PassError {
-        PassError {
-            code,
-            message: message.to_string(),
-        }
-    }
-}
-
 /// What `main` set up for the whole process before the pass (signal handlers, the
 /// open-files limit, the allocator): the pass itself changes no process-wide setting.
 pub(crate) struct Process {
@@ -73,28 +58,21 @@ pub(crate) struct Process {
 pub(crate) fn run(config: &Config, mode: Mode, process: Process) -> Result<Summary, PassError> {
     let started = Instant::now();
     let deadline = started + config.deadline;
-    let mesos = MesosClient::new(&config.http)
-        .map_err(|e| PassError::new(exit::USAGE, format!("{e:#}")))?;
-    let state = StateStore::new(&config.redis).map_err(|e| PassError::new(exit::USAGE, e))?;
+    let mesos = MesosClient::new(&config.http).map_err(PassError::MesosClient)?;
+    let state = StateStore::new(&config.redis).map_err(PassError::RedisSettings)?;
     let (state, lock, publisher): (Option<StateStore>, Option<PassLock>, Box<dyn Publisher>) =
         match mode {
             Mode::Collect { declare_queue } => {
                 let broker = config
                     .require_broker()
-                    .map_err(|e| PassError::new(exit::USAGE, e))?;
+                    .map_err(PassError::NoBrokerConfigured)?;
                 // The broker first: when it is down the pass writes nothing, not even the
                 // lock, and a pass that finds the lock taken just closes its connection.
                 // An unreadable CA file is a configuration error, not a broker that is down.
-                let tls = broker::tls_config(broker).map_err(|e| PassError::new(exit::USAGE, e))?;
+                let tls = broker::tls_config(broker).map_err(PassError::BrokerTls)?;
                 let publisher = AmqpPublisher::connect(broker, tls.as_ref(), declare_queue)
-                    .map_err(|e| PassError::new(exit::UNAVAILABLE, e))?;
-                let lock = PassLock::take(&state, config.shard, config.deadline).map_err(|e| {
-                    let code = match e {
-                        LockError::Held(_) => exit::LOCKED,
-                        LockError::Redis(_) => exit::UNAVAILABLE,
-                    };
-                    PassError::new(code, e)
-                })?;
+                    .map_err(PassError::BrokerDown)?;
+                let lock = PassLock::take(&state, config.shard, config.deadline)?;
                 process.stop.before_exit(lock.releaser());
                 (Some(state), Some(lock), Box::new(publisher))
             }
@@ -139,7 +117,7 @@ fn collect(
     }
     let list = mesos
         .list_agents(&config.masters)
-        .map_err(|e| PassError::new(exit::UNAVAILABLE, e))?;
+        .map_err(PassError::NoMaster)?;
     log::info!(leader = list.leader.as_str(); "leading master {}: {} active agents, {} inactive skipped, {} unusable", list.leader, list.agents.len(), list.inactive, list.unusable.len());
     let agents = mesos::of_shard(list.agents, config.shard);
     tally.agents_listed(agents.len());
@@ -152,6 +130,18 @@ fn collect(
             true
         })
     });
+    // The dry run's second reading: the pass owns what it keeps and hands the agent path
+    // a way to keep it.
+    let rereads = Arc::new(Rereads::default());
+    let remember_unusable: Option<RememberUnusable> = match mode {
+        Mode::DryRun { .. } => {
+            let rereads = Arc::clone(&rereads);
+            Some(Box::new(move |agent, readings| {
+                rereads.remember(agent, readings)
+            }))
+        }
+        Mode::Collect { .. } => None,
+    };
     let shared = Arc::new(Shared {
         mesos,
         state,
@@ -165,12 +155,12 @@ fn collect(
         legacy_reads,
         deadline,
         stop,
-        rereads: Rereads::default(),
+        remember_unusable,
     });
     let finished = run_workers(&shared, agents, limits, Round::First, collect_agent);
     if let Mode::DryRun { interval, .. } = mode {
         if finished {
-            dry_run::read_again(&shared, limits, interval);
+            dry_run::read_again(&shared, &rereads, limits, interval);
         }
     }
     // Whatever the pool saw: a stop may come after the last agent, or be given by the

@@ -201,8 +201,7 @@ impl<'a> Report<'a> {
                 }
                 Outcome::Reset => {
                     if new {
-                        log::info!(agent = host; "agent {host}: CPU counters of {} went down; new baseline", reading.executor_id);
-                        shared.tally.reset();
+                        shared.tally.reset(host, &reading.executor_id);
                         self.unusable.push(reading);
                     }
                     None

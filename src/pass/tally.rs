@@ -1,13 +1,37 @@
 //! What happened during a pass: counters shared by the worker threads, the summary line
 //! that ends every pass, and the exit code that follows from them (docs/exit-codes.md).
+//!
+//! Lines about single agents and tasks are bounded per pass, so that a pass over 100,000
+//! refusing agents, or a restarted cluster whose every task resets its counters, still
+//! logs a few dozen lines: the first [`NAMED_AGENT_FAILURES`] failed agents are named,
+//! then one line per reason counts the others; the first [`NAMED_RESETS`] resets are
+//! named, then one line counts the others; past [`NAMED_AGENT_NOTES`] other lines about
+//! one agent (skipped entries, documents not delivered, readings not stored), one line
+//! says how many were left out. The summary and the metrics count everything.
 
 use crate::exit;
+use crate::pass::reason::Reason;
 use crate::pass::stop::StopReason;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// Failed agents named in a line of their own per pass, all reasons together.
+pub(crate) const NAMED_AGENT_FAILURES: u64 = 20;
+/// Tasks whose CPU counters went down named in a line of their own per pass.
+pub(crate) const NAMED_RESETS: u64 = 10;
+/// Other lines about one agent (skipped entries, documents not delivered, readings not
+/// stored, ...) per pass.
+pub(crate) const NAMED_AGENT_NOTES: u64 = 20;
+
+/// Failed agents of one reason: how many, and how many of them a line named.
+#[derive(Debug, Clone, Copy, Default)]
+struct Failed {
+    agents: u64,
+    named: u64,
+}
 
 /// Counts kept while a pass runs; every method can be called from any worker.
 #[derive(Default)]
@@ -34,9 +58,11 @@ pub(crate) struct Tally {
     malformed_fields: AtomicU64,
     bad_state: AtomicU64,
     unstored: AtomicU64,
-    agent_failures: Mutex<BTreeMap<&'static str, u64>>,
+    agent_failures: Mutex<BTreeMap<Reason, Failed>>,
+    /// Lines about one agent asked for (see [`Tally::may_note_agent`]).
+    agent_notes: AtomicU64,
     /// Failed deliveries by reason, with the first message of each reason.
-    delivery_failures: Mutex<BTreeMap<&'static str, (u64, String)>>,
+    delivery_failures: Mutex<BTreeMap<Reason, (u64, String)>>,
 }
 
 /// The counters, read once the pass is over.
@@ -51,7 +77,11 @@ pub(crate) struct Summary {
     pub(crate) stopped: Option<StopReason>,
     /// Entries of the agent list that name no reachable agent.
     pub(crate) agents_unusable: u64,
-    pub(crate) agent_failures: BTreeMap<&'static str, u64>,
+    pub(crate) agent_failures: BTreeMap<Reason, u64>,
+    /// Of the failed agents, those named in a line of their own, by reason.
+    pub(crate) agent_failures_named: BTreeMap<Reason, u64>,
+    /// Lines about one agent left out past [`NAMED_AGENT_NOTES`].
+    pub(crate) agent_notes_left_out: u64,
     pub(crate) tasks_seen: u64,
     pub(crate) published: u64,
     /// Documents sent again, identical, because an earlier pass could not confirm them.
@@ -66,7 +96,7 @@ pub(crate) struct Summary {
     pub(crate) skipped_entries: u64,
     pub(crate) malformed_fields: u64,
     pub(crate) bad_state: u64,
-    pub(crate) delivery_failures: BTreeMap<&'static str, (u64, String)>,
+    pub(crate) delivery_failures: BTreeMap<Reason, (u64, String)>,
     pub(crate) unstored: u64,
     pub(crate) duration: Duration,
     /// A dry run prints its documents rather than publishing them.
@@ -93,12 +123,31 @@ impl Tally {
         self.agents_answered.fetch_add(1, Relaxed);
         self.tasks_seen.fetch_add(tasks as u64, Relaxed);
     }
-    pub(crate) fn agent_failed(&self, address: &str, kind: &'static str, why: &dyn Display) {
+    /// Counts a failed agent; names it in a line while fewer than
+    /// [`NAMED_AGENT_FAILURES`] were named this pass.
+    pub(crate) fn agent_failed(&self, address: &str, reason: Reason, why: &dyn Display) {
         if self.closed.load(Relaxed) {
             return;
         }
-        log::warn!(agent = address, reason = kind; "agent {address} failed: {why}");
-        *lock(&self.agent_failures).entry(kind).or_default() += 1;
+        let name = {
+            let mut failures = lock(&self.agent_failures);
+            let named: u64 = failures.values().map(|f| f.named).sum();
+            let failed = failures.entry(reason).or_default();
+            failed.agents += 1;
+            let name = named < NAMED_AGENT_FAILURES;
+            if name {
+                failed.named += 1;
+            }
+            name
+        };
+        if name {
+            log::warn!(agent = address, reason = reason.as_str(); "agent {address} failed: {why}");
+        }
+    }
+    /// Whether one more line about one agent may be logged this pass: true for the first
+    /// [`NAMED_AGENT_NOTES`], and the others are counted as left out.
+    pub(crate) fn may_note_agent(&self) -> bool {
+        self.agent_notes.fetch_add(1, Relaxed) < NAMED_AGENT_NOTES
     }
     /// Counts agents still in flight as abandoned; whatever becomes of them later is not
     /// counted (nor logged) again, so each agent is counted once.
@@ -126,8 +175,12 @@ impl Tally {
     pub(crate) fn first_sighting(&self) {
         self.first_sightings.fetch_add(1, Relaxed);
     }
-    pub(crate) fn reset(&self) {
-        self.resets.fetch_add(1, Relaxed);
+    /// Counts a task whose CPU counters went down; names it while fewer than
+    /// [`NAMED_RESETS`] were named this pass.
+    pub(crate) fn reset(&self, address: &str, executor_id: &str) {
+        if self.resets.fetch_add(1, Relaxed) < NAMED_RESETS {
+            log::info!(agent = address; "agent {address}: CPU counters of {executor_id} went down; new baseline");
+        }
     }
     pub(crate) fn not_newer(&self) {
         self.not_newer.fetch_add(1, Relaxed);
@@ -150,13 +203,16 @@ impl Tally {
     pub(crate) fn unstored(&self, n: usize) {
         self.unstored.fetch_add(n as u64, Relaxed);
     }
-    pub(crate) fn delivery_failed(&self, kind: &'static str, why: &dyn Display) {
+    pub(crate) fn delivery_failed(&self, reason: Reason, why: &dyn Display) {
         let mut failures = lock(&self.delivery_failures);
-        let entry = failures.entry(kind).or_insert_with(|| (0, why.to_string()));
+        let entry = failures
+            .entry(reason)
+            .or_insert_with(|| (0, why.to_string()));
         entry.0 += 1;
     }
 
     pub(crate) fn summary(&self, duration: Duration) -> Summary {
+        let failures = lock(&self.agent_failures).clone();
         Summary {
             agents_listed: self.agents_listed.load(Relaxed),
             agents_answered: self.agents_answered.load(Relaxed),
@@ -165,7 +221,12 @@ impl Tally {
             stopped: self.stopped.get().copied(),
             ended_early: None,
             agents_unusable: self.agents_unusable.load(Relaxed),
-            agent_failures: lock(&self.agent_failures).clone(),
+            agent_failures: failures.iter().map(|(r, f)| (*r, f.agents)).collect(),
+            agent_failures_named: failures.iter().map(|(r, f)| (*r, f.named)).collect(),
+            agent_notes_left_out: self
+                .agent_notes
+                .load(Relaxed)
+                .saturating_sub(NAMED_AGENT_NOTES),
             tasks_seen: self.tasks_seen.load(Relaxed),
             published: self.published.load(Relaxed),
             resent: self.resent.load(Relaxed),
@@ -232,15 +293,31 @@ impl Summary {
         }
     }
 
-    /// Logs one line per kind of failed delivery, then the summary line, last.
+    /// Logs what the bounded lines left out (one line per reason of the failed agents
+    /// not named, one for the resets not named, one for the other lines about single
+    /// agents), one line per reason of failed deliveries, then the summary line, last.
     pub(crate) fn log(&self) {
-        for (kind, (count, first)) in &self.delivery_failures {
-            log::error!(reason = *kind, documents = *count; "{count} documents not delivered ({kind}): {first}");
+        for (reason, failed) in &self.agent_failures {
+            let named = self.agent_failures_named.get(reason).copied().unwrap_or(0);
+            let unnamed = failed.saturating_sub(named);
+            if unnamed > 0 {
+                log::warn!(reason = reason.as_str(), agents = unnamed; "... and {unnamed} more agents failed ({reason}) not named above ({failed} in all)");
+            }
         }
-        let failures = |map: &BTreeMap<&'static str, u64>| -> String {
+        let resets_unnamed = self.resets.saturating_sub(NAMED_RESETS);
+        if resets_unnamed > 0 {
+            log::info!(tasks = resets_unnamed; "... and {resets_unnamed} more tasks whose CPU counters went down ({} in all); new baselines", self.resets);
+        }
+        if self.agent_notes_left_out > 0 {
+            log::warn!(lines = self.agent_notes_left_out; "... and {} more lines about single agents left out (skipped entries, documents not delivered, readings not stored); the summary counts them", self.agent_notes_left_out);
+        }
+        for (reason, (count, first)) in &self.delivery_failures {
+            log::error!(reason = reason.as_str(), documents = *count; "{count} documents not delivered ({reason}): {first}");
+        }
+        let failures = |map: &BTreeMap<Reason, u64>| -> String {
             map.iter().map(|(k, v)| format!(" {k}={v}")).collect()
         };
-        let delivery: BTreeMap<&'static str, u64> = self
+        let delivery: BTreeMap<Reason, u64> = self
             .delivery_failures
             .iter()
             .map(|(k, (n, _))| (*k, *n))
@@ -323,16 +400,16 @@ mod tests {
         assert_eq!(ok.exit_code(), exit::OK);
         let mut one_agent_down = ok.clone();
         one_agent_down.agents_answered = 1;
-        one_agent_down.agent_failures.insert("timeout", 1);
+        one_agent_down.agent_failures.insert(Reason::Timeout, 1);
         assert_eq!(one_agent_down.exit_code(), exit::PARTIAL);
         let mut all_down = one_agent_down.clone();
         all_down.agents_answered = 0;
-        all_down.agent_failures.insert("timeout", 2);
+        all_down.agent_failures.insert(Reason::Timeout, 2);
         assert_eq!(all_down.exit_code(), exit::UNAVAILABLE);
         let mut some_lost = ok.clone();
         some_lost
             .delivery_failures
-            .insert("nacked", (1, "x".into()));
+            .insert(Reason::Nacked, (1, "x".into()));
         assert_eq!(some_lost.exit_code(), exit::PARTIAL);
         let mut none_delivered = some_lost.clone();
         none_delivered.published = 0;

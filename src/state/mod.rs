@@ -19,10 +19,18 @@ return 0"#;
 
 /// A Redis failure, with the (password-free) URL in its message.
 #[derive(Debug, thiserror::Error)]
-#[error("Redis {url}: {message}")]
+#[error("Redis {}", self.detail())]
 pub(crate) struct StateError {
     url: String,
     message: String,
+}
+
+impl StateError {
+    /// The URL and what went wrong, without the leading "Redis": for a report whose line
+    /// already names Redis (`check`).
+    pub(crate) fn detail(&self) -> String {
+        format!("{}: {}", self.url, self.message)
+    }
 }
 
 /// The store of previous readings and of the pass lock. Clones share one pool.
@@ -218,9 +226,12 @@ fn push_bulk(out: &mut Vec<u8>, parts: &[&[u8]]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// A Redis error in words, without the URL or credentials the crate might add.
+/// A Redis error in words, without the URL or credentials the crate might add; told
+/// apart by the crate's error kind and the server's error code, never by its words.
 fn describe(error: &redis::RedisError) -> String {
-    if is_auth_failure(&error.to_string()) {
+    let refused_login = error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(error.code(), Some("WRONGPASS" | "NOAUTH"));
+    if refused_login {
         AUTH_FAILED.into()
     } else if error.is_timeout() {
         "timed out".into()
@@ -236,21 +247,19 @@ fn describe(error: &redis::RedisError) -> String {
 const AUTH_FAILED: &str =
     "authentication failed: check the user and password in STATS_COLLECTOR_REDIS_URL";
 
-/// Redis refused the login (WRONGPASS) or wants one (NOAUTH); the crate's own words for
-/// a refused AUTH name authentication.
-fn is_auth_failure(text: &str) -> bool {
-    let lower = text.to_lowercase();
-    ["wrongpass", "noauth", "authentication"]
-        .iter()
-        .any(|word| lower.contains(word))
-}
-
-/// r2d2 reports the last connection error as text; name the usual causes plainly.
+/// A pool error in words. The one classification by text in this module: r2d2's error
+/// is only the text of the last connection error (`r2d2::Error` holds a `String`, the
+/// `RedisError` itself is gone), so the usual causes are named from it. Redis says
+/// WRONGPASS or NOAUTH, and the redis crate's own words for a refused AUTH name
+/// authentication.
 fn describe_pool_error(error: &r2d2::Error) -> String {
     let text = error.to_string();
     let lower = text.to_lowercase();
+    let refused_login = ["wrongpass", "noauth", "authentication"]
+        .iter()
+        .any(|word| lower.contains(word));
     // Checked first: the pool retries a refused login until its timeout, then says so.
-    if is_auth_failure(&text) {
+    if refused_login {
         AUTH_FAILED.into()
     } else if lower.contains("refused") {
         "connection refused".into()
