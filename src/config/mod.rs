@@ -318,9 +318,13 @@ fn metrics_file(settings: &Settings) -> Result<Option<PathBuf>, ConfigError> {
 fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, ConfigError> {
     let url = settings.redis_url.trim().to_string();
     let shown_url = redact::url(&url);
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+    if crate::state::is_sentinel_url(&url) {
+        crate::state::SentinelUrl::parse(&url)
+            .map_err(|why| invalid(format!("Redis URL {shown_url}: {why}")))?;
+    } else if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err(invalid(format!(
-            "Redis URL {shown_url} must start with redis:// or rediss://"
+            "Redis URL {shown_url} must start with redis://, rediss://, redis+sentinel:// \
+             or rediss+sentinel://"
         )));
     }
     if settings.redis_pool_max == 0 || settings.redis_pool_min > settings.redis_pool_max {

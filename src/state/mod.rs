@@ -4,10 +4,16 @@
 //! a TTL so tasks that ended leave nothing behind. One `MGET` per agent loads, one
 //! pipeline of `SET … EX` per agent stores; nothing ever scans the keyspace. The pass lock
 //! ([`PassLock`]) is `SET <prefix>lock NX PX` and is released only by its owner
-//! (compare-and-delete).
+//! (compare-and-delete). With a Sentinel URL, connections go to the master the sentinels
+//! name (`sentinel.rs`).
+
+mod sentinel;
+
+pub(crate) use sentinel::{is_sentinel_url, Located, SentinelUrl};
 
 use crate::config::{RedisSettings, Shard};
 use r2d2::{Pool, PooledConnection};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Deletes the lock only if it still holds our token, so a pass never frees another's.
@@ -30,6 +36,7 @@ pub(crate) struct StateError {
 pub(crate) struct StateStore {
     pool: Pool<RedisConnector>,
     settings: RedisSettings,
+    target: Target,
 }
 
 impl StateStore {
@@ -39,10 +46,18 @@ impl StateStore {
             url: settings.shown_url.clone(),
             message,
         };
-        let client = redis::Client::open(settings.url.expose())
-            .map_err(|e| error(format!("bad URL: {}", e.category())))?;
+        let url = settings.url.expose();
+        let target = if is_sentinel_url(url) {
+            let url = SentinelUrl::parse(url).map_err(|why| error(format!("bad URL: {why}")))?;
+            Target::Sentinel(Arc::new(sentinel::Sentinels::new(url)))
+        } else {
+            Target::Direct(
+                redis::Client::open(url)
+                    .map_err(|e| error(format!("bad URL: {}", e.category())))?,
+            )
+        };
         let connector = RedisConnector {
-            client,
+            target: target.clone(),
             timeout: settings.timeout,
         };
         // r2d2 builds `min_idle` connections before returning and would block on a dead
@@ -57,7 +72,17 @@ impl StateStore {
         Ok(StateStore {
             pool,
             settings: settings.clone(),
+            target,
         })
+    }
+
+    /// With Sentinel, the sentinel that named the master last connected to, and that
+    /// master; None without Sentinel or before the first connection.
+    pub(crate) fn located(&self) -> Option<Located> {
+        match &self.target {
+            Target::Sentinel(sentinels) => sentinels.located(),
+            Target::Direct(_) => None,
+        }
     }
 
     fn error(&self, message: impl std::fmt::Display) -> StateError {
@@ -79,7 +104,14 @@ impl StateStore {
         command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StateError> {
         let mut conn = self.connection()?;
-        command(&mut conn).map_err(|e| self.error(format!("{what}: {}", describe(&e))))
+        command(&mut conn.redis).map_err(|e| {
+            // A replica (a demoted master after a failover): the pool drops this
+            // connection, and the next one asks the sentinels again.
+            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+                conn.replica = true;
+            }
+            self.error(format!("{what}: {}", describe(&e)))
+        })
     }
 
     /// Answers PING and reports the server version.
@@ -272,7 +304,10 @@ fn push_bulk(out: &mut Vec<u8>, parts: &[&[u8]]) {
 
 /// A Redis error in words, without the URL or credentials the crate might add.
 fn describe(error: &redis::RedisError) -> String {
-    if is_auth_failure(&error.to_string()) {
+    let text = error.to_string();
+    if let Some(search) = sentinel::describe_no_master(&text) {
+        search
+    } else if is_auth_failure(&text) {
         AUTH_FAILED.into()
     } else if error.is_timeout() {
         "timed out".into()
@@ -281,7 +316,7 @@ fn describe(error: &redis::RedisError) -> String {
     } else if error.is_connection_dropped() || error.is_io_error() {
         "connection lost".into()
     } else {
-        error.to_string()
+        text
     }
 }
 
@@ -302,7 +337,9 @@ fn describe_pool_error(error: &r2d2::Error) -> String {
     let text = error.to_string();
     let lower = text.to_lowercase();
     // Checked first: the pool retries a refused login until its timeout, then says so.
-    if is_auth_failure(&text) {
+    if let Some(search) = sentinel::describe_no_master(&text) {
+        search
+    } else if is_auth_failure(&text) {
         AUTH_FAILED.into()
     } else if lower.contains("refused") {
         "connection refused".into()
@@ -313,30 +350,56 @@ fn describe_pool_error(error: &r2d2::Error) -> String {
     }
 }
 
-/// Makes pooled connections with connect, read and write timeouts, which the redis
-/// crate's own r2d2 support does not set: a hung Redis must fail a pass, not stall it.
+/// A connection with connect, read and write timeouts, which the redis crate's own r2d2
+/// support does not set: a hung Redis must fail a pass, not stall it.
+fn open(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+    let conn = client.get_connection_with_timeout(timeout)?;
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))?;
+    Ok(conn)
+}
+
+/// Where connections go: the one configured Redis, or the master the sentinels name.
+#[derive(Clone)]
+enum Target {
+    Direct(redis::Client),
+    Sentinel(Arc<sentinel::Sentinels>),
+}
+
+/// Makes the pool's connections ([`open`]).
 struct RedisConnector {
-    client: redis::Client,
+    target: Target,
     timeout: Duration,
 }
 
+/// A pooled connection, and whether it turned out to reach a replica.
+struct StateConnection {
+    redis: redis::Connection,
+    /// Set on a READONLY answer, so the pool drops the connection.
+    replica: bool,
+}
+
 impl r2d2::ManageConnection for RedisConnector {
-    type Connection = redis::Connection;
+    type Connection = StateConnection;
     type Error = redis::RedisError;
 
-    fn connect(&self) -> Result<redis::Connection, redis::RedisError> {
-        let conn = self.client.get_connection_with_timeout(self.timeout)?;
-        conn.set_read_timeout(Some(self.timeout))?;
-        conn.set_write_timeout(Some(self.timeout))?;
-        Ok(conn)
+    fn connect(&self) -> Result<StateConnection, redis::RedisError> {
+        let redis = match &self.target {
+            Target::Direct(client) => open(client, self.timeout)?,
+            Target::Sentinel(sentinels) => sentinels.connect(self.timeout)?,
+        };
+        Ok(StateConnection {
+            redis,
+            replica: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut redis::Connection) -> Result<(), redis::RedisError> {
-        redis::cmd("PING").query::<String>(conn).map(drop)
+    fn is_valid(&self, conn: &mut StateConnection) -> Result<(), redis::RedisError> {
+        redis::cmd("PING").query::<String>(&mut conn.redis).map(drop)
     }
 
-    fn has_broken(&self, conn: &mut redis::Connection) -> bool {
-        !redis::ConnectionLike::is_open(conn)
+    fn has_broken(&self, conn: &mut StateConnection) -> bool {
+        conn.replica || !redis::ConnectionLike::is_open(&conn.redis)
     }
 }
 

@@ -122,6 +122,8 @@ pub struct RedisServer {
     port: u16,
     /// `--requirepass`, when set; [`RedisServer::url`] carries it.
     password: Option<String>,
+    /// More arguments of redis-server (a replica's `--replicaof`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -136,11 +138,16 @@ impl RedisServer {
     }
 
     fn start_with(password: Option<String>) -> RedisServer {
+        RedisServer::start_with_args(password, Vec::new())
+    }
+
+    fn start_with_args(password: Option<String>, extra: Vec<String>) -> RedisServer {
         for _ in 0..5 {
             let mut server = RedisServer {
                 child: None,
                 port: free_port(),
                 password: password.clone(),
+                extra: extra.clone(),
             };
             if server.spawn() {
                 return server;
@@ -160,6 +167,7 @@ impl RedisServer {
                     .iter()
                     .flat_map(|p| ["--requirepass", p.as_str()]),
             )
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -234,6 +242,242 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Redis under Sentinel, all on loopback and private to one test: a master, a replica and
+/// three sentinels (`redis-server --sentinel` with a generated configuration) watching
+/// them as [`SentinelGroup::NAME`], quick to fail over (down after 1 s). Killed on drop.
+pub struct SentinelGroup {
+    /// The data nodes: the master and the replica at the start, in either role later.
+    pub nodes: Vec<RedisServer>,
+    sentinels: Vec<Child>,
+    pub sentinel_ports: Vec<u16>,
+    /// The nodes' password (`requirepass`, `masterauth`), if any.
+    password: Option<String>,
+    /// The sentinels' own password, if any.
+    sentinel_password: Option<String>,
+    /// Where the sentinels keep the configuration they rewrite.
+    dir: PathBuf,
+}
+
+impl SentinelGroup {
+    pub const NAME: &'static str = "asgard-master";
+
+    /// A group without passwords.
+    pub fn start() -> SentinelGroup {
+        SentinelGroup::with_passwords(None, None)
+    }
+
+    /// A group whose nodes want `password` and whose sentinels want `sentinel_password`;
+    /// returns once the sentinels know the replica and each other.
+    pub fn with_passwords(password: Option<&str>, sentinel_password: Option<&str>) -> SentinelGroup {
+        let password = password.map(str::to_string);
+        let master = RedisServer::start_with(password.clone());
+        let mut replica_args = vec![
+            "--replicaof".to_string(),
+            "127.0.0.1".to_string(),
+            master.port().to_string(),
+        ];
+        if let Some(password) = &password {
+            replica_args.extend(["--masterauth".to_string(), password.clone()]);
+        }
+        let replica = RedisServer::start_with_args(password.clone(), replica_args);
+        let dir = std::env::temp_dir().join(unique_name("asgard-sentinel"));
+        std::fs::create_dir_all(&dir).expect("create the sentinels' folder");
+        let mut group = SentinelGroup {
+            nodes: vec![master, replica],
+            sentinels: Vec::new(),
+            sentinel_ports: Vec::new(),
+            password,
+            sentinel_password: sentinel_password.map(str::to_string),
+            dir,
+        };
+        for _ in 0..3 {
+            group.spawn_sentinel();
+        }
+        group.wait_until_ready();
+        group
+    }
+
+    fn spawn_sentinel(&mut self) {
+        let port = free_port();
+        let master_port = self.nodes[0].port();
+        let name = SentinelGroup::NAME;
+        let mut config = format!(
+            "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
+             sentinel monitor {name} 127.0.0.1 {master_port} 2\n\
+             sentinel down-after-milliseconds {name} 1000\n\
+             sentinel failover-timeout {name} 10000\n\
+             sentinel parallel-syncs {name} 1\n",
+            dir = self.dir.display()
+        );
+        if let Some(password) = &self.password {
+            config.push_str(&format!("sentinel auth-pass {name} {password}\n"));
+        }
+        if let Some(password) = &self.sentinel_password {
+            config.push_str(&format!(
+                "requirepass {password}\nsentinel sentinel-pass {password}\n"
+            ));
+        }
+        let file = self.dir.join(format!("sentinel-{port}.conf"));
+        std::fs::write(&file, config).expect("write a sentinel's configuration");
+        let child = Command::new("redis-server")
+            .arg(&file)
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server --sentinel");
+        self.sentinels.push(child);
+        self.sentinel_ports.push(port);
+    }
+
+    fn sentinel_answer(&self, port: u16, command: &[&str]) -> redis::RedisResult<redis::Value> {
+        let login = self
+            .sentinel_password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
+        let mut conn = redis::Client::open(format!("redis://{login}127.0.0.1:{port}"))?
+            .get_connection_with_timeout(Duration::from_secs(2))?;
+        redis::cmd("SENTINEL").arg(command).query(&mut conn)
+    }
+
+    /// The port of the master sentinel `port` names now.
+    pub fn named_by(&self, port: u16) -> Option<u16> {
+        let answer = self
+            .sentinel_answer(port, &["get-master-addr-by-name", SentinelGroup::NAME])
+            .ok()?;
+        let (_, port): (String, u16) = redis::FromRedisValue::from_redis_value(answer).ok()?;
+        Some(port)
+    }
+
+    /// Waits (up to 60 s) until every sentinel knows the replica and the two other
+    /// sentinels, so that a failover can happen.
+    fn wait_until_ready(&self) {
+        let ready = || {
+            self.sentinel_ports.iter().all(|&port| {
+                let count = |what: &str| match self.sentinel_answer(port, &[what, SentinelGroup::NAME]) {
+                    Ok(redis::Value::Array(items)) => items.len(),
+                    _ => 0,
+                };
+                count("replicas") == 1 && count("sentinels") == 2
+            })
+        };
+        wait_until(Duration::from_secs(60), "the sentinels know each other", ready);
+    }
+
+    /// The sentinels' URL for the collector: every sentinel, the nodes' password, the
+    /// sentinels' own as a query parameter.
+    pub fn url(&self) -> String {
+        let login = self
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
+        let hosts: Vec<String> = self
+            .sentinel_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let query = self
+            .sentinel_password
+            .as_ref()
+            .map(|p| format!("?sentinel_password={p}"))
+            .unwrap_or_default();
+        format!(
+            "redis+sentinel://{login}{}/{}/0{query}",
+            hosts.join(","),
+            SentinelGroup::NAME
+        )
+    }
+
+    /// The node every sentinel names as master, and which is one (ROLE).
+    pub fn master(&self) -> &RedisServer {
+        let port = self.named_by(self.sentinel_ports[0]).expect("a sentinel names the master");
+        self.nodes
+            .iter()
+            .find(|n| n.port() == port)
+            .expect("the master is one of the group's nodes")
+    }
+
+    /// The index in `nodes` of the master the first sentinel names.
+    pub fn master_index(&self) -> usize {
+        let port = self.named_by(self.sentinel_ports[0]).expect("a sentinel names the master");
+        self.nodes
+            .iter()
+            .position(|n| n.port() == port)
+            .expect("the master is one of the group's nodes")
+    }
+
+    /// Waits until the master's writes reached the replica (`WAIT 1`).
+    pub fn wait_replicated(&self) {
+        let replicas: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(10_000)
+            .query(&mut self.master().conn())
+            .expect("WAIT");
+        assert_eq!(replicas, 1, "the replica acknowledged the writes");
+    }
+
+    /// Asks the first sentinel for a failover (`SENTINEL FAILOVER`); returns without
+    /// waiting for it.
+    pub fn start_failover(&self) {
+        self.sentinel_answer(self.sentinel_ports[0], &["failover", SentinelGroup::NAME])
+            .expect("SENTINEL FAILOVER");
+    }
+
+    /// Waits (up to 60 s) until every sentinel names another node than the one at index
+    /// `old` and that node says it is the master; returns its index.
+    pub fn wait_for_new_master(&self, old: usize) -> usize {
+        let new = 1 - old;
+        let port = self.nodes[new].port();
+        wait_until(Duration::from_secs(60), "the sentinels name the new master", || {
+            let named = self
+                .sentinel_ports
+                .iter()
+                .all(|&s| self.named_by(s) == Some(port));
+            named && self.role(new).as_deref() == Some("master")
+        });
+        new
+    }
+
+    /// What the node at `index` says it is (`master`, `slave`), if it answers.
+    pub fn role(&self, index: usize) -> Option<String> {
+        let client = redis::Client::open(self.nodes[index].url()).ok()?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
+        let role: redis::Value = redis::cmd("ROLE").query(&mut conn).ok()?;
+        match role {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::BulkString(word)) => {
+                    Some(String::from_utf8_lossy(word).into_owned())
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+impl Drop for SentinelGroup {
+    fn drop(&mut self) {
+        for child in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `done` every 50 ms until it holds; panics naming `what` after `timeout`.
+#[track_caller]
+pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -1,0 +1,425 @@
+//! Redis Sentinel (design sections 2 and 6), against real processes on loopback: a
+//! master, a replica and three sentinels per test (`SentinelGroup`). Passes find the
+//! master through the sentinels; a failover between passes moves the next pass to the new
+//! master with no change of configuration; a failover during a pass fails that pass like
+//! any Redis failure and the next one covers the interval (no task has a hole in its
+//! coverage; overlaps only where the new master lost a write); two passes overlapping
+//! after the lock was lost still add up; no password of the nodes or the sentinels reaches
+//! any output. Clusters here bind agents on 127.41.x.y (`first_ip` [41, ...]).
+
+mod common;
+
+use common::*;
+use mesos_sim::{AgentFault, ClusterSpec};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A world whose collector reaches Redis through this group's sentinels.
+fn through(world: &World, group: &SentinelGroup) -> Collector {
+    world
+        .collector()
+        .env("STATS_COLLECTOR_REDIS_URL", group.url())
+        .env("STATS_COLLECTOR_LOG_FORMAT", "json")
+}
+
+/// The stored reading's timestamp of every task on the node at `index`, by executor id.
+fn stored_on(group: &SentinelGroup, index: usize, prefix: &str) -> BTreeMap<String, f64> {
+    let mut conn = group.nodes[index].conn();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+        .expect("KEYS");
+    keys.into_iter()
+        .filter(|k| !k.starts_with(&format!("{prefix}lock")))
+        .map(|k| {
+            let value: String = redis::cmd("GET").arg(&k).query(&mut conn).expect("GET");
+            let entry: serde_json::Value = serde_json::from_str(&value).expect("stored JSON");
+            let timestamp = entry["statistics"]["timestamp"].as_f64().expect("timestamp");
+            (k[prefix.len()..].to_string(), timestamp)
+        })
+        .collect()
+}
+
+/// One document's interval: `(start, end)` = `(timestamp - period_secs, timestamp)`.
+fn interval(doc: &serde_json::Value) -> (f64, f64) {
+    let end = doc["timestamp"].as_f64().expect("timestamp");
+    (end - doc["period_secs"].as_f64().expect("period_secs"), end)
+}
+
+/// Same instant, within the 5 decimals documents carry.
+fn same(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-4
+}
+
+/// Checks the coverage of every task from its first reading (`origin`) on: every document
+/// starts at the origin or where an earlier document ended (a reading that was stored),
+/// so there is no hole, and the documents of one chain from the origin to the last end add
+/// up to the CPU the task used over that span. Returns, by task, how many documents
+/// overlapped what was already covered.
+#[track_caller]
+fn assert_covered(
+    docs: &[serde_json::Value],
+    origin: &BTreeMap<String, f64>,
+    world: &World,
+) -> BTreeMap<String, usize> {
+    let tasks = world.tasks_by_id();
+    let mut by_task: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+    for doc in docs {
+        let task = doc["taskname"].as_str().expect("taskname").to_string();
+        by_task.entry(task).or_default().push(doc);
+    }
+    let mut overlaps = BTreeMap::new();
+    for (task, mut docs) in by_task {
+        docs.sort_by(|a, b| interval(a).1.total_cmp(&interval(b).1));
+        let origin = origin[&task];
+        let mut ends = vec![origin];
+        let mut covered = origin;
+        let mut overlapping = 0;
+        // The chain: from the origin, each step the document that starts where it stands.
+        let mut chain_end = origin;
+        let mut chain_user_secs = 0.0;
+        for doc in &docs {
+            let (start, end) = interval(doc);
+            assert!(
+                ends.iter().any(|&e| same(e, start)),
+                "{task}: a document starts at {start}, where no earlier one ended \
+                 ({ends:?}): a hole"
+            );
+            if start < covered - 1e-4 {
+                overlapping += 1;
+            }
+            if same(start, chain_end) {
+                chain_end = end;
+                chain_user_secs += doc["cpu_usr_secs"].as_f64().expect("cpu_usr_secs");
+            }
+            covered = covered.max(end);
+            ends.push(end);
+            assert_matches_rates(doc, &tasks[&task]);
+        }
+        assert!(same(chain_end, covered), "{task}: the chain reaches the last end");
+        let used = tasks[&task].rates.user * (covered - origin);
+        assert!(
+            (chain_user_secs - used).abs() < 1e-3,
+            "{task}: the chain's CPU adds up: {chain_user_secs} vs {used}"
+        );
+        overlaps.insert(task, overlapping);
+    }
+    overlaps
+}
+
+/// Every document in the queue, parsed.
+fn documents(world: &World) -> Vec<serde_json::Value> {
+    world.messages().into_iter().map(|m| m.body).collect()
+}
+
+#[test]
+fn passes_find_the_master_through_the_sentinels_in_order() {
+    let group = SentinelGroup::start();
+    let world = World::start(spec(3, 2, [41, 0, 1]));
+    let master = group.master().port();
+    let first = group.sentinel_ports[0];
+
+    let check = through(&world, &group).arg("check").run();
+    check.assert_success();
+    assert!(
+        check.stdout.contains(&format!(
+            "sentinel 127.0.0.1:{first} names master 127.0.0.1:{master}; PONG"
+        )),
+        "{check}"
+    );
+    // A dead sentinel first: the next one in the list answers.
+    let dead = free_port();
+    let with_dead = group
+        .url()
+        .replace("sentinel://", &format!("sentinel://127.0.0.1:{dead},"));
+    let check = through(&world, &group)
+        .env("STATS_COLLECTOR_REDIS_URL", &with_dead)
+        .arg("check")
+        .run();
+    check.assert_success();
+    assert!(
+        check.stdout.contains(&format!(
+            "sentinel 127.0.0.1:{first} names master 127.0.0.1:{master}"
+        )),
+        "{check}"
+    );
+
+    through(&world, &group).arg("collect").run().assert_success();
+    let origin = stored_on(&group, 0, &world.prefix);
+    assert_eq!(origin.len(), 6, "the first pass stored every reading on the master");
+    std::thread::sleep(Duration::from_millis(600));
+    let run = through(&world, &group).arg("collect").run();
+    run.assert_success();
+    assert_eq!(count(&run.summary(), "published"), 6, "{run}");
+    assert!(
+        run.stderr
+            .contains(&format!("Redis master 127.0.0.1:{master} (named by sentinel")),
+        "{run}"
+    );
+    let overlaps = assert_covered(&documents(&world), &origin, &world);
+    assert!(overlaps.values().all(|&n| n == 0), "{overlaps:?}");
+    group.wait_replicated();
+    assert_eq!(stored_on(&group, 1, &world.prefix).len(), 6, "replicated");
+}
+
+#[test]
+fn after_a_failover_the_next_pass_uses_the_new_master_unchanged() {
+    let group = SentinelGroup::start();
+    let world = World::start(spec(3, 2, [41, 1, 1]));
+    through(&world, &group).arg("collect").run().assert_success();
+    let origin = stored_on(&group, 0, &world.prefix);
+    std::thread::sleep(Duration::from_millis(600));
+    through(&world, &group).arg("collect").run().assert_success();
+
+    group.wait_replicated();
+    let old = group.master_index();
+    group.start_failover();
+    let new = group.wait_for_new_master(old);
+    let new_port = group.nodes[new].port();
+
+    std::thread::sleep(Duration::from_millis(600));
+    let run = through(&world, &group).arg("collect").run();
+    run.assert_success();
+    assert_eq!(count(&run.summary(), "published"), 6, "{run}");
+    assert!(
+        run.stderr
+            .contains(&format!("Redis master 127.0.0.1:{new_port} (named by sentinel")),
+        "{run}"
+    );
+    let overlaps = assert_covered(&documents(&world), &origin, &world);
+    assert!(
+        overlaps.values().all(|&n| n == 0),
+        "nothing was lost, so nothing overlaps: {overlaps:?}"
+    );
+    let latest = stored_on(&group, new, &world.prefix);
+    assert!(
+        latest.iter().all(|(task, &t)| t > origin[task]),
+        "the new master holds the new readings"
+    );
+}
+
+/// A pass over 8 slow agents (two at a time, 1 s each) meets a failover once it has
+/// stored some readings: the master killed, or demoted by `SENTINEL FAILOVER`.
+fn failover_during_a_pass(kill: bool, first_ip: [u8; 3]) {
+    let mut group = SentinelGroup::start();
+    let world = World::start(spec(8, 2, first_ip));
+    through(&world, &group).arg("collect").run().assert_success();
+    let origin = stored_on(&group, 0, &world.prefix);
+    std::thread::sleep(Duration::from_millis(600));
+    through(&world, &group).arg("collect").run().assert_success();
+    let before = stored_on(&group, 0, &world.prefix);
+    for agent in 0..8 {
+        world
+            .cluster
+            .set_agent_fault(agent, AgentFault::Slow(Duration::from_secs(1)));
+    }
+    let old = group.master_index();
+    let pass = through(&world, &group)
+        .args(["--workers", "2", "--deadline", "40"])
+        .arg("collect")
+        .spawn();
+    // Once the pass stored some readings, the failover.
+    wait_until(Duration::from_secs(30), "the pass stored readings", || {
+        stored_on(&group, old, &world.prefix) != before
+    });
+    if kill {
+        group.nodes[old].stop();
+    } else {
+        group.start_failover();
+    }
+    let run = pass.wait();
+    let summary = run.summary();
+    // Agents were delivered before the failover, and others failed in it: partial. Every
+    // agent still answered or failed: none was abandoned at the deadline.
+    run.assert_status(3);
+    assert!(count(&summary, "published") > 0, "{run}");
+    assert!(
+        count(&summary, "agents_failed") + count(&summary, "unstored") > 0,
+        "{run}"
+    );
+    assert_eq!(count(&summary, "agents_abandoned"), 0, "{run}");
+    assert!(summary["duration_secs"].as_f64().expect("duration") < 40.0);
+    assert_agents_add_up(&summary, &run);
+
+    let new = group.wait_for_new_master(old);
+    for agent in 0..8 {
+        world.cluster.set_agent_fault(agent, AgentFault::Healthy);
+    }
+    let held = stored_on(&group, new, &world.prefix);
+    let docs = documents(&world);
+    let published_end: BTreeMap<String, f64> = docs.iter().fold(BTreeMap::new(), |mut m, d| {
+        let task = d["taskname"].as_str().expect("taskname").to_string();
+        let end = interval(d).1;
+        let e = m.entry(task).or_insert(end);
+        *e = e.max(end);
+        m
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let next = through(&world, &group).arg("collect").run();
+    next.assert_success();
+    assert_eq!(count(&next.summary(), "published"), 16, "{next}");
+    let all: Vec<serde_json::Value> = docs.into_iter().chain(documents(&world)).collect();
+    let overlaps = assert_covered(&all, &origin, &world);
+    // An overlap only where the new master's reading is older than what was published:
+    // a write replication lost, or a store the failover failed after its confirm.
+    for (task, n) in &overlaps {
+        let lost = held[task] < published_end[task] - 1e-4;
+        assert!(*n <= usize::from(lost), "{task}: {n} overlaps, lost write: {lost}");
+    }
+    eprintln!(
+        "overlapping documents: {}",
+        overlaps.values().sum::<usize>()
+    );
+}
+
+#[test]
+fn a_master_killed_during_a_pass_fails_it_and_the_next_pass_covers_the_interval() {
+    failover_during_a_pass(true, [41, 2, 1]);
+}
+
+#[test]
+fn a_sentinel_failover_during_a_pass_fails_it_and_the_next_pass_covers_the_interval() {
+    failover_during_a_pass(false, [41, 3, 1]);
+}
+
+#[test]
+fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
+    let group = SentinelGroup::start();
+    let world = World::start(spec(6, 2, [41, 4, 1]));
+    through(&world, &group).arg("collect").run().assert_success();
+    let origin = stored_on(&group, 0, &world.prefix);
+    for agent in 0..6 {
+        world
+            .cluster
+            .set_agent_fault(agent, AgentFault::Slow(Duration::from_millis(700)));
+    }
+    let old = group.master_index();
+    let lock = format!("{}lock", world.prefix);
+    let first = through(&world, &group)
+        .args(["--workers", "1"])
+        .arg("collect")
+        .spawn();
+    wait_until(Duration::from_secs(10), "the first pass took the lock", || {
+        redis::cmd("EXISTS")
+            .arg(&lock)
+            .query::<bool>(&mut group.nodes[old].conn())
+            .unwrap_or(false)
+    });
+    group.wait_replicated();
+    group.start_failover();
+    let new = group.wait_for_new_master(old);
+    // The lock was replicated here; had the failover lost it, the new master would hold
+    // none. That write lost is what this test is about, so it is removed by hand.
+    let _: i64 = redis::cmd("DEL")
+        .arg(&lock)
+        .query(&mut group.nodes[new].conn())
+        .expect("DEL");
+    let second = through(&world, &group).arg("collect").run();
+    let first = first.wait();
+    assert_ne!(second.status, Some(75), "the lock was lost: {second}");
+    for run in [&first, &second] {
+        assert!(matches!(run.status, Some(0 | 3)), "{run}");
+        assert_agents_add_up(&run.summary(), run);
+    }
+
+    for agent in 0..6 {
+        world.cluster.set_agent_fault(agent, AgentFault::Healthy);
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    through(&world, &group).arg("collect").run().assert_success();
+    let overlapped = documents(&world);
+    let overlaps = assert_covered(&overlapped, &origin, &world);
+    eprintln!(
+        "overlapping documents: {}",
+        overlaps.values().sum::<usize>()
+    );
+    // One overlap of two passes, once: the pass after them tiles again.
+    let settled = stored_on(&group, new, &world.prefix);
+    std::thread::sleep(Duration::from_millis(600));
+    through(&world, &group).arg("collect").run().assert_success();
+    let after = documents(&world);
+    assert_eq!(after.len(), 12);
+    for doc in &after {
+        let task = doc["taskname"].as_str().expect("taskname");
+        assert!(same(interval(doc).0, settled[task]), "{doc}");
+    }
+    let all: Vec<serde_json::Value> = overlapped.into_iter().chain(after).collect();
+    assert_covered(&all, &origin, &world);
+}
+
+#[test]
+fn no_sentinel_or_master_password_reaches_any_output() {
+    const MASTER_SECRET: &str = "Mq7sEcReT";
+    const SENTINEL_SECRET: &str = "Sn4sEcReT";
+    let group = SentinelGroup::with_passwords(Some(MASTER_SECRET), Some(SENTINEL_SECRET));
+    let world = World::start(ClusterSpec {
+        ..spec(2, 2, [41, 5, 1])
+    });
+    let good = group.url();
+    let hosts: Vec<String> = group
+        .sentinel_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let hosts = hosts.join(",");
+    let name = SentinelGroup::NAME;
+    // (case, exit codes of collect, collect --dry-run and check, the URL)
+    let cases = [
+        ("every secret valid", (0, 0, 0), good.clone()),
+        (
+            "a wrong master password",
+            (69, 0, 69),
+            good.replace(MASTER_SECRET, &format!("{MASTER_SECRET}x")),
+        ),
+        (
+            "a wrong sentinel password",
+            (69, 0, 69),
+            good.replace(SENTINEL_SECRET, &format!("{SENTINEL_SECRET}x")),
+        ),
+        (
+            "no sentinel password",
+            (69, 0, 69),
+            good.replace(&format!("?sentinel_password={SENTINEL_SECRET}"), ""),
+        ),
+        (
+            "no master name",
+            (2, 2, 2),
+            format!("redis+sentinel://:{MASTER_SECRET}@{hosts}?sentinel_password={SENTINEL_SECRET}"),
+        ),
+        (
+            "an unknown query parameter",
+            (2, 2, 2),
+            format!("redis+sentinel://:{MASTER_SECRET}@{hosts}/{name}?password={SENTINEL_SECRET}"),
+        ),
+        (
+            "a secret where a sentinel's port goes",
+            (2, 2, 2),
+            format!("redis+sentinel://{hosts},127.0.0.1:{SENTINEL_SECRET}/{name}"),
+        ),
+    ];
+    for (case, codes, url) in &cases {
+        for command in [&["collect"][..], &["collect", "--dry-run"], &["check"]] {
+            for format in ["text", "json"] {
+                let run = world
+                    .collector()
+                    .env("RUST_LOG", "trace")
+                    .env("STATS_COLLECTOR_LOG_FORMAT", format)
+                    .env("STATS_COLLECTOR_REDIS_URL", url)
+                    .args(command)
+                    .run();
+                for secret in [MASTER_SECRET, SENTINEL_SECRET] {
+                    assert!(
+                        !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                        "{case}, {command:?}, {format}: {secret} leaked\n{run}"
+                    );
+                }
+                let expected = match command {
+                    ["collect"] => codes.0,
+                    ["collect", "--dry-run"] => codes.1,
+                    _ => codes.2,
+                };
+                assert_eq!(run.status, Some(expected), "{case}, {command:?}: {run}");
+            }
+        }
+    }
+}
