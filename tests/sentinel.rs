@@ -34,7 +34,9 @@ fn stored_on(group: &SentinelGroup, index: usize, prefix: &str) -> BTreeMap<Stri
         .map(|k| {
             let value: String = redis::cmd("GET").arg(&k).query(&mut conn).expect("GET");
             let entry: serde_json::Value = serde_json::from_str(&value).expect("stored JSON");
-            let timestamp = entry["statistics"]["timestamp"].as_f64().expect("timestamp");
+            let timestamp = entry["statistics"]["timestamp"]
+                .as_f64()
+                .expect("timestamp");
             (k[prefix.len()..].to_string(), timestamp)
         })
         .collect()
@@ -72,31 +74,32 @@ fn assert_covered(
     for (task, mut docs) in by_task {
         docs.sort_by(|a, b| interval(a).1.total_cmp(&interval(b).1));
         let origin = origin[&task];
-        let mut ends = vec![origin];
         let mut covered = origin;
         let mut overlapping = 0;
-        // The chain: from the origin, each step the document that starts where it stands.
-        let mut chain_end = origin;
-        let mut chain_user_secs = 0.0;
+        // Chains from the origin: the user CPU seconds of the documents leading to each
+        // end, along documents that start where an earlier one ended.
+        let mut chains: Vec<(f64, f64)> = vec![(origin, 0.0)];
         for doc in &docs {
             let (start, end) = interval(doc);
-            assert!(
-                ends.iter().any(|&e| same(e, start)),
-                "{task}: a document starts at {start}, where no earlier one ended \
-                 ({ends:?}): a hole"
-            );
+            let Some(&(_, before)) = chains.iter().find(|(at, _)| same(*at, start)) else {
+                panic!(
+                    "{task}: a document starts at {start}, where no earlier one ended \
+                     ({chains:?}): a hole"
+                );
+            };
             if start < covered - 1e-4 {
                 overlapping += 1;
             }
-            if same(start, chain_end) {
-                chain_end = end;
-                chain_user_secs += doc["cpu_usr_secs"].as_f64().expect("cpu_usr_secs");
-            }
+            let usr = doc["cpu_usr_secs"].as_f64().expect("cpu_usr_secs");
+            chains.push((end, before + usr));
             covered = covered.max(end);
-            ends.push(end);
             assert_matches_rates(doc, &tasks[&task]);
         }
-        assert!(same(chain_end, covered), "{task}: the chain reaches the last end");
+        let (_, chain_user_secs) = chains
+            .iter()
+            .find(|(at, _)| same(*at, covered))
+            .copied()
+            .unwrap_or_default();
         let used = tasks[&task].rates.user * (covered - origin);
         assert!(
             (chain_user_secs - used).abs() < 1e-3,
@@ -144,16 +147,24 @@ fn passes_find_the_master_through_the_sentinels_in_order() {
         "{check}"
     );
 
-    through(&world, &group).arg("collect").run().assert_success();
+    through(&world, &group)
+        .arg("collect")
+        .run()
+        .assert_success();
     let origin = stored_on(&group, 0, &world.prefix);
-    assert_eq!(origin.len(), 6, "the first pass stored every reading on the master");
+    assert_eq!(
+        origin.len(),
+        6,
+        "the first pass stored every reading on the master"
+    );
     std::thread::sleep(Duration::from_millis(600));
     let run = through(&world, &group).arg("collect").run();
     run.assert_success();
     assert_eq!(count(&run.summary(), "published"), 6, "{run}");
     assert!(
-        run.stderr
-            .contains(&format!("Redis master 127.0.0.1:{master} (named by sentinel")),
+        run.stderr.contains(&format!(
+            "Redis master 127.0.0.1:{master} (named by sentinel"
+        )),
         "{run}"
     );
     let overlaps = assert_covered(&documents(&world), &origin, &world);
@@ -166,10 +177,16 @@ fn passes_find_the_master_through_the_sentinels_in_order() {
 fn after_a_failover_the_next_pass_uses_the_new_master_unchanged() {
     let group = SentinelGroup::start();
     let world = World::start(spec(3, 2, [41, 1, 1]));
-    through(&world, &group).arg("collect").run().assert_success();
+    through(&world, &group)
+        .arg("collect")
+        .run()
+        .assert_success();
     let origin = stored_on(&group, 0, &world.prefix);
     std::thread::sleep(Duration::from_millis(600));
-    through(&world, &group).arg("collect").run().assert_success();
+    through(&world, &group)
+        .arg("collect")
+        .run()
+        .assert_success();
 
     group.wait_replicated();
     let old = group.master_index();
@@ -182,8 +199,9 @@ fn after_a_failover_the_next_pass_uses_the_new_master_unchanged() {
     run.assert_success();
     assert_eq!(count(&run.summary(), "published"), 6, "{run}");
     assert!(
-        run.stderr
-            .contains(&format!("Redis master 127.0.0.1:{new_port} (named by sentinel")),
+        run.stderr.contains(&format!(
+            "Redis master 127.0.0.1:{new_port} (named by sentinel"
+        )),
         "{run}"
     );
     let overlaps = assert_covered(&documents(&world), &origin, &world);
@@ -198,53 +216,93 @@ fn after_a_failover_the_next_pass_uses_the_new_master_unchanged() {
     );
 }
 
-/// A pass over 8 slow agents (two at a time, 1 s each) meets a failover once it has
-/// stored some readings: the master killed, or demoted by `SENTINEL FAILOVER`.
+/// A pass over 10 agents answering one after another meets a failover once it has stored
+/// some readings: the master killed (agent i answers after i × 0.5 s), or demoted by
+/// `SENTINEL FAILOVER` (agent i after i × 2 s, so that the pass outlasts the ~10 s the
+/// sentinels take to turn the old master into a replica).
 fn failover_during_a_pass(kill: bool, first_ip: [u8; 3]) {
     let mut group = SentinelGroup::start();
-    let world = World::start(spec(8, 2, first_ip));
-    through(&world, &group).arg("collect").run().assert_success();
+    let world = World::start(spec(10, 2, first_ip));
+    through(&world, &group)
+        .arg("collect")
+        .run()
+        .assert_success();
     let origin = stored_on(&group, 0, &world.prefix);
     std::thread::sleep(Duration::from_millis(600));
-    through(&world, &group).arg("collect").run().assert_success();
+    through(&world, &group)
+        .arg("collect")
+        .run()
+        .assert_success();
     let before = stored_on(&group, 0, &world.prefix);
-    for agent in 0..8 {
+    let step = Duration::from_millis(if kill { 500 } else { 2000 });
+    for agent in 0..10 {
         world
             .cluster
-            .set_agent_fault(agent, AgentFault::Slow(Duration::from_secs(1)));
+            .set_agent_fault(agent, AgentFault::Slow(step * agent as u32));
     }
     let old = group.master_index();
+    std::thread::sleep(Duration::from_millis(600));
+    let started = std::time::Instant::now();
     let pass = through(&world, &group)
-        .args(["--workers", "2", "--deadline", "40"])
+        .args(["--deadline", "40", "--request-timeout", "30"])
         .arg("collect")
         .spawn();
     // Once the pass stored some readings, the failover.
     wait_until(Duration::from_secs(30), "the pass stored readings", || {
         stored_on(&group, old, &world.prefix) != before
     });
-    if kill {
+    let demoted = if kill {
         group.nodes[old].stop();
+        started.elapsed()
     } else {
+        // The old master takes writes until the sentinels demote it: those are lost.
         group.start_failover();
-    }
+        wait_until(
+            Duration::from_secs(60),
+            "the old master is a replica",
+            || group.role(old).as_deref() == Some("slave"),
+        );
+        started.elapsed()
+    };
     let run = pass.wait();
     let summary = run.summary();
-    // Agents were delivered before the failover, and others failed in it: partial. Every
-    // agent still answered or failed: none was abandoned at the deadline.
-    run.assert_status(3);
-    assert!(count(&summary, "published") > 0, "{run}");
-    assert!(
-        count(&summary, "agents_failed") + count(&summary, "unstored") > 0,
-        "{run}"
+    eprintln!(
+        "the pass met by the failover (the old master gone after {demoted:?}): {}",
+        summary["message"]
     );
+    // An agent that answered after the old master was gone met the failure: its
+    // readings could not be loaded or stored (connection lost, READONLY), and the pass
+    // is partial as for any Redis failure. The agents before it were delivered, so not 69.
+    // A pass that ended before the demotion wrote to the old master throughout: exit 0,
+    // and the next pass finds what was lost.
+    let duration = summary["duration_secs"].as_f64().expect("duration");
+    if duration > demoted.as_secs_f64() + step.as_secs_f64() {
+        run.assert_status(3);
+        assert!(
+            count(&summary, "agents_failed") + count(&summary, "unstored") > 0,
+            "{run}"
+        );
+    } else {
+        assert!(matches!(run.status, Some(0 | 3)), "{run}");
+    }
     assert_eq!(count(&summary, "agents_abandoned"), 0, "{run}");
-    assert!(summary["duration_secs"].as_f64().expect("duration") < 40.0);
+    assert!(duration < 40.0, "within the deadline: {run}");
     assert_agents_add_up(&summary, &run);
+    assert!(count(&summary, "published") > 0, "{run}");
 
     let new = group.wait_for_new_master(old);
-    for agent in 0..8 {
+    for agent in 0..10 {
         world.cluster.set_agent_fault(agent, AgentFault::Healthy);
     }
+    // A release the failover lost (sent to the old master) leaves the lock on the new
+    // one until it expires, at the deadline: passes meanwhile exit 75.
+    let lock = format!("{}lock", world.prefix);
+    wait_until(Duration::from_secs(60), "the lock is free", || {
+        !redis::cmd("EXISTS")
+            .arg(&lock)
+            .query::<bool>(&mut group.nodes[new].conn())
+            .unwrap_or(true)
+    });
     let held = stored_on(&group, new, &world.prefix);
     let docs = documents(&world);
     let published_end: BTreeMap<String, f64> = docs.iter().fold(BTreeMap::new(), |mut m, d| {
@@ -254,17 +312,26 @@ fn failover_during_a_pass(kill: bool, first_ip: [u8; 3]) {
         *e = e.max(end);
         m
     });
-    std::thread::sleep(Duration::from_millis(600));
+    // The readings the failing pass stored last are a moment old: a period the rates
+    // can be checked over.
+    std::thread::sleep(Duration::from_secs(1));
     let next = through(&world, &group).arg("collect").run();
     next.assert_success();
-    assert_eq!(count(&next.summary(), "published"), 16, "{next}");
+    assert_eq!(
+        count(&next.summary(), "published"),
+        20,
+        "{held:?}\n{run}\n{next}"
+    );
     let all: Vec<serde_json::Value> = docs.into_iter().chain(documents(&world)).collect();
     let overlaps = assert_covered(&all, &origin, &world);
     // An overlap only where the new master's reading is older than what was published:
     // a write replication lost, or a store the failover failed after its confirm.
     for (task, n) in &overlaps {
         let lost = held[task] < published_end[task] - 1e-4;
-        assert!(*n <= usize::from(lost), "{task}: {n} overlaps, lost write: {lost}");
+        assert!(
+            *n <= usize::from(lost),
+            "{task}: {n} overlaps, lost write: {lost}"
+        );
     }
     eprintln!(
         "overlapping documents: {}",
@@ -286,7 +353,10 @@ fn a_sentinel_failover_during_a_pass_fails_it_and_the_next_pass_covers_the_inter
 fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
     let group = SentinelGroup::start();
     let world = World::start(spec(6, 2, [41, 4, 1]));
-    through(&world, &group).arg("collect").run().assert_success();
+    through(&world, &group)
+        .arg("collect")
+        .run()
+        .assert_success();
     let origin = stored_on(&group, 0, &world.prefix);
     for agent in 0..6 {
         world
@@ -299,12 +369,16 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
         .args(["--workers", "1"])
         .arg("collect")
         .spawn();
-    wait_until(Duration::from_secs(10), "the first pass took the lock", || {
-        redis::cmd("EXISTS")
-            .arg(&lock)
-            .query::<bool>(&mut group.nodes[old].conn())
-            .unwrap_or(false)
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the first pass took the lock",
+        || {
+            redis::cmd("EXISTS")
+                .arg(&lock)
+                .query::<bool>(&mut group.nodes[old].conn())
+                .unwrap_or(false)
+        },
+    );
     group.wait_replicated();
     group.start_failover();
     let new = group.wait_for_new_master(old);
@@ -326,7 +400,10 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
         world.cluster.set_agent_fault(agent, AgentFault::Healthy);
     }
     std::thread::sleep(Duration::from_millis(600));
-    through(&world, &group).arg("collect").run().assert_success();
+    through(&world, &group)
+        .arg("collect")
+        .run()
+        .assert_success();
     let overlapped = documents(&world);
     let overlaps = assert_covered(&overlapped, &origin, &world);
     eprintln!(
@@ -336,7 +413,10 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
     // One overlap of two passes, once: the pass after them tiles again.
     let settled = stored_on(&group, new, &world.prefix);
     std::thread::sleep(Duration::from_millis(600));
-    through(&world, &group).arg("collect").run().assert_success();
+    through(&world, &group)
+        .arg("collect")
+        .run()
+        .assert_success();
     let after = documents(&world);
     assert_eq!(after.len(), 12);
     for doc in &after {
@@ -384,7 +464,9 @@ fn no_sentinel_or_master_password_reaches_any_output() {
         (
             "no master name",
             (2, 2, 2),
-            format!("redis+sentinel://:{MASTER_SECRET}@{hosts}?sentinel_password={SENTINEL_SECRET}"),
+            format!(
+                "redis+sentinel://:{MASTER_SECRET}@{hosts}?sentinel_password={SENTINEL_SECRET}"
+            ),
         ),
         (
             "an unknown query parameter",

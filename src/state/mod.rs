@@ -395,7 +395,9 @@ impl r2d2::ManageConnection for RedisConnector {
     }
 
     fn is_valid(&self, conn: &mut StateConnection) -> Result<(), redis::RedisError> {
-        redis::cmd("PING").query::<String>(&mut conn.redis).map(drop)
+        redis::cmd("PING")
+            .query::<String>(&mut conn.redis)
+            .map(drop)
     }
 
     fn has_broken(&self, conn: &mut StateConnection) -> bool {

@@ -369,7 +369,11 @@ mod tests {
         assert!(!plain.tls);
         assert_eq!(plain.master.redis_settings().password(), Some("pw"));
         assert_eq!(plain.master.redis_settings().db(), 0);
-        assert_eq!(plain.sentinel_login.password(), None, "sentinels get no login");
+        assert_eq!(
+            plain.sentinel_login.password(),
+            None,
+            "sentinels get no login"
+        );
         let shown = format!("{plain:?}");
         assert!(!shown.contains("pw\""), "{shown}");
     }

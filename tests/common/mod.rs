@@ -271,7 +271,10 @@ impl SentinelGroup {
 
     /// A group whose nodes want `password` and whose sentinels want `sentinel_password`;
     /// returns once the sentinels know the replica and each other.
-    pub fn with_passwords(password: Option<&str>, sentinel_password: Option<&str>) -> SentinelGroup {
+    pub fn with_passwords(
+        password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> SentinelGroup {
         let password = password.map(str::to_string);
         let master = RedisServer::start_with(password.clone());
         let mut replica_args = vec![
@@ -359,14 +362,19 @@ impl SentinelGroup {
     fn wait_until_ready(&self) {
         let ready = || {
             self.sentinel_ports.iter().all(|&port| {
-                let count = |what: &str| match self.sentinel_answer(port, &[what, SentinelGroup::NAME]) {
-                    Ok(redis::Value::Array(items)) => items.len(),
-                    _ => 0,
-                };
+                let count =
+                    |what: &str| match self.sentinel_answer(port, &[what, SentinelGroup::NAME]) {
+                        Ok(redis::Value::Array(items)) => items.len(),
+                        _ => 0,
+                    };
                 count("replicas") == 1 && count("sentinels") == 2
             })
         };
-        wait_until(Duration::from_secs(60), "the sentinels know each other", ready);
+        wait_until(
+            Duration::from_secs(60),
+            "the sentinels know each other",
+            ready,
+        );
     }
 
     /// The sentinels' URL for the collector: every sentinel, the nodes' password, the
@@ -396,7 +404,9 @@ impl SentinelGroup {
 
     /// The node every sentinel names as master, and which is one (ROLE).
     pub fn master(&self) -> &RedisServer {
-        let port = self.named_by(self.sentinel_ports[0]).expect("a sentinel names the master");
+        let port = self
+            .named_by(self.sentinel_ports[0])
+            .expect("a sentinel names the master");
         self.nodes
             .iter()
             .find(|n| n.port() == port)
@@ -405,7 +415,9 @@ impl SentinelGroup {
 
     /// The index in `nodes` of the master the first sentinel names.
     pub fn master_index(&self) -> usize {
-        let port = self.named_by(self.sentinel_ports[0]).expect("a sentinel names the master");
+        let port = self
+            .named_by(self.sentinel_ports[0])
+            .expect("a sentinel names the master");
         self.nodes
             .iter()
             .position(|n| n.port() == port)
@@ -434,20 +446,26 @@ impl SentinelGroup {
     pub fn wait_for_new_master(&self, old: usize) -> usize {
         let new = 1 - old;
         let port = self.nodes[new].port();
-        wait_until(Duration::from_secs(60), "the sentinels name the new master", || {
-            let named = self
-                .sentinel_ports
-                .iter()
-                .all(|&s| self.named_by(s) == Some(port));
-            named && self.role(new).as_deref() == Some("master")
-        });
+        wait_until(
+            Duration::from_secs(60),
+            "the sentinels name the new master",
+            || {
+                let named = self
+                    .sentinel_ports
+                    .iter()
+                    .all(|&s| self.named_by(s) == Some(port));
+                named && self.role(new).as_deref() == Some("master")
+            },
+        );
         new
     }
 
     /// What the node at `index` says it is (`master`, `slave`), if it answers.
     pub fn role(&self, index: usize) -> Option<String> {
         let client = redis::Client::open(self.nodes[index].url()).ok()?;
-        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .ok()?;
         let role: redis::Value = redis::cmd("ROLE").query(&mut conn).ok()?;
         match role {
             redis::Value::Array(items) => match items.first() {
