@@ -479,6 +479,30 @@ fn no_sentinel_or_master_password_reaches_any_output() {
             format!("redis+sentinel://{hosts},127.0.0.1:{SENTINEL_SECRET}/{name}"),
         ),
     ];
+    // What each sentinel said, without a secret (the loop below checks that).
+    let first = group.sentinel_ports[0];
+    let reasons = [
+        (
+            &cases[1].2,
+            format!("sentinel 127.0.0.1:{first} names 127.0.0.1:"),
+        ),
+        (
+            &cases[2].2,
+            format!("sentinel 127.0.0.1:{first}: authentication failed"),
+        ),
+    ];
+    for (url, reason) in reasons {
+        let check = world
+            .collector()
+            .env("STATS_COLLECTOR_REDIS_URL", url)
+            .arg("check")
+            .run();
+        assert!(
+            check.stdout.contains("no sentinel named a usable master: ")
+                && check.stdout.contains(&reason),
+            "{check}"
+        );
+    }
     for (case, codes, url) in &cases {
         for command in [&["collect"][..], &["collect", "--dry-run"], &["check"]] {
             for format in ["text", "json"] {

@@ -200,7 +200,11 @@ pub(crate) struct Settings {
     #[arg(long, value_name = "K/N", env = "STATS_COLLECTOR_SHARD", global = true)]
     pub(crate) shard: Option<String>,
 
-    /// Redis URL (redis:// or rediss://) holding previous readings and the pass lock.
+    /// Redis URL (redis:// or rediss://) holding previous readings and the pass lock; or
+    /// its sentinels:
+    /// redis+sentinel://[[user]:password@]host1:26379,host2:26379/<master-name>[/<db>]
+    /// (rediss+sentinel:// for TLS), the master's credentials before the @, the
+    /// sentinels' own as ?sentinel_password=...&sentinel_username=...
     #[arg(
         long,
         value_name = "URL",

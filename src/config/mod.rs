@@ -638,6 +638,30 @@ mod tests {
     }
 
     #[test]
+    fn sentinel_urls_are_accepted_and_shown_without_their_passwords() {
+        let redis = |url: &str| {
+            config(&["--master", "http://m:1", "--redis-url", url], &[])
+                .map(|c| c.redis.shown_url)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            redis("redis+sentinel://:s3cret@s1:26379,s2/mymaster/1?sentinel_password=s3cret"),
+            Ok("redis+sentinel://<redacted>@s1:26379,s2/mymaster/1?<redacted>".into())
+        );
+        assert!(redis("rediss+sentinel://s1/mymaster").is_ok());
+        for bad in [
+            "redis+sentinel://:s3cret@s1:26379",
+            "redis+sentinel://:s3cret@s1:x/m",
+            "redis+sentinel://s1/m?sentinel_pasword=s3cret",
+            "sentinel://s1/m",
+        ] {
+            let why = redis(bad).expect_err(bad);
+            assert!(why.starts_with("Redis URL "), "{why}");
+            assert!(!why.contains("s3cret"), "{why}");
+        }
+    }
+
+    #[test]
     fn master_urls_with_credentials_are_refused_without_showing_them() {
         let why = config(&["--master", "http://user:s3cret@m:5050"], &[])
             .expect_err("refused")

@@ -51,10 +51,10 @@ impl StateStore {
             let url = SentinelUrl::parse(url).map_err(|why| error(format!("bad URL: {why}")))?;
             Target::Sentinel(Arc::new(sentinel::Sentinels::new(url)))
         } else {
-            Target::Direct(
+            Target::Direct(Box::new(
                 redis::Client::open(url)
                     .map_err(|e| error(format!("bad URL: {}", e.category())))?,
-            )
+            ))
         };
         let connector = RedisConnector {
             target: target.clone(),
@@ -362,7 +362,7 @@ fn open(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redis::
 /// Where connections go: the one configured Redis, or the master the sentinels name.
 #[derive(Clone)]
 enum Target {
-    Direct(redis::Client),
+    Direct(Box<redis::Client>),
     Sentinel(Arc<sentinel::Sentinels>),
 }
 

@@ -288,7 +288,8 @@ fn show_address(host: &str, port: u16) -> String {
 
 /// The failed search for the master in words, when `text` (an error's text) is one.
 pub(super) fn describe_no_master(text: &str) -> Option<String> {
-    let reasons = text.strip_prefix(NO_MASTER)?;
+    // The pool puts its own words before the connector's error.
+    let reasons = &text[text.find(NO_MASTER)? + NO_MASTER.len()..];
     let reasons = reasons.split_once(": ").map_or("", |(_, r)| r);
     Some(format!("{NO_MASTER}: {reasons}"))
 }
@@ -401,6 +402,11 @@ mod tests {
         let error = RedisError::from((ErrorKind::Client, NO_MASTER, "sentinel a:1: x".into()));
         assert_eq!(
             describe_no_master(&error.to_string()).as_deref(),
+            Some("no sentinel named a usable master: sentinel a:1: x")
+        );
+        let from_pool = format!("timed out waiting for connection: {error}");
+        assert_eq!(
+            describe_no_master(&from_pool).as_deref(),
             Some("no sentinel named a usable master: sentinel a:1: x")
         );
         assert_eq!(describe_no_master("connection refused"), None);
