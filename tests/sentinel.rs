@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use mesos_sim::{AgentFault, ClusterSpec};
+use mesos_sim::AgentFault;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -115,6 +115,53 @@ fn documents(world: &World) -> Vec<serde_json::Value> {
     world.messages().into_iter().map(|m| m.body).collect()
 }
 
+/// A first pass, which stores every task's first reading on the master (where its
+/// coverage starts: returned), and 0.6 s later a second, which publishes.
+fn first_two_passes(world: &World, group: &SentinelGroup) -> BTreeMap<String, f64> {
+    through(world, group).arg("collect").run().assert_success();
+    let origin = stored_on(group, group.master_index(), &world.prefix);
+    assert_eq!(
+        origin.len(),
+        world.tasks_by_id().len(),
+        "every reading stored"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    through(world, group).arg("collect").run().assert_success();
+    origin
+}
+
+/// Agent i of the first `agents` answers after i × `step` (Duration::ZERO: all at once):
+/// a pass that stores readings all along, for a failover to meet.
+fn answer_one_after_another(world: &World, agents: usize, step: Duration) {
+    for agent in 0..agents {
+        let fault = match step * agent as u32 {
+            Duration::ZERO => AgentFault::Healthy,
+            delay => AgentFault::Slow(delay),
+        };
+        world.cluster.set_agent_fault(agent, fault);
+    }
+}
+
+/// Whether the node at `index` holds the lock `key`.
+fn lock_held(group: &SentinelGroup, index: usize, key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query::<bool>(&mut group.nodes[index].conn())
+        .unwrap_or(false)
+}
+
+/// A pass 0.6 s after the last that publishes a document per task and logs that it uses
+/// the master on `master_port`.
+fn pass_through(world: &World, group: &SentinelGroup, master_port: u16) {
+    std::thread::sleep(Duration::from_millis(600));
+    let run = through(world, group).arg("collect").run();
+    run.assert_success();
+    let tasks = world.tasks_by_id().len() as u64;
+    assert_eq!(count(&run.summary(), "published"), tasks, "{run}");
+    let used = format!("Redis master 127.0.0.1:{master_port} (named by sentinel");
+    assert!(run.stderr.contains(&used), "{run}");
+}
+
 #[test]
 fn passes_find_the_master_through_the_sentinels_in_order() {
     let group = SentinelGroup::start();
@@ -147,26 +194,8 @@ fn passes_find_the_master_through_the_sentinels_in_order() {
         "{check}"
     );
 
-    through(&world, &group)
-        .arg("collect")
-        .run()
-        .assert_success();
-    let origin = stored_on(&group, 0, &world.prefix);
-    assert_eq!(
-        origin.len(),
-        6,
-        "the first pass stored every reading on the master"
-    );
-    std::thread::sleep(Duration::from_millis(600));
-    let run = through(&world, &group).arg("collect").run();
-    run.assert_success();
-    assert_eq!(count(&run.summary(), "published"), 6, "{run}");
-    assert!(
-        run.stderr.contains(&format!(
-            "Redis master 127.0.0.1:{master} (named by sentinel"
-        )),
-        "{run}"
-    );
+    let origin = first_two_passes(&world, &group);
+    pass_through(&world, &group, master);
     let overlaps = assert_covered(&documents(&world), &origin, &world);
     assert!(overlaps.values().all(|&n| n == 0), "{overlaps:?}");
     group.wait_replicated();
@@ -177,33 +206,13 @@ fn passes_find_the_master_through_the_sentinels_in_order() {
 fn after_a_failover_the_next_pass_uses_the_new_master_unchanged() {
     let group = SentinelGroup::start();
     let world = World::start(spec(3, 2, [41, 1, 1]));
-    through(&world, &group)
-        .arg("collect")
-        .run()
-        .assert_success();
-    let origin = stored_on(&group, 0, &world.prefix);
-    std::thread::sleep(Duration::from_millis(600));
-    through(&world, &group)
-        .arg("collect")
-        .run()
-        .assert_success();
+    let origin = first_two_passes(&world, &group);
 
     group.wait_replicated();
     let old = group.master_index();
     group.start_failover();
     let new = group.wait_for_new_master(old);
-    let new_port = group.nodes[new].port();
-
-    std::thread::sleep(Duration::from_millis(600));
-    let run = through(&world, &group).arg("collect").run();
-    run.assert_success();
-    assert_eq!(count(&run.summary(), "published"), 6, "{run}");
-    assert!(
-        run.stderr.contains(&format!(
-            "Redis master 127.0.0.1:{new_port} (named by sentinel"
-        )),
-        "{run}"
-    );
+    pass_through(&world, &group, group.nodes[new].port());
     let overlaps = assert_covered(&documents(&world), &origin, &world);
     assert!(
         overlaps.values().all(|&n| n == 0),
@@ -223,23 +232,10 @@ fn after_a_failover_the_next_pass_uses_the_new_master_unchanged() {
 fn failover_during_a_pass(kill: bool, first_ip: [u8; 3]) {
     let mut group = SentinelGroup::start();
     let world = World::start(spec(10, 2, first_ip));
-    through(&world, &group)
-        .arg("collect")
-        .run()
-        .assert_success();
-    let origin = stored_on(&group, 0, &world.prefix);
-    std::thread::sleep(Duration::from_millis(600));
-    through(&world, &group)
-        .arg("collect")
-        .run()
-        .assert_success();
+    let origin = first_two_passes(&world, &group);
     let before = stored_on(&group, 0, &world.prefix);
     let step = Duration::from_millis(if kill { 500 } else { 2000 });
-    for agent in 0..10 {
-        world
-            .cluster
-            .set_agent_fault(agent, AgentFault::Slow(step * agent as u32));
-    }
+    answer_one_after_another(&world, 10, step);
     let old = group.master_index();
     std::thread::sleep(Duration::from_millis(600));
     let started = std::time::Instant::now();
@@ -291,17 +287,12 @@ fn failover_during_a_pass(kill: bool, first_ip: [u8; 3]) {
     assert!(count(&summary, "published") > 0, "{run}");
 
     let new = group.wait_for_new_master(old);
-    for agent in 0..10 {
-        world.cluster.set_agent_fault(agent, AgentFault::Healthy);
-    }
+    answer_one_after_another(&world, 10, Duration::ZERO);
     // A release the failover lost (sent to the old master) leaves the lock on the new
     // one until it expires, at the deadline: passes meanwhile exit 75.
     let lock = format!("{}lock", world.prefix);
     wait_until(Duration::from_secs(60), "the lock is free", || {
-        !redis::cmd("EXISTS")
-            .arg(&lock)
-            .query::<bool>(&mut group.nodes[new].conn())
-            .unwrap_or(true)
+        !lock_held(&group, new, &lock)
     });
     let held = stored_on(&group, new, &world.prefix);
     let docs = documents(&world);
@@ -358,26 +349,19 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
         .run()
         .assert_success();
     let origin = stored_on(&group, 0, &world.prefix);
-    for agent in 0..6 {
-        world
-            .cluster
-            .set_agent_fault(agent, AgentFault::Slow(Duration::from_millis(700)));
-    }
+    // The first pass lasts 6 s (agent i answers after i × 1.2 s), the failover less.
+    answer_one_after_another(&world, 6, Duration::from_millis(1200));
     let old = group.master_index();
     let lock = format!("{}lock", world.prefix);
+    std::thread::sleep(Duration::from_millis(600));
     let first = through(&world, &group)
-        .args(["--workers", "1"])
+        .args(["--request-timeout", "30"])
         .arg("collect")
         .spawn();
     wait_until(
         Duration::from_secs(10),
         "the first pass took the lock",
-        || {
-            redis::cmd("EXISTS")
-                .arg(&lock)
-                .query::<bool>(&mut group.nodes[old].conn())
-                .unwrap_or(false)
-        },
+        || lock_held(&group, old, &lock),
     );
     group.wait_replicated();
     group.start_failover();
@@ -388,22 +372,27 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
         .arg(&lock)
         .query(&mut group.nodes[new].conn())
         .expect("DEL");
-    let second = through(&world, &group).arg("collect").run();
+    let second = through(&world, &group)
+        .args(["--request-timeout", "30"])
+        .arg("collect")
+        .run();
     let first = first.wait();
     assert_ne!(second.status, Some(75), "the lock was lost: {second}");
     for run in [&first, &second] {
         assert!(matches!(run.status, Some(0 | 3)), "{run}");
         assert_agents_add_up(&run.summary(), run);
     }
+    // The two passes did overlap: the second started before the first ended.
+    let time = |line: Option<&str>| {
+        let line: serde_json::Value = serde_json::from_str(line.unwrap_or_default()).expect("JSON");
+        line["time"].as_str().expect("time").to_string()
+    };
+    let first_ended = time(first.stderr.lines().last());
+    let second_started = time(second.stderr.lines().next());
+    assert!(second_started < first_ended, "{first}\n{second}");
 
-    for agent in 0..6 {
-        world.cluster.set_agent_fault(agent, AgentFault::Healthy);
-    }
-    std::thread::sleep(Duration::from_millis(600));
-    through(&world, &group)
-        .arg("collect")
-        .run()
-        .assert_success();
+    answer_one_after_another(&world, 6, Duration::ZERO);
+    pass_through(&world, &group, group.nodes[new].port());
     let overlapped = documents(&world);
     let overlaps = assert_covered(&overlapped, &origin, &world);
     eprintln!(
@@ -412,13 +401,8 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
     );
     // One overlap of two passes, once: the pass after them tiles again.
     let settled = stored_on(&group, new, &world.prefix);
-    std::thread::sleep(Duration::from_millis(600));
-    through(&world, &group)
-        .arg("collect")
-        .run()
-        .assert_success();
+    pass_through(&world, &group, group.nodes[new].port());
     let after = documents(&world);
-    assert_eq!(after.len(), 12);
     for doc in &after {
         let task = doc["taskname"].as_str().expect("taskname");
         assert!(same(interval(doc).0, settled[task]), "{doc}");
@@ -432,9 +416,7 @@ fn no_sentinel_or_master_password_reaches_any_output() {
     const MASTER_SECRET: &str = "Mq7sEcReT";
     const SENTINEL_SECRET: &str = "Sn4sEcReT";
     let group = SentinelGroup::with_passwords(Some(MASTER_SECRET), Some(SENTINEL_SECRET));
-    let world = World::start(ClusterSpec {
-        ..spec(2, 2, [41, 5, 1])
-    });
+    let world = World::start(spec(2, 2, [41, 5, 1]));
     let good = group.url();
     let hosts: Vec<String> = group
         .sentinel_ports
@@ -443,51 +425,55 @@ fn no_sentinel_or_master_password_reaches_any_output() {
         .collect();
     let hosts = hosts.join(",");
     let name = SentinelGroup::NAME;
-    // (case, exit codes of collect, collect --dry-run and check, the URL)
-    let cases = [
-        ("every secret valid", (0, 0, 0), good.clone()),
+    let url = |text: String| vec![("STATS_COLLECTOR_REDIS_URL", text)];
+    let cases: Vec<SecretCase> = vec![
+        ("every secret valid", (0, 0, 0), url(good.clone())),
         (
             "a wrong master password",
             (69, 0, 69),
-            good.replace(MASTER_SECRET, &format!("{MASTER_SECRET}x")),
+            url(good.replace(MASTER_SECRET, &format!("{MASTER_SECRET}x"))),
         ),
         (
             "a wrong sentinel password",
             (69, 0, 69),
-            good.replace(SENTINEL_SECRET, &format!("{SENTINEL_SECRET}x")),
+            url(good.replace(SENTINEL_SECRET, &format!("{SENTINEL_SECRET}x"))),
         ),
         (
             "no sentinel password",
             (69, 0, 69),
-            good.replace(&format!("?sentinel_password={SENTINEL_SECRET}"), ""),
+            url(good.replace(&format!("?sentinel_password={SENTINEL_SECRET}"), "")),
         ),
         (
             "no master name",
             (2, 2, 2),
-            format!(
+            url(format!(
                 "redis+sentinel://:{MASTER_SECRET}@{hosts}?sentinel_password={SENTINEL_SECRET}"
-            ),
+            )),
         ),
         (
             "an unknown query parameter",
             (2, 2, 2),
-            format!("redis+sentinel://:{MASTER_SECRET}@{hosts}/{name}?password={SENTINEL_SECRET}"),
+            url(format!(
+                "redis+sentinel://:{MASTER_SECRET}@{hosts}/{name}?password={SENTINEL_SECRET}"
+            )),
         ),
         (
             "a secret where a sentinel's port goes",
             (2, 2, 2),
-            format!("redis+sentinel://{hosts},127.0.0.1:{SENTINEL_SECRET}/{name}"),
+            url(format!(
+                "redis+sentinel://{hosts},127.0.0.1:{SENTINEL_SECRET}/{name}"
+            )),
         ),
     ];
-    // What each sentinel said, without a secret (the loop below checks that).
+    // What each sentinel said; without a secret, as the runs below check.
     let first = group.sentinel_ports[0];
     let reasons = [
         (
-            &cases[1].2,
+            &cases[1].2[0].1,
             format!("sentinel 127.0.0.1:{first} names 127.0.0.1:"),
         ),
         (
-            &cases[2].2,
+            &cases[2].2[0].1,
             format!("sentinel 127.0.0.1:{first}: authentication failed"),
         ),
     ];
@@ -503,29 +489,6 @@ fn no_sentinel_or_master_password_reaches_any_output() {
             "{check}"
         );
     }
-    for (case, codes, url) in &cases {
-        for command in [&["collect"][..], &["collect", "--dry-run"], &["check"]] {
-            for format in ["text", "json"] {
-                let run = world
-                    .collector()
-                    .env("RUST_LOG", "trace")
-                    .env("STATS_COLLECTOR_LOG_FORMAT", format)
-                    .env("STATS_COLLECTOR_REDIS_URL", url)
-                    .args(command)
-                    .run();
-                for secret in [MASTER_SECRET, SENTINEL_SECRET] {
-                    assert!(
-                        !run.stdout.contains(secret) && !run.stderr.contains(secret),
-                        "{case}, {command:?}, {format}: {secret} leaked\n{run}"
-                    );
-                }
-                let expected = match command {
-                    ["collect"] => codes.0,
-                    ["collect", "--dry-run"] => codes.1,
-                    _ => codes.2,
-                };
-                assert_eq!(run.status, Some(expected), "{case}, {command:?}: {run}");
-            }
-        }
-    }
+    let forms = [MASTER_SECRET.to_string(), SENTINEL_SECRET.to_string()];
+    assert_no_secret_in_any_output(|| world.collector(), &cases, &forms);
 }

@@ -402,15 +402,9 @@ impl SentinelGroup {
         )
     }
 
-    /// The node every sentinel names as master, and which is one (ROLE).
+    /// The node the first sentinel names as master.
     pub fn master(&self) -> &RedisServer {
-        let port = self
-            .named_by(self.sentinel_ports[0])
-            .expect("a sentinel names the master");
-        self.nodes
-            .iter()
-            .find(|n| n.port() == port)
-            .expect("the master is one of the group's nodes")
+        &self.nodes[self.master_index()]
     }
 
     /// The index in `nodes` of the master the first sentinel names.
@@ -1330,6 +1324,46 @@ impl Drop for Running {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+/// A way to feed a secret: its name, the exit codes of `collect`, `collect --dry-run` and
+/// `check` with it, and the settings it changes.
+pub type SecretCase = (&'static str, (i32, i32, i32), Vec<(&'static str, String)>);
+
+/// Runs every case through `collect`, `collect --dry-run` and `check`, in both log
+/// formats at the most verbose level, on the collector `base` makes: none of `forms` (a
+/// secret, its encodings) shows anywhere, and each run exits as its case says.
+#[track_caller]
+pub fn assert_no_secret_in_any_output(
+    base: impl Fn() -> Collector,
+    cases: &[SecretCase],
+    forms: &[String],
+) {
+    for (case, codes, overrides) in cases {
+        for command in [&["collect"][..], &["collect", "--dry-run"], &["check"]] {
+            for format in ["text", "json"] {
+                let run = base()
+                    .env("RUST_LOG", "trace")
+                    .env("STATS_COLLECTOR_LOG_FORMAT", format)
+                    .envs(overrides.iter().map(|(k, v)| (*k, v.as_str())))
+                    .args(command)
+                    .run();
+                for form in forms {
+                    assert!(
+                        !run.stdout.contains(form.as_str()) && !run.stderr.contains(form.as_str()),
+                        "{case}, {command:?}, {format}: {form:?} leaked\n{run}"
+                    );
+                }
+                // Each case got as far as it should: the secret was really handled.
+                let expected = match command {
+                    ["collect"] => codes.0,
+                    ["collect", "--dry-run"] => codes.1,
+                    _ => codes.2,
+                };
+                assert_eq!(run.status, Some(expected), "{case}, {command:?}: {run}");
+            }
         }
     }
 }
