@@ -3,9 +3,10 @@
 //! master through the sentinels; a failover between passes moves the next pass to the new
 //! master with no change of configuration; a failover during a pass fails that pass like
 //! any Redis failure and the next one covers the interval (no task has a hole in its
-//! coverage; overlaps only where the new master lost a write); two passes overlapping
-//! after the lock was lost still add up; no password of the nodes or the sentinels reaches
-//! any output. Clusters here bind agents on 127.41.x.y (`first_ip` [41, ...]).
+//! coverage; overlaps only where the new master lost a write); a node turned replica
+//! mid-pass answers READONLY, a failed write whose readings are kept; two passes
+//! overlapping after the lock was lost still add up; no password of the nodes or the
+//! sentinels reaches any output. Clusters here bind agents on 127.41.x.y (`first_ip` [41, ...]).
 
 mod common;
 
@@ -22,9 +23,9 @@ fn through(world: &World, group: &SentinelGroup) -> Collector {
         .env("STATS_COLLECTOR_LOG_FORMAT", "json")
 }
 
-/// The stored reading's timestamp of every task on the node at `index`, by executor id.
-fn stored_on(group: &SentinelGroup, index: usize, prefix: &str) -> BTreeMap<String, f64> {
-    let mut conn = group.nodes[index].conn();
+/// The stored reading's timestamp of every task on `node`, by executor id.
+fn stored_on(node: &RedisServer, prefix: &str) -> BTreeMap<String, f64> {
+    let mut conn = node.conn();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query(&mut conn)
@@ -119,7 +120,7 @@ fn documents(world: &World) -> Vec<serde_json::Value> {
 /// coverage starts: returned), and 0.6 s later a second, which publishes.
 fn first_two_passes(world: &World, group: &SentinelGroup) -> BTreeMap<String, f64> {
     through(world, group).arg("collect").run().assert_success();
-    let origin = stored_on(group, group.master_index(), &world.prefix);
+    let origin = stored_on(&group.nodes[group.master_index()], &world.prefix);
     assert_eq!(
         origin.len(),
         world.tasks_by_id().len(),
@@ -199,7 +200,11 @@ fn passes_find_the_master_through_the_sentinels_in_order() {
     let overlaps = assert_covered(&documents(&world), &origin, &world);
     assert!(overlaps.values().all(|&n| n == 0), "{overlaps:?}");
     group.wait_replicated();
-    assert_eq!(stored_on(&group, 1, &world.prefix).len(), 6, "replicated");
+    assert_eq!(
+        stored_on(&group.nodes[1], &world.prefix).len(),
+        6,
+        "replicated"
+    );
 }
 
 #[test]
@@ -218,7 +223,7 @@ fn after_a_failover_the_next_pass_uses_the_new_master_unchanged() {
         overlaps.values().all(|&n| n == 0),
         "nothing was lost, so nothing overlaps: {overlaps:?}"
     );
-    let latest = stored_on(&group, new, &world.prefix);
+    let latest = stored_on(&group.nodes[new], &world.prefix);
     assert!(
         latest.iter().all(|(task, &t)| t > origin[task]),
         "the new master holds the new readings"
@@ -233,7 +238,7 @@ fn failover_during_a_pass(kill: bool, first_ip: [u8; 3]) {
     let mut group = SentinelGroup::start();
     let world = World::start(spec(10, 2, first_ip));
     let origin = first_two_passes(&world, &group);
-    let before = stored_on(&group, 0, &world.prefix);
+    let before = stored_on(&group.nodes[0], &world.prefix);
     let step = Duration::from_millis(if kill { 500 } else { 2000 });
     answer_one_after_another(&world, 10, step);
     let old = group.master_index();
@@ -245,7 +250,7 @@ fn failover_during_a_pass(kill: bool, first_ip: [u8; 3]) {
         .spawn();
     // Once the pass stored some readings, the failover.
     wait_until(Duration::from_secs(30), "the pass stored readings", || {
-        stored_on(&group, old, &world.prefix) != before
+        stored_on(&group.nodes[old], &world.prefix) != before
     });
     let demoted = if kill {
         group.nodes[old].stop();
@@ -294,7 +299,7 @@ fn failover_during_a_pass(kill: bool, first_ip: [u8; 3]) {
     wait_until(Duration::from_secs(60), "the lock is free", || {
         !lock_held(&group, new, &lock)
     });
-    let held = stored_on(&group, new, &world.prefix);
+    let held = stored_on(&group.nodes[new], &world.prefix);
     let docs = documents(&world);
     let published_end: BTreeMap<String, f64> = docs.iter().fold(BTreeMap::new(), |mut m, d| {
         let task = d["taskname"].as_str().expect("taskname").to_string();
@@ -348,7 +353,7 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
         .arg("collect")
         .run()
         .assert_success();
-    let origin = stored_on(&group, 0, &world.prefix);
+    let origin = stored_on(&group.nodes[0], &world.prefix);
     // The first pass lasts 6 s (agent i answers after i × 1.2 s), the failover less.
     answer_one_after_another(&world, 6, Duration::from_millis(1200));
     let old = group.master_index();
@@ -400,7 +405,7 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
         overlaps.values().sum::<usize>()
     );
     // One overlap of two passes, once: the pass after them tiles again.
-    let settled = stored_on(&group, new, &world.prefix);
+    let settled = stored_on(&group.nodes[new], &world.prefix);
     pass_through(&world, &group, group.nodes[new].port());
     let after = documents(&world);
     for doc in &after {
@@ -409,6 +414,79 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
     }
     let all: Vec<serde_json::Value> = overlapped.into_iter().chain(after).collect();
     assert_covered(&all, &origin, &world);
+}
+
+#[test]
+fn a_master_turned_replica_during_a_pass_fails_its_writes_and_keeps_the_readings() {
+    // Without sentinels, to meet READONLY itself: the pass's connections stay open while
+    // their node turns into a replica, so only its answers tell.
+    let world = World::start(spec(6, 2, [41, 6, 1]));
+    let replica = RedisServer::replica_of(&world.redis);
+    world.collect().assert_success();
+    let origin = stored_on(&world.redis, &world.prefix);
+    std::thread::sleep(Duration::from_millis(600));
+    world.collect().assert_success();
+    let before = stored_on(&world.redis, &world.prefix);
+    answer_one_after_another(&world, 6, Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(600));
+    let pass = world
+        .collector()
+        .env("STATS_COLLECTOR_LOG_FORMAT", "json")
+        .args(["--request-timeout", "30", "collect"])
+        .spawn();
+    wait_until(Duration::from_secs(30), "the pass stored readings", || {
+        stored_on(&world.redis, &world.prefix) != before
+    });
+    // The replica becomes the master and the master its replica, as a failover does.
+    for (node, args) in [
+        (&replica, vec!["NO".to_string(), "ONE".to_string()]),
+        (
+            &world.redis,
+            vec!["127.0.0.1".to_string(), replica.port().to_string()],
+        ),
+    ] {
+        let _: String = redis::cmd("REPLICAOF")
+            .arg(args)
+            .query(&mut node.conn())
+            .expect("REPLICAOF");
+    }
+    let run = pass.wait();
+    let summary = run.summary();
+    run.assert_status(3);
+    assert!(count(&summary, "unstored") > 0, "{run}");
+    assert!(run.stderr.contains("READONLY"), "{run}");
+    assert_agents_add_up(&summary, &run);
+
+    // Each reading either advanced before the turn or stayed as the pass before left it.
+    let held = stored_on(&replica, &world.prefix);
+    let kept = held.iter().filter(|(task, t)| before[*task] == **t).count();
+    assert!(
+        kept as u64 >= count(&summary, "unstored"),
+        "{held:?}\n{run}"
+    );
+    // The release met READONLY too; the lock is left to expire. Removed here, to go on.
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{}lock", world.prefix))
+        .query(&mut replica.conn())
+        .expect("DEL");
+    answer_one_after_another(&world, 6, Duration::ZERO);
+    std::thread::sleep(Duration::from_secs(1));
+    let next = world
+        .collector()
+        .env("STATS_COLLECTOR_REDIS_URL", replica.url())
+        .arg("collect")
+        .run();
+    next.assert_success();
+    let docs = documents(&world);
+    let overlaps = assert_covered(&docs, &origin, &world);
+    // The documents whose readings were not stored are reported again, inside a longer
+    // interval: an overlap for exactly those tasks.
+    let overlapping = overlaps.values().sum::<usize>();
+    assert_eq!(
+        overlapping as u64,
+        count(&summary, "unstored"),
+        "{overlaps:?}"
+    );
 }
 
 #[test]

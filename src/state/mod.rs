@@ -107,7 +107,7 @@ impl StateStore {
         command(&mut conn.redis).map_err(|e| {
             // A replica (a demoted master after a failover): the pool drops this
             // connection, and the next one asks the sentinels again.
-            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+            if is_replica_answer(&e) {
                 conn.replica = true;
             }
             self.error(format!("{what}: {}", describe(&e)))
@@ -309,6 +309,8 @@ fn describe(error: &redis::RedisError) -> String {
         search
     } else if is_auth_failure(&text) {
         AUTH_FAILED.into()
+    } else if is_replica_answer(error) {
+        "READONLY: this node is a replica now (a failover?); nothing was written".into()
     } else if error.is_timeout() {
         "timed out".into()
     } else if error.is_connection_refusal() {
@@ -318,6 +320,11 @@ fn describe(error: &redis::RedisError) -> String {
     } else {
         text
     }
+}
+
+/// A replica's answer to a write (READONLY).
+fn is_replica_answer(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
 }
 
 const AUTH_FAILED: &str =

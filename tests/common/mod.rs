@@ -157,6 +157,19 @@ impl RedisServer {
         panic!("redis-server did not come up after 5 attempts");
     }
 
+    /// A replica of `master` (`--replicaof`), with its password.
+    pub fn replica_of(master: &RedisServer) -> RedisServer {
+        let mut args = vec![
+            "--replicaof".to_string(),
+            "127.0.0.1".to_string(),
+            master.port().to_string(),
+        ];
+        if let Some(password) = &master.password {
+            args.extend(["--masterauth".to_string(), password.clone()]);
+        }
+        RedisServer::start_with_args(master.password.clone(), args)
+    }
+
     /// Spawns redis-server on `self.port`; true once it answers PING.
     fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
@@ -277,15 +290,7 @@ impl SentinelGroup {
     ) -> SentinelGroup {
         let password = password.map(str::to_string);
         let master = RedisServer::start_with(password.clone());
-        let mut replica_args = vec![
-            "--replicaof".to_string(),
-            "127.0.0.1".to_string(),
-            master.port().to_string(),
-        ];
-        if let Some(password) = &password {
-            replica_args.extend(["--masterauth".to_string(), password.clone()]);
-        }
-        let replica = RedisServer::start_with_args(password.clone(), replica_args);
+        let replica = RedisServer::replica_of(&master);
         let dir = std::env::temp_dir().join(unique_name("asgard-sentinel"));
         std::fs::create_dir_all(&dir).expect("create the sentinels' folder");
         let mut group = SentinelGroup {
