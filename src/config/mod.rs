@@ -7,11 +7,16 @@
 
 use crate::broker::amqp::SHORT_STR_MAX;
 use crate::cli::Settings;
-use crate::mesos::Agent;
-use crate::redact;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub(crate) mod redact;
+mod sentinel;
+mod shard;
+
+pub(crate) use sentinel::{Login, SentinelSettings};
+pub(crate) use shard::{fnv1a, Shard};
 
 /// A configuration error: shown as one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +85,8 @@ pub(crate) struct RedisSettings {
     pub(crate) url: Secret,
     /// The URL with any password replaced, for messages.
     pub(crate) shown_url: String,
+    /// The sentinels to ask for the master, with a `redis+sentinel://` URL.
+    pub(crate) sentinel: Option<SentinelSettings>,
     pub(crate) pool_min: u32,
     pub(crate) pool_max: u32,
     pub(crate) key_prefix: String,
@@ -121,44 +128,6 @@ impl fmt::Display for BrokerAddress {
         } else {
             write!(f, "{}:{}", self.host, self.port)
         }
-    }
-}
-
-/// Shard `index` (1-based) of `count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Shard {
-    pub(crate) index: u32,
-    pub(crate) count: u32,
-}
-
-impl Shard {
-    /// The agents of this shard: those whose id hashes (FNV-1a, stable across hosts and
-    /// versions) to it. Every agent falls in exactly one shard of N.
-    pub(crate) fn select(self, agents: Vec<Agent>) -> Vec<Agent> {
-        agents.into_iter().filter(|a| self.holds(&a.id)).collect()
-    }
-
-    /// Whether the agent of this id falls in this shard.
-    pub(crate) fn holds(self, id: &str) -> bool {
-        self.holds_hash(fnv1a(id.as_bytes()))
-    }
-
-    /// Whether the agent whose id hashes ([`fnv1a`]) to this falls in this shard.
-    pub(crate) fn holds_hash(self, hash: u64) -> bool {
-        hash % u64::from(self.count) == u64::from(self.index - 1)
-    }
-}
-
-/// 64-bit FNV-1a, the published shard function.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
     }
 }
 
@@ -318,15 +287,18 @@ fn metrics_file(settings: &Settings) -> Result<Option<PathBuf>, ConfigError> {
 fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, ConfigError> {
     let url = settings.redis_url.trim().to_string();
     let shown_url = redact::url(&url);
-    if crate::state::is_sentinel_url(&url) {
-        crate::state::SentinelUrl::parse(&url)
+    let sentinel = if sentinel::is_sentinel_url(&url) {
+        let parsed = sentinel::parse(&url)
             .map_err(|why| invalid(format!("Redis URL {shown_url}: {why}")))?;
+        Some(parsed)
     } else if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err(invalid(format!(
             "Redis URL {shown_url} must start with redis://, rediss://, redis+sentinel:// \
              or rediss+sentinel://"
         )));
-    }
+    } else {
+        None
+    };
     if settings.redis_pool_max == 0 || settings.redis_pool_min > settings.redis_pool_max {
         return Err(invalid(
             "Redis pool sizes must satisfy 0 <= STATS_COLLECTOR_REDIS_POOL_MIN <= \
@@ -339,6 +311,7 @@ fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, Config
     Ok(RedisSettings {
         url: Secret(url),
         shown_url,
+        sentinel,
         pool_min: settings.redis_pool_min,
         pool_max: settings.redis_pool_max,
         key_prefix: settings.key_prefix.clone(),
@@ -668,36 +641,5 @@ mod tests {
             .to_string();
         assert!(why.contains("http://<redacted>@m:5050"), "{why}");
         assert!(!why.contains("s3cret"), "{why}");
-    }
-
-    #[test]
-    fn shards_split_agents_exactly_once() {
-        let agents: Vec<Agent> = (0..1000)
-            .map(|i| Agent {
-                id: format!("90ba2028-fed0-4f19-a2b1-cb35baf9b2cd-S{i}"),
-                address: format!("10.0.{}.{}:5051", i / 250, i % 250),
-            })
-            .collect();
-        let count = 4;
-        let mut seen = Vec::new();
-        for index in 1..=count {
-            let part = Shard { index, count }.select(agents.clone());
-            assert!(
-                part.len() > 150,
-                "shard {index} is too small: {}",
-                part.len()
-            );
-            seen.extend(part);
-        }
-        seen.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut all = agents;
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        assert_eq!(seen, all);
-    }
-
-    #[test]
-    fn fnv1a_is_the_published_function() {
-        assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
     }
 }

@@ -9,7 +9,7 @@
 
 mod sentinel;
 
-pub(crate) use sentinel::{is_sentinel_url, Located, SentinelUrl};
+pub(crate) use sentinel::Located;
 
 use crate::config::{RedisSettings, Shard};
 use r2d2::{Pool, PooledConnection};
@@ -46,15 +46,12 @@ impl StateStore {
             url: settings.shown_url.clone(),
             message,
         };
-        let url = settings.url.expose();
-        let target = if is_sentinel_url(url) {
-            let url = SentinelUrl::parse(url).map_err(|why| error(format!("bad URL: {why}")))?;
-            Target::Sentinel(Arc::new(sentinel::Sentinels::new(url)))
-        } else {
-            Target::Direct(Box::new(
-                redis::Client::open(url)
+        let target = match &settings.sentinel {
+            Some(sentinel) => Target::Sentinel(Arc::new(sentinel::Sentinels::new(sentinel))),
+            None => Target::Direct(Box::new(
+                redis::Client::open(settings.url.expose())
                     .map_err(|e| error(format!("bad URL: {}", e.category())))?,
-            ))
+            )),
         };
         let connector = RedisConnector {
             target: target.clone(),
