@@ -178,11 +178,15 @@ fn passes_find_the_master_through_the_sentinels_in_order() {
         )),
         "{check}"
     );
-    // A dead sentinel first: the next one in the list answers.
+    // A dead sentinel and one that never answers first: the next one in the list
+    // answers, and the line before the verdict says which.
     let dead = free_port();
-    let with_dead = group
-        .url()
-        .replace("sentinel://", &format!("sentinel://127.0.0.1:{dead},"));
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hung = hung.local_addr().expect("address").port();
+    let with_dead = group.url().replace(
+        "sentinel://",
+        &format!("sentinel://127.0.0.1:{dead},127.0.0.1:{hung},"),
+    );
     let check = through(&world, &group)
         .env("STATS_COLLECTOR_REDIS_URL", &with_dead)
         .arg("check")
@@ -194,6 +198,10 @@ fn passes_find_the_master_through_the_sentinels_in_order() {
         )),
         "{check}"
     );
+    for (sentinel, why) in [(dead, "connection refused"), (hung, "timed out")] {
+        let said = format!("Redis Sentinel: sentinel 127.0.0.1:{sentinel}: {why}");
+        assert!(check.stderr.contains(&said), "{check}");
+    }
 
     let origin = first_two_passes(&world, &group);
     pass_through(&world, &group, master);

@@ -110,12 +110,13 @@ impl MasterFinder {
     }
 
     /// Asks the sentinels in order; the first that names a node which is a master wins.
-    /// The error lists what each sentinel did, without credentials.
+    /// What went wrong with those before it goes to `reasons`, and the error lists them
+    /// all; without credentials.
     fn connect_master(
         &self,
         timeout: Duration,
+        reasons: &mut Vec<String>,
     ) -> redis::RedisResult<(redis::Connection, Located)> {
-        let mut reasons = Vec::new();
         for (host, port) in &self.settings.sentinels {
             let sentinel = show_address(host, *port);
             let named = match self.ask(host, *port, timeout) {
@@ -144,9 +145,6 @@ impl MasterFinder {
                     super::describe(&e)
                 )),
             }
-        }
-        for reason in &reasons {
-            log::warn!("Redis Sentinel: {reason}");
         }
         Err(RedisError::from((
             ErrorKind::Client,
@@ -182,6 +180,8 @@ pub(crate) struct Located {
 /// The sentinels of a pass's pool and the master last found through them.
 pub(super) struct Sentinels {
     finder: MasterFinder,
+    /// What sentinels did wrong, as logged already.
+    said: Mutex<Vec<String>>,
     last: Mutex<Option<Located>>,
 }
 
@@ -189,6 +189,7 @@ impl Sentinels {
     pub(super) fn new(settings: &SentinelSettings) -> Sentinels {
         Sentinels {
             finder: MasterFinder::new(settings),
+            said: Mutex::new(Vec::new()),
             last: Mutex::new(None),
         }
     }
@@ -196,7 +197,18 @@ impl Sentinels {
     /// A connection to the master; the first one, and any to another master than the
     /// last (a failover), is logged.
     pub(super) fn connect(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-        let (conn, located) = self.finder.connect_master(timeout)?;
+        let mut reasons = Vec::new();
+        let found = self.finder.connect_master(timeout, &mut reasons);
+        // A sentinel down is worth a line, not one per connection of the pool.
+        let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        for reason in reasons {
+            if !said.contains(&reason) {
+                log::warn!("Redis Sentinel: {reason}");
+                said.push(reason);
+            }
+        }
+        drop(said);
+        let (conn, located) = found?;
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if last.as_ref().map(|l| &l.master) != Some(&located.master) {
             log::info!(
