@@ -167,7 +167,7 @@ fn pass_through(world: &World, group: &SentinelGroup, master_port: u16) {
 fn passes_find_the_master_through_the_sentinels_in_order() {
     let group = SentinelGroup::start();
     let world = World::start(spec(3, 2, [41, 0, 1]));
-    let master = group.master().port();
+    let master = group.port_of(group.master_index());
     let first = group.sentinel_ports[0];
 
     let check = through(&world, &group).arg("check").run();
@@ -216,6 +216,38 @@ fn passes_find_the_master_through_the_sentinels_in_order() {
 }
 
 #[test]
+fn passes_speak_tls_to_the_sentinels_and_the_master() {
+    let group = SentinelGroup::with_tls();
+    let world = World::start(spec(3, 2, [41, 7, 1]));
+    let master = group.port_of(group.master_index());
+    let over_tls = || through(&world, &group).env("STATS_COLLECTOR_REDIS_CA_FILE", group.ca_file());
+    let check = over_tls().arg("check").run();
+    check.assert_success();
+    assert!(
+        check.stdout.contains("redis   ok    rediss+sentinel://")
+            && check
+                .stdout
+                .contains(&format!("names master 127.0.0.1:{master}; PONG")),
+        "{check}"
+    );
+    over_tls().arg("collect").run().assert_success();
+    let origin = stored_on(&group.nodes[group.master_index()], &world.prefix);
+    std::thread::sleep(Duration::from_millis(600));
+    let run = over_tls().arg("collect").run();
+    run.assert_success();
+    assert_eq!(count(&run.summary(), "published"), 6, "{run}");
+    assert_covered(&documents(&world), &origin, &world);
+    // Without the CA, the sentinels' certificate is refused, and the line says so.
+    let refused = through(&world, &group).arg("check").run();
+    refused.assert_status(69);
+    assert!(
+        refused.stdout.contains("no sentinel named a usable master")
+            && refused.stdout.contains("UnknownIssuer"),
+        "{refused}"
+    );
+}
+
+#[test]
 fn after_a_failover_the_next_pass_uses_the_new_master_unchanged() {
     let group = SentinelGroup::start();
     let world = World::start(spec(3, 2, [41, 1, 1]));
@@ -225,7 +257,7 @@ fn after_a_failover_the_next_pass_uses_the_new_master_unchanged() {
     let old = group.master_index();
     group.start_failover();
     let new = group.wait_for_new_master(old);
-    pass_through(&world, &group, group.nodes[new].port());
+    pass_through(&world, &group, group.port_of(new));
     let overlaps = assert_covered(&documents(&world), &origin, &world);
     assert!(
         overlaps.values().all(|&n| n == 0),
@@ -405,7 +437,7 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
     assert!(second_started < first_ended, "{first}\n{second}");
 
     answer_one_after_another(&world, 6, Duration::ZERO);
-    pass_through(&world, &group, group.nodes[new].port());
+    pass_through(&world, &group, group.port_of(new));
     let overlapped = documents(&world);
     let overlaps = assert_covered(&overlapped, &origin, &world);
     eprintln!(
@@ -414,7 +446,7 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
     );
     // One overlap of two passes, once: the pass after them tiles again.
     let settled = stored_on(&group.nodes[new], &world.prefix);
-    pass_through(&world, &group, group.nodes[new].port());
+    pass_through(&world, &group, group.port_of(new));
     let after = documents(&world);
     for doc in &after {
         let task = doc["taskname"].as_str().expect("taskname");

@@ -214,6 +214,16 @@ pub(crate) struct Settings {
     )]
     pub(crate) redis_url: String,
 
+    /// PEM file of the CA that signed the certificates of Redis and of its sentinels
+    /// (rediss://, rediss+sentinel://); the public (webpki) roots without it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STATS_COLLECTOR_REDIS_CA_FILE",
+        global = true
+    )]
+    pub(crate) redis_ca_file: Option<PathBuf>,
+
     /// Redis connections kept open at least.
     #[arg(
         long,

@@ -87,6 +87,8 @@ pub(crate) struct RedisSettings {
     pub(crate) shown_url: String,
     /// The sentinels to ask for the master, with a `redis+sentinel://` URL.
     pub(crate) sentinel: Option<SentinelSettings>,
+    /// PEM CA for `rediss://` and `rediss+sentinel://`; the public roots when None.
+    pub(crate) ca_file: Option<PathBuf>,
     pub(crate) pool_min: u32,
     pub(crate) pool_max: u32,
     pub(crate) key_prefix: String,
@@ -312,6 +314,7 @@ fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, Config
         url: Secret(url),
         shown_url,
         sentinel,
+        ca_file: settings.redis_ca_file.clone(),
         pool_min: settings.redis_pool_min,
         pool_max: settings.redis_pool_max,
         key_prefix: settings.key_prefix.clone(),

@@ -29,8 +29,6 @@ pub(crate) struct SentinelSettings {
     pub(crate) db: i64,
     /// TLS to the sentinels and the master.
     pub(crate) tls: bool,
-    /// TLS without checking the certificate (`#insecure`, as the redis crate's `rediss://`).
-    pub(crate) insecure: bool,
     /// The master's (and its replicas') login.
     pub(crate) master_login: Login,
     /// The sentinels' own login, if they want one.
@@ -53,10 +51,6 @@ pub(crate) fn parse(url: &str) -> Result<SentinelSettings, String> {
     } else {
         return Err("must start with redis+sentinel:// or rediss+sentinel://".into());
     };
-    let (rest, insecure) = match rest.strip_suffix("#insecure") {
-        Some(rest) => (rest, true),
-        None => (rest, false),
-    };
     // As in redact.rs: everything before the last `@` is user info, so a password
     // holding `/` or `,` cannot be read as a host.
     let (userinfo, rest) = match rest.rfind('@') {
@@ -65,7 +59,7 @@ pub(crate) fn parse(url: &str) -> Result<SentinelSettings, String> {
     };
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     if rest.contains('#') {
-        return Err("the only fragment understood is #insecure".into());
+        return Err("a fragment (#...) is not understood".into());
     }
     let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
     let sentinels = hosts
@@ -123,7 +117,6 @@ pub(crate) fn parse(url: &str) -> Result<SentinelSettings, String> {
         master_name,
         db,
         tls,
-        insecure,
         master_login,
         sentinel_login,
     })
@@ -169,7 +162,7 @@ mod tests {
     fn sentinel_urls_are_read() {
         let url = parse(
             "rediss+sentinel://app:p%40ss@s1,[::1]:26380,s3:1/my%20master/3\
-             ?sentinel_password=s%2Fp&sentinel_username=watch#insecure",
+             ?sentinel_password=s%2Fp&sentinel_username=watch",
         )
         .expect("valid");
         assert_eq!(
@@ -181,7 +174,7 @@ mod tests {
             ]
         );
         assert_eq!((url.master_name.as_str(), url.db), ("my master", 3));
-        assert!(url.tls && url.insecure);
+        assert!(url.tls);
         let login = |user: Option<&str>, password: Option<&str>| Login {
             username: user.map(str::to_string),
             password: password.map(|p| Secret(p.to_string())),
@@ -192,7 +185,7 @@ mod tests {
         assert!(!shown.contains("p@ss") && !shown.contains("s/p"), "{shown}");
 
         let plain = parse("redis+sentinel://:pw@10.0.0.1:26379/mymaster").expect("ok");
-        assert!(!plain.tls && !plain.insecure);
+        assert!(!plain.tls);
         assert_eq!((plain.master_name.as_str(), plain.db), ("mymaster", 0));
         assert_eq!(plain.master_login, login(None, Some("pw")));
         assert_eq!(plain.sentinel_login, Login::default(), "no login");

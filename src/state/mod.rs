@@ -46,12 +46,23 @@ impl StateStore {
             url: settings.shown_url.clone(),
             message,
         };
+        let root_cert =
+            match &settings.ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    error(format!("cannot read the CA file {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
         let target = match &settings.sentinel {
-            Some(sentinel) => Target::Sentinel(Arc::new(sentinel::Sentinels::new(sentinel))),
-            None => Target::Direct(Box::new(
-                redis::Client::open(settings.url.expose())
-                    .map_err(|e| error(format!("bad URL: {}", e.category())))?,
-            )),
+            Some(sentinel) => {
+                Target::Sentinel(Arc::new(sentinel::Sentinels::new(sentinel, root_cert)))
+            }
+            None => {
+                let url = settings.url.expose();
+                let client = client(url, url.starts_with("rediss://"), root_cert.as_deref())
+                    .map_err(|e| error(format!("bad URL: {}", e.category())))?;
+                Target::Direct(Box::new(client))
+            }
         };
         let connector = RedisConnector {
             target: target.clone(),
@@ -311,6 +322,9 @@ fn describe(error: &redis::RedisError) -> String {
         AUTH_FAILED.into()
     } else if is_replica_answer(error) {
         "READONLY: this node is a replica now (a failover?); nothing was written".into()
+    } else if text.contains("certificate") {
+        // rustls' words (`invalid peer certificate: UnknownIssuer`) say what to fix.
+        format!("TLS handshake failed: {text}")
     } else if error.is_timeout() {
         "timed out".into()
     } else if error.is_connection_refusal() {
@@ -354,6 +368,24 @@ fn describe_pool_error(error: &r2d2::Error) -> String {
         "timed out".into()
     } else {
         text
+    }
+}
+
+/// A client for `info`; with TLS and a CA (`--redis-ca-file`), one that trusts that CA.
+fn client(
+    info: impl redis::IntoConnectionInfo,
+    tls: bool,
+    root_cert: Option<&[u8]>,
+) -> redis::RedisResult<redis::Client> {
+    match root_cert {
+        Some(root_cert) if tls => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert.to_vec()),
+            },
+        ),
+        _ => redis::Client::open(info),
     }
 }
 

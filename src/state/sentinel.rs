@@ -35,15 +35,29 @@ struct MasterFinder {
     settings: SentinelSettings,
     master_login: RedisConnectionInfo,
     sentinel_login: RedisConnectionInfo,
+    /// The PEM CA of `--redis-ca-file`, for TLS.
+    root_cert: Option<Vec<u8>>,
 }
 
 impl MasterFinder {
-    fn new(settings: &SentinelSettings) -> MasterFinder {
+    fn new(settings: &SentinelSettings, root_cert: Option<Vec<u8>>) -> MasterFinder {
         MasterFinder {
             master_login: redis_login(&settings.master_login, settings.db),
             sentinel_login: redis_login(&settings.sentinel_login, 0),
             settings: settings.clone(),
+            root_cert,
         }
+    }
+
+    /// A client for the node at `host:port` with this login.
+    fn client(
+        &self,
+        host: &str,
+        port: u16,
+        login: &RedisConnectionInfo,
+    ) -> redis::RedisResult<redis::Client> {
+        let info = self.address(host, port, login)?;
+        super::client(info, self.settings.tls, self.root_cert.as_deref())
     }
 
     /// How to reach the node at `host:port` with this login, TLS as configured.
@@ -57,7 +71,7 @@ impl MasterFinder {
             ConnectionAddr::TcpTls {
                 host: host.to_string(),
                 port,
-                insecure: self.settings.insecure,
+                insecure: false,
                 tls_params: None,
             }
         } else {
@@ -76,8 +90,8 @@ impl MasterFinder {
         port: u16,
         timeout: Duration,
     ) -> redis::RedisResult<Option<(String, u16)>> {
-        let info = self.address(host, port, &self.sentinel_login)?;
-        let mut conn = super::open(&redis::Client::open(info)?, timeout)?;
+        let client = self.client(host, port, &self.sentinel_login)?;
+        let mut conn = super::open(&client, timeout)?;
         redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(&self.settings.master_name)
@@ -91,8 +105,8 @@ impl MasterFinder {
         port: u16,
         timeout: Duration,
     ) -> redis::RedisResult<Option<redis::Connection>> {
-        let info = self.address(host, port, &self.master_login)?;
-        let mut conn = super::open(&redis::Client::open(info)?, timeout)?;
+        let client = self.client(host, port, &self.master_login)?;
+        let mut conn = super::open(&client, timeout)?;
         match redis::cmd("ROLE").query::<redis::Value>(&mut conn) {
             Ok(redis::Value::Array(role)) => Ok(matches!(
                 role.first(),
@@ -186,9 +200,9 @@ pub(super) struct Sentinels {
 }
 
 impl Sentinels {
-    pub(super) fn new(settings: &SentinelSettings) -> Sentinels {
+    pub(super) fn new(settings: &SentinelSettings, root_cert: Option<Vec<u8>>) -> Sentinels {
         Sentinels {
-            finder: MasterFinder::new(settings),
+            finder: MasterFinder::new(settings, root_cert),
             said: Mutex::new(Vec::new()),
             last: Mutex::new(None),
         }

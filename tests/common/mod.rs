@@ -159,11 +159,16 @@ impl RedisServer {
 
     /// A replica of `master` (`--replicaof`), with its password.
     pub fn replica_of(master: &RedisServer) -> RedisServer {
-        let mut args = vec![
+        RedisServer::replica_at(master, master.port(), Vec::new())
+    }
+
+    /// A replica of `master` reached on `port`, with its password and these arguments.
+    fn replica_at(master: &RedisServer, port: u16, mut args: Vec<String>) -> RedisServer {
+        args.extend([
             "--replicaof".to_string(),
             "127.0.0.1".to_string(),
-            master.port().to_string(),
-        ];
+            port.to_string(),
+        ]);
         if let Some(password) = &master.password {
             args.extend(["--masterauth".to_string(), password.clone()]);
         }
@@ -270,6 +275,12 @@ pub struct SentinelGroup {
     password: Option<String>,
     /// The sentinels' own password, if any.
     sentinel_password: Option<String>,
+    /// The port the sentinels know each node by: its TLS port with TLS, else its port.
+    known_ports: Vec<u16>,
+    /// redis-server's TLS arguments (certificate, key, CA; TLS replication), with TLS.
+    tls: Option<Vec<String>>,
+    /// The sentinels' TLS ports, with TLS.
+    sentinel_tls_ports: Vec<u16>,
     /// Where the sentinels keep the configuration they rewrite.
     dir: PathBuf,
 }
@@ -288,17 +299,65 @@ impl SentinelGroup {
         password: Option<&str>,
         sentinel_password: Option<&str>,
     ) -> SentinelGroup {
-        let password = password.map(str::to_string);
-        let master = RedisServer::start_with(password.clone());
-        let replica = RedisServer::replica_of(&master);
+        SentinelGroup::build(password, sentinel_password, false)
+    }
+
+    /// A group whose nodes and sentinels speak TLS to each other and to clients (on ports
+    /// of their own, beside the plain ones the test's own connections use), with a
+    /// certificate for 127.0.0.1 from a CA of its own.
+    pub fn with_tls() -> SentinelGroup {
+        SentinelGroup::build(None, None, true)
+    }
+
+    fn build(password: Option<&str>, sentinel_password: Option<&str>, tls: bool) -> SentinelGroup {
         let dir = std::env::temp_dir().join(unique_name("asgard-sentinel"));
         std::fs::create_dir_all(&dir).expect("create the sentinels' folder");
+        let tls = tls.then(|| {
+            let certificates = TestCertificates::new(&["localhost"], &[[127, 0, 0, 1].into()]);
+            let mut args = Vec::new();
+            for (flag, name, pem) in [
+                ("--tls-cert-file", "cert.pem", &certificates.cert_pem),
+                ("--tls-key-file", "key.pem", &certificates.key_pem),
+                ("--tls-ca-cert-file", "ca.pem", &certificates.ca_pem),
+            ] {
+                let file = dir.join(name);
+                std::fs::write(&file, pem).expect("write a TLS file");
+                args.extend([flag.to_string(), file.display().to_string()]);
+            }
+            args.extend(["--tls-auth-clients", "no", "--tls-replication", "yes"].map(String::from));
+            args
+        });
+        let tls_port = |args: &Vec<String>| {
+            let port = free_port();
+            let mut args = args.clone();
+            args.extend(["--tls-port".to_string(), port.to_string()]);
+            (port, args)
+        };
+        let password = password.map(str::to_string);
+        let (master, replica, known_ports) = match &tls {
+            None => {
+                let master = RedisServer::start_with(password.clone());
+                let replica = RedisServer::replica_of(&master);
+                let ports = vec![master.port(), replica.port()];
+                (master, replica, ports)
+            }
+            Some(args) => {
+                let (master_port, master_args) = tls_port(args);
+                let master = RedisServer::start_with_args(password.clone(), master_args);
+                let (replica_port, replica_args) = tls_port(args);
+                let replica = RedisServer::replica_at(&master, master_port, replica_args);
+                (master, replica, vec![master_port, replica_port])
+            }
+        };
         let mut group = SentinelGroup {
             nodes: vec![master, replica],
             sentinels: Vec::new(),
             sentinel_ports: Vec::new(),
             password,
             sentinel_password: sentinel_password.map(str::to_string),
+            known_ports,
+            tls,
+            sentinel_tls_ports: Vec::new(),
             dir,
         };
         for _ in 0..3 {
@@ -308,9 +367,19 @@ impl SentinelGroup {
         group
     }
 
+    /// The CA that signed the nodes' and sentinels' certificate, with TLS.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// The port the sentinels know the node at `index` by (its TLS port with TLS).
+    pub fn port_of(&self, index: usize) -> u16 {
+        self.known_ports[index]
+    }
+
     fn spawn_sentinel(&mut self) {
         let port = free_port();
-        let master_port = self.nodes[0].port();
+        let master_port = self.known_ports[0];
         let name = SentinelGroup::NAME;
         let mut config = format!(
             "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
@@ -327,6 +396,19 @@ impl SentinelGroup {
             config.push_str(&format!(
                 "requirepass {password}\nsentinel sentinel-pass {password}\n"
             ));
+        }
+        if let Some(args) = &self.tls {
+            // The same settings as the nodes', in the file's form (no leading `--`).
+            let tls_port = free_port();
+            config.push_str(&format!("tls-port {tls_port}\n"));
+            for pair in args.chunks(2) {
+                config.push_str(&format!(
+                    "{} {}\n",
+                    pair[0].trim_start_matches("--"),
+                    pair[1]
+                ));
+            }
+            self.sentinel_tls_ports.push(tls_port);
         }
         let file = self.dir.join(format!("sentinel-{port}.conf"));
         std::fs::write(&file, config).expect("write a sentinel's configuration");
@@ -390,18 +472,22 @@ impl SentinelGroup {
             .as_ref()
             .map(|p| format!(":{p}@"))
             .unwrap_or_default();
-        let hosts: Vec<String> = self
-            .sentinel_ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
+        let ports = match self.tls {
+            Some(_) => &self.sentinel_tls_ports,
+            None => &self.sentinel_ports,
+        };
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let query = self
             .sentinel_password
             .as_ref()
             .map(|p| format!("?sentinel_password={p}"))
             .unwrap_or_default();
+        let scheme = match self.tls {
+            Some(_) => "rediss",
+            None => "redis",
+        };
         format!(
-            "redis+sentinel://{login}{}/{}/0{query}",
+            "{scheme}+sentinel://{login}{}/{}/0{query}",
             hosts.join(","),
             SentinelGroup::NAME
         )
@@ -417,9 +503,9 @@ impl SentinelGroup {
         let port = self
             .named_by(self.sentinel_ports[0])
             .expect("a sentinel names the master");
-        self.nodes
+        self.known_ports
             .iter()
-            .position(|n| n.port() == port)
+            .position(|&p| p == port)
             .expect("the master is one of the group's nodes")
     }
 
@@ -444,7 +530,7 @@ impl SentinelGroup {
     /// `old` and that node says it is the master; returns its index.
     pub fn wait_for_new_master(&self, old: usize) -> usize {
         let new = 1 - old;
-        let port = self.nodes[new].port();
+        let port = self.known_ports[new];
         wait_until(
             Duration::from_secs(60),
             "the sentinels name the new master",
