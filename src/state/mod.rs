@@ -68,11 +68,12 @@ impl StateStore {
             target: target.clone(),
             timeout: settings.timeout,
         };
-        // r2d2 builds `min_idle` connections before returning and would block on a dead
-        // Redis, so the pool starts empty and fills on demand.
         // With Sentinel, a new connection may first wait out each sentinel that hangs.
         let asked = settings.sentinel.as_ref().map_or(0, |s| s.sentinels.len());
-        let connection_timeout = settings.timeout * (u32::try_from(asked).unwrap_or(u32::MAX) + 1);
+        let tries = u32::try_from(asked).unwrap_or(u32::MAX).saturating_add(1);
+        let connection_timeout = settings.timeout.saturating_mul(tries);
+        // r2d2 builds `min_idle` connections before returning and would block on a dead
+        // Redis, so the pool starts empty and fills on demand.
         let pool = Pool::builder()
             .max_size(settings.pool_max)
             .min_idle(Some(settings.pool_min))
