@@ -124,6 +124,8 @@ pub struct RedisServer {
     password: Option<String>,
     /// More arguments of redis-server (a replica's `--replicaof`).
     extra: Vec<String>,
+    /// The dump file of the running server, if it writes one (a replica does).
+    dump: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -148,6 +150,7 @@ impl RedisServer {
                 port: free_port(),
                 password: password.clone(),
                 extra: extra.clone(),
+                dump: None,
             };
             if server.spawn() {
                 return server;
@@ -177,9 +180,18 @@ impl RedisServer {
 
     /// Spawns redis-server on `self.port`; true once it answers PING.
     fn spawn(&mut self) -> bool {
+        // A replica writes what its master sends to its dump file, and any server loads
+        // that file when it starts: each run gets a file of its own, out of the working
+        // folder and removed when it stops.
+        let dump = unique_name("asgard-redis") + ".rdb";
+        let dir = std::env::temp_dir();
+        self.dump = Some(dir.join(&dump));
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--dbfilename", &dump])
             .args(
                 self.password
                     .iter()
@@ -243,6 +255,9 @@ impl RedisServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(dump) = self.dump.take() {
+            let _ = std::fs::remove_file(dump);
         }
     }
 
