@@ -1,5 +1,5 @@
-//! Redis Sentinel (design sections 2 and 6), against real processes on loopback: a
-//! master, a replica and three sentinels per test (`SentinelGroup`). Passes find the
+//! Redis Sentinel (docs/configuration.md, docs/state.md), against real processes on
+//! loopback: a master, a replica and three sentinels per test (`SentinelGroup`). Passes find the
 //! master through the sentinels; a failover between passes moves the next pass to the new
 //! master with no change of configuration; a failover during a pass fails that pass like
 //! any Redis failure and the next one covers the interval (no task has a hole in its
@@ -7,6 +7,11 @@
 //! mid-pass answers READONLY, a failed write whose readings are kept; two passes
 //! overlapping after the lock was lost still add up; no password of the nodes or the
 //! sentinels reaches any output. Clusters here bind agents on 127.41.x.y (`first_ip` [41, ...]).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
 
 mod common;
 

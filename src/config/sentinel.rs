@@ -1,5 +1,5 @@
-//! The Sentinel form of `STATS_COLLECTOR_REDIS_URL` (design section 2):
-//! `redis+sentinel://[[user]:password@]host1:26379,host2:26379/<master-name>[/<db>]`, and
+//! The Sentinel form of `STATS_COLLECTOR_REDIS_URL` (docs/configuration.md, "Redis
+//! Sentinel"): `redis+sentinel://[[user]:password@]host1:26379,host2:26379/<master-name>[/<db>]`, and
 //! `rediss+sentinel://` for TLS to the sentinels and the master. Read here, with the rest
 //! of the configuration, so that a bad URL is exit 2 before anything is contacted;
 //! `state/sentinel.rs` does the asking.

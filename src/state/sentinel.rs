@@ -1,4 +1,5 @@
-//! Redis Sentinel (design section 6): finding the master a pass writes to.
+//! Redis Sentinel (docs/state.md, "Sentinel and failovers"): finding the master a pass
+//! writes to.
 //!
 //! Production Redis runs as a master with replicas watched by sentinels; after a failover
 //! the master is another node, and only the sentinels know which. Each new pooled
