@@ -175,7 +175,14 @@ impl RedisServer {
         if let Some(password) = &master.password {
             args.extend(["--masterauth".to_string(), password.clone()]);
         }
-        RedisServer::start_with_args(master.password.clone(), args)
+        let replica = RedisServer::start_with_args(master.password.clone(), args);
+        wait_until(Duration::from_secs(30), "the replica is in sync", || {
+            redis::cmd("INFO")
+                .arg("replication")
+                .query::<String>(&mut replica.conn())
+                .is_ok_and(|info| info.contains("master_link_status:up"))
+        });
+        replica
     }
 
     /// Spawns redis-server on `self.port`; true once it answers PING.
@@ -189,6 +196,8 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            // A replica's first sync starts at once, not after the default 5 s.
+            .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(&dir)
             .args(["--dbfilename", &dump])
