@@ -294,7 +294,7 @@ fn failover_during_a_pass(kill: bool, first_ip: [u8; 3]) {
         .arg("collect")
         .spawn();
     // Once the pass stored some readings, the failover.
-    wait_until(Duration::from_secs(30), "the pass stored readings", || {
+    wait_until("the pass stored readings", Duration::from_secs(30), || {
         stored_on(&group.nodes[old], &world.prefix) != before
     });
     let demoted = if kill {
@@ -304,8 +304,8 @@ fn failover_during_a_pass(kill: bool, first_ip: [u8; 3]) {
         // The old master takes writes until the sentinels demote it: those are lost.
         group.start_failover();
         wait_until(
-            Duration::from_secs(60),
             "the old master is a replica",
+            Duration::from_secs(60),
             || group.role(old).as_deref() == Some("slave"),
         );
         started.elapsed()
@@ -341,7 +341,7 @@ fn failover_during_a_pass(kill: bool, first_ip: [u8; 3]) {
     // A release the failover lost (sent to the old master) leaves the lock on the new
     // one until it expires, at the deadline: passes meanwhile exit 75.
     let lock = format!("{}lock", world.prefix);
-    wait_until(Duration::from_secs(60), "the lock is free", || {
+    wait_until("the lock is free", Duration::from_secs(60), || {
         !lock_held(&group, new, &lock)
     });
     let held = stored_on(&group.nodes[new], &world.prefix);
@@ -409,8 +409,8 @@ fn two_passes_overlapping_after_the_lock_was_lost_still_add_up() {
         .arg("collect")
         .spawn();
     wait_until(
-        Duration::from_secs(10),
         "the first pass took the lock",
+        Duration::from_secs(10),
         || lock_held(&group, old, &lock),
     );
     group.wait_replicated();
@@ -479,7 +479,7 @@ fn a_master_turned_replica_during_a_pass_fails_its_writes_and_keeps_the_readings
         .env("STATS_COLLECTOR_LOG_FORMAT", "json")
         .args(["--request-timeout", "30", "collect"])
         .spawn();
-    wait_until(Duration::from_secs(30), "the pass stored readings", || {
+    wait_until("the pass stored readings", Duration::from_secs(30), || {
         stored_on(&world.redis, &world.prefix) != before
     });
     // The replica becomes the master and the master its replica, as a failover does.

@@ -187,7 +187,7 @@ impl RedisServer {
             args.extend(["--masterauth".to_string(), password.clone()]);
         }
         let replica = RedisServer::start_with_args(master.password.clone(), args);
-        wait_until(Duration::from_secs(30), "the replica is in sync", || {
+        wait_until("the replica is in sync", Duration::from_secs(30), || {
             redis::cmd("INFO")
                 .arg("replication")
                 .query::<String>(&mut replica.conn())
@@ -493,8 +493,8 @@ impl SentinelGroup {
             })
         };
         wait_until(
-            Duration::from_secs(60),
             "the sentinels know each other",
+            Duration::from_secs(60),
             ready,
         );
     }
@@ -567,8 +567,8 @@ impl SentinelGroup {
         let new = 1 - old;
         let port = self.known_ports[new];
         wait_until(
-            Duration::from_secs(60),
             "the sentinels name the new master",
+            Duration::from_secs(60),
             || {
                 let named = self
                     .sentinel_ports
@@ -606,16 +606,6 @@ impl Drop for SentinelGroup {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Polls `done` every 50 ms until it holds; panics naming `what` after `timeout`.
-#[track_caller]
-pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(50));
     }
 }
 
