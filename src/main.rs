@@ -1,21 +1,23 @@
 //! `asgard-stats`: collects per-task CPU and memory usage from an Apache Mesos cluster
 //! and publishes one JSON document per task to RabbitMQ. `main` only parses the command
-//! line, runs the subcommand and maps its result to an exit code; see ARCHITECTURE.md.
+//! line, sets up the process once (signals, allocator, open-files limit), runs the
+//! subcommand and maps its result to an exit code; see ARCHITECTURE.md.
 
 mod broker;
 mod cli;
 mod config;
+mod exit;
 mod mesos;
 mod ops;
 mod pass;
-mod redact;
 mod state;
 mod stats;
 
+use broker::printer::OutputFormat;
 use clap::Parser;
-use cli::{Cli, Command, OutputFormat};
+use cli::{Cli, Command};
 use config::Config;
-use pass::tally::{exit, Summary};
+use pass::tally::Summary;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -66,7 +68,8 @@ fn run() -> i32 {
                 }
             };
             let started = Instant::now();
-            let summary = pass::run(&config, mode).unwrap_or_else(|e| {
+            let process = set_up_process();
+            let summary = pass::run(&config, mode, process).unwrap_or_else(|e| {
                 log::error!("{e}");
                 Summary::ended_early(e.code, started.elapsed(), args.dry_run)
             });
@@ -75,6 +78,19 @@ fn run() -> i32 {
         Command::Check => ops::check::run(&config),
         Command::Man => exit::OK,
     }
+}
+
+/// The process-wide settings a pass needs, made once here before it: the allocator
+/// gives large buffers back, SIGTERM and SIGINT request a stop, and the open-files soft
+/// limit is raised to the hard one. No other module changes a process-wide setting.
+fn set_up_process() -> pass::Process {
+    mesos::budget::give_large_buffers_back();
+    let stop = pass::stop::on_signals().unwrap_or_else(|e| {
+        log::warn!("cannot handle SIGTERM and SIGINT ({e}); a signal ends the pass at once");
+        std::sync::Arc::new(pass::stop::Stop::default())
+    });
+    let open_files = pass::open_files::raise_to_hard_limit();
+    pass::Process { stop, open_files }
 }
 
 /// Every pass ends here, failed ones included: its metrics file (a dry run writes

@@ -13,6 +13,7 @@
 //! every waiting document fails and the pass starts no more agents ([`Publisher::halted`]).
 
 pub(crate) mod amqp;
+pub(crate) mod message_id;
 pub(crate) mod printer;
 
 use crate::broker::amqp::transport::{self, TlsPeer};

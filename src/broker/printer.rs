@@ -3,10 +3,18 @@
 //! as delivered. Nothing else in the pass changes, which is what makes a dry run honest.
 
 use crate::broker::{DeliveryError, Outgoing, Publisher};
-use crate::cli::OutputFormat;
 use serde_json::Value;
 use std::io::Write;
 use std::sync::Mutex;
+
+/// How a dry run prints documents (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutputFormat {
+    /// One JSON document per line.
+    Json,
+    /// An aligned table sorted by cpu_pct.
+    Table,
+}
 
 /// Prints documents instead of publishing them.
 pub(crate) struct Printer {

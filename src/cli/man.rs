@@ -3,9 +3,10 @@
 //! compares the checked-in file with this output). clap_mangen renders one command's
 //! options at a time, so the page is put together here: the shared settings, each
 //! subcommand with its own options, every environment variable (including the indexed
-//! `HOLLOWMAN_MESOS_ADDRESS_<n>` that clap cannot express) and [`crate::cli::EXIT_CODES`].
+//! `HOLLOWMAN_MESOS_ADDRESS_<n>` that clap cannot express) and [`crate::exit`].
 
-use crate::cli::{Cli, EXIT_CODES};
+use crate::cli::Cli;
+use crate::exit;
 use clap::{Arg, Command, CommandFactory};
 use clap_mangen::roff::{bold, italic, roman, Inline, Roff};
 use clap_mangen::Man;
@@ -242,16 +243,14 @@ fn environment(cli: &Command, subcommands: &[Command]) -> Roff {
     roff
 }
 
-/// The exit codes, from the same text `--help` ends with.
+/// The exit codes, from the same list `--help` ends with.
 fn exit_status() -> Roff {
     let mut roff = Roff::new();
     roff.control("SH", ["EXIT STATUS"]);
-    for line in EXIT_CODES.lines().skip(1) {
-        let line = line.trim();
-        let (code, meaning) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    for code in exit::ALL {
         roff.control("TP", []);
-        roff.text([bold(code)]);
-        roff.text([roman(meaning.trim())]);
+        roff.text([bold(code.code.to_string())]);
+        roff.text([roman(code.meaning)]);
     }
     roff.control("PP", []);
     roff.text([roman(

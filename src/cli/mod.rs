@@ -5,6 +5,8 @@
 pub(crate) mod logging;
 pub(crate) mod man;
 
+use crate::broker::printer::OutputFormat;
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 /// task to RabbitMQ. Meant to run from cron every minute.
 #[derive(Debug, Parser)]
 #[command(name = "asgard-stats", version, about, max_term_width = 100)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = crate::exit::help_text())]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -20,17 +22,6 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) settings: Settings,
 }
-
-pub(crate) const EXIT_CODES: &str = "\
-Exit codes:
-  0   every agent answered and every document was confirmed
-  1   any other error
-  2   bad command line or configuration
-  3   partial: some agents or documents failed; the rest was delivered
-  69  nothing could be done: no master, Redis or broker reachable
-  75  another pass holds the lock
-  130 stopped by SIGINT; the next pass catches up
-  143 stopped by SIGTERM; the next pass catches up";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -75,12 +66,20 @@ pub(crate) struct CollectArgs {
     pub(crate) declare_queue: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum OutputFormat {
-    /// One JSON document per line.
-    Json,
-    /// An aligned table sorted by cpu_pct.
-    Table,
+/// `--output`'s values: the printer owns the formats, the command line only names them.
+impl ValueEnum for OutputFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[OutputFormat::Json, OutputFormat::Table]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            OutputFormat::Json => PossibleValue::new("json").help("One JSON document per line"),
+            OutputFormat::Table => {
+                PossibleValue::new("table").help("An aligned table sorted by cpu_pct")
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

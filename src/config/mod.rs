@@ -7,11 +7,14 @@
 
 use crate::broker::amqp::SHORT_STR_MAX;
 use crate::cli::Settings;
-use crate::mesos::Agent;
-use crate::redact;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub(crate) mod redact;
+mod shard;
+
+pub(crate) use shard::{fnv1a, Shard};
 
 /// A configuration error: shown as one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -121,44 +124,6 @@ impl fmt::Display for BrokerAddress {
         } else {
             write!(f, "{}:{}", self.host, self.port)
         }
-    }
-}
-
-/// Shard `index` (1-based) of `count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Shard {
-    pub(crate) index: u32,
-    pub(crate) count: u32,
-}
-
-impl Shard {
-    /// The agents of this shard: those whose id hashes (FNV-1a, stable across hosts and
-    /// versions) to it. Every agent falls in exactly one shard of N.
-    pub(crate) fn select(self, agents: Vec<Agent>) -> Vec<Agent> {
-        agents.into_iter().filter(|a| self.holds(&a.id)).collect()
-    }
-
-    /// Whether the agent of this id falls in this shard.
-    pub(crate) fn holds(self, id: &str) -> bool {
-        self.holds_hash(fnv1a(id.as_bytes()))
-    }
-
-    /// Whether the agent whose id hashes ([`fnv1a`]) to this falls in this shard.
-    pub(crate) fn holds_hash(self, hash: u64) -> bool {
-        hash % u64::from(self.count) == u64::from(self.index - 1)
-    }
-}
-
-/// 64-bit FNV-1a, the published shard function.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
     }
 }
 
@@ -640,36 +605,5 @@ mod tests {
             .to_string();
         assert!(why.contains("http://<redacted>@m:5050"), "{why}");
         assert!(!why.contains("s3cret"), "{why}");
-    }
-
-    #[test]
-    fn shards_split_agents_exactly_once() {
-        let agents: Vec<Agent> = (0..1000)
-            .map(|i| Agent {
-                id: format!("90ba2028-fed0-4f19-a2b1-cb35baf9b2cd-S{i}"),
-                address: format!("10.0.{}.{}:5051", i / 250, i % 250),
-            })
-            .collect();
-        let count = 4;
-        let mut seen = Vec::new();
-        for index in 1..=count {
-            let part = Shard { index, count }.select(agents.clone());
-            assert!(
-                part.len() > 150,
-                "shard {index} is too small: {}",
-                part.len()
-            );
-            seen.extend(part);
-        }
-        seen.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut all = agents;
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        assert_eq!(seen, all);
-    }
-
-    #[test]
-    fn fnv1a_is_the_published_function() {
-        assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
     }
 }

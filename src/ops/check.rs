@@ -6,8 +6,8 @@
 //! configuration itself is unusable (a CA file that cannot be read, no broker configured).
 
 use crate::config::Config;
+use crate::exit;
 use crate::mesos::MesosClient;
-use crate::pass::tally::exit;
 use crate::state::StateStore;
 
 /// The outcome of one part.

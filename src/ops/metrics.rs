@@ -14,7 +14,8 @@
 //! so the shards' files can sit side by side.
 
 use crate::config::{Config, Shard};
-use crate::pass::tally::{exit, Summary};
+use crate::exit;
+use crate::pass::tally::Summary;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
@@ -23,6 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The prefix of every metric name.
 const PREFIX: &str = "asgard_stats_";
+/// Stands in a help line for the list of exit codes (`crate::exit`), filled in when
+/// written, so the metric's help never lists other codes than `--help`.
+const EXIT_CODES: &str = "{EXIT_CODES}";
 
 /// What the metrics of one pass are read from.
 struct Pass<'a> {
@@ -66,7 +70,7 @@ const FAMILIES: &[Family] = &[
     ),
     gauge(
         "exit_code",
-        "Exit code of the last pass: 0 ok, 3 partial, 69 nothing could be done, 75 lock held, 130/143 stopped by SIGINT/SIGTERM, 2 configuration, 1 other.",
+        "Exit code of the last pass: {EXIT_CODES}.",
         |p| f64::from(p.summary.exit_code()),
     ),
     gauge(
@@ -222,7 +226,8 @@ impl<'a> Pass<'a> {
         for family in FAMILIES {
             let name = format!("{PREFIX}{}", family.name);
             // Writing to a String cannot fail.
-            let _ = writeln!(out, "# HELP {name} {}", family.help);
+            let help = family.help.replace(EXIT_CODES, &exit::one_line());
+            let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");
             for (label, value) in self.samples(&family.samples) {
                 let labels = self.labels(label);

@@ -5,10 +5,11 @@
 //! Kept apart from `pass` because a collecting pass never reads an agent twice: it stores
 //! the first reading and reports from the next pass on.
 
+use crate::broker::message_id::fit_message_id;
 use crate::broker::Outgoing;
 use crate::mesos::Agent;
+use crate::pass::agent::{goes_out, read_agent, run_workers, Round, Shared};
 use crate::pass::workers::{Limits, Worker};
-use crate::pass::{goes_out, read_agent, run_workers, Round, Shared};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
 use std::sync::{Arc, Mutex};
@@ -85,7 +86,7 @@ fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
             }
             if let Ok(body) = doc.to_json() {
                 outgoing.push(Outgoing {
-                    message_id: doc.message_id(),
+                    message_id: fit_message_id(doc.message_id()),
                     body,
                 });
             }

@@ -1,5 +1,5 @@
 //! One collection pass, start to end (design section 1): broker, lock, masters, then the
-//! worker pool (`pool`), whose threads each take one agent at a time through fetch → load
+//! worker pool (`workers`), whose threads each take one agent at a time (`agent`) through fetch → load
 //! previous readings → compute → publish → store, and finally the summary.
 //!
 //! A worker holds only its current agent's readings, so memory stays flat however large
@@ -9,27 +9,24 @@
 //! the pass early the same way: no further agent is started, those in flight get a short
 //! grace, and the pass still stores, releases its lock and logs its summary.
 
-pub(crate) mod budget;
+pub(crate) mod agent;
 pub(crate) mod dry_run;
 pub(crate) mod open_files;
 pub(crate) mod stop;
 pub(crate) mod tally;
 pub(crate) mod workers;
 
-use crate::broker::printer::Printer;
-use crate::broker::{self, AmqpPublisher, Outgoing, Publisher};
-use crate::cli::OutputFormat;
+use crate::broker::printer::{OutputFormat, Printer};
+use crate::broker::{self, AmqpPublisher, Publisher};
 use crate::config::Config;
-use crate::mesos::{Agent, MesosClient, Scheme, Unusable};
-use crate::pass::budget::Reservation;
+use crate::exit;
+use crate::mesos::{self, MesosClient, Scheme, Unusable};
+use crate::pass::agent::{collect_agent, run_workers, Round, Shared};
 use crate::pass::dry_run::Rereads;
-use crate::pass::stop::{Stop, StopReason};
-use crate::pass::tally::{exit, Summary, Tally};
-use crate::pass::workers::{Ended, Limits, Worker};
+use crate::pass::stop::Stop;
+use crate::pass::tally::{Summary, Tally};
+use crate::pass::workers::Limits;
 use crate::state::{LockError, PassLock, StateStore};
-use crate::stats::document::{compute, Document, Outcome};
-use crate::stats::reading::{parse_answer, parse_entry, Reading};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,15 +59,19 @@ impl PassError {
     }
 }
 
+/// What `main` set up for the whole process before the pass (signal handlers, the
+/// open-files limit, the allocator): the pass itself changes no process-wide setting.
+pub(crate) struct Process {
+    /// Requested by SIGTERM or SIGINT, or by the pass when the broker halts.
+    pub(crate) stop: Arc<Stop>,
+    /// The open-files soft limit in force (None: unlimited).
+    pub(crate) open_files: Option<u64>,
+}
+
 /// Runs one pass and returns its summary (whose exit code tells how it went).
-pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
+pub(crate) fn run(config: &Config, mode: Mode, process: Process) -> Result<Summary, PassError> {
     let started = Instant::now();
     let deadline = started + config.deadline;
-    budget::give_large_buffers_back();
-    let stop = stop::on_signals().unwrap_or_else(|e| {
-        log::warn!("cannot handle SIGTERM and SIGINT ({e}); a signal ends the pass at once");
-        Arc::new(Stop::default())
-    });
     let mesos = MesosClient::new(&config.http)
         .map_err(|e| PassError::new(exit::USAGE, format!("{e:#}")))?;
     let state = StateStore::new(&config.redis).map_err(|e| PassError::new(exit::USAGE, e))?;
@@ -93,7 +94,7 @@ pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
                     };
                     PassError::new(code, e)
                 })?;
-                stop.before_exit(lock.releaser());
+                process.stop.before_exit(lock.releaser());
                 (Some(state), Some(lock), Box::new(publisher))
             }
             Mode::DryRun { output, .. } => {
@@ -107,7 +108,7 @@ pub(crate) fn run(config: &Config, mode: Mode) -> Result<Summary, PassError> {
                 (state, None, Box::new(Printer::new(output)))
             }
         };
-    let outcome = collect(config, mode, mesos, state, publisher, deadline, stop);
+    let outcome = collect(config, mode, mesos, state, publisher, deadline, process);
     if let Some(lock) = lock {
         lock.release();
     }
@@ -125,8 +126,9 @@ fn collect(
     state: Option<StateStore>,
     publisher: Box<dyn Publisher>,
     deadline: Instant,
-    stop: Arc<Stop>,
+    process: Process,
 ) -> Result<Arc<Tally>, PassError> {
+    let Process { stop, open_files } = process;
     let tally = Arc::new(Tally::default());
     if let Some(reason) = stop.reason() {
         // Stopped while connecting: no agent is listed, none is started.
@@ -138,12 +140,10 @@ fn collect(
         .list_agents(&config.masters)
         .map_err(|e| PassError::new(exit::UNAVAILABLE, e))?;
     log::info!(leader = list.leader.as_str(); "leading master {}: {} active agents, {} inactive skipped, {} unusable", list.leader, list.agents.len(), list.inactive, list.unusable.len());
-    let agents = match config.shard {
-        Some(shard) => shard.select(list.agents),
-        None => list.agents,
-    };
+    let agents = mesos::of_shard(list.agents, config.shard);
     tally.agents_listed(agents.len());
     report_unusable(config, &list.leader, &list.unusable, &tally);
+    let limits = pool_limits(config, open_files);
     let shared = Arc::new(Shared {
         mesos,
         state,
@@ -157,7 +157,6 @@ fn collect(
         stop,
         rereads: Rereads::default(),
     });
-    let limits = pool_limits(config);
     let finished = run_workers(&shared, agents, limits, Round::First, collect_agent);
     if let Mode::DryRun { interval, .. } = mode {
         if finished {
@@ -192,45 +191,6 @@ fn report_unusable(config: &Config, leader: &str, unusable: &Unusable, tally: &T
     tally.agents_unusable(mine);
 }
 
-/// Whether a computed document goes out. One without `cpu_pct` or `mem_pct` is counted
-/// as incomplete and held back, unless `--publish-incomplete`; a dry run still prints it,
-/// marked, so the operator sees what a pass would hold back.
-pub(crate) fn goes_out(shared: &Shared, doc: &mut Document) -> bool {
-    if doc.is_complete() || shared.publish_incomplete {
-        return true;
-    }
-    shared.tally.incomplete();
-    doc.incomplete = !shared.store;
-    doc.incomplete
-}
-
-/// Which reading of its agents a run of the workers is. Only the first counts agents in
-/// the summary: the dry run's second reading reads again agents that were counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Round {
-    First,
-    /// The dry run's second reading: failures are logged, not counted again.
-    Again,
-}
-
-/// Everything a worker needs, shared by all of them.
-pub(crate) struct Shared {
-    mesos: MesosClient,
-    state: Option<StateStore>,
-    pub(crate) publisher: Box<dyn Publisher>,
-    scheme: Scheme,
-    pub(crate) tally: Arc<Tally>,
-    pub(crate) include_raw_metrics: bool,
-    publish_incomplete: bool,
-    /// False in a dry run: nothing is written to Redis.
-    store: bool,
-    deadline: Instant,
-    /// Once requested, no further agent is started.
-    stop: Arc<Stop>,
-    /// Dry run only: agents whose tasks had no usable previous reading.
-    pub(crate) rereads: Rereads,
-}
-
 /// Most threads a pass adds in place of stalled fetches at once (see `pool`).
 const MAX_STALLED_FETCHES: usize = 1024;
 /// A fetch waiting longer than this no longer holds a worker. Healthy agents on a LAN
@@ -242,9 +202,8 @@ const FETCH_STALL: Duration = Duration::from_millis(100);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The pool's size: `--workers`, and as many stalled fetches beside them as the
-/// open-files limit leaves room for, up to `MAX_STALLED_FETCHES`.
-fn pool_limits(config: &Config) -> Limits {
-    let open_files = open_files::raise_to_hard_limit();
+/// open-files limit (as `main` left it) leaves room for, up to `MAX_STALLED_FETCHES`.
+fn pool_limits(config: &Config, open_files: Option<u64>) -> Limits {
     let room =
         open_files::room_for_stalled_fetches(open_files, config.workers, config.redis.pool_max);
     if let (Some(limit), true) = (open_files, room < MAX_STALLED_FETCHES) {
@@ -255,293 +214,5 @@ fn pool_limits(config: &Config) -> Limits {
         max_stalled: room.min(MAX_STALLED_FETCHES),
         stall: FETCH_STALL,
         grace: STOP_GRACE,
-    }
-}
-
-/// Runs `work` on every job (one agent each) on the pool until done, the deadline, or a
-/// stop; true when every job was handled. Agents not started or not finished by the
-/// deadline are counted as abandoned; after a stop, those never started as not started
-/// and those not finished within the grace as abandoned.
-pub(crate) fn run_workers<J: Send + Sync + 'static>(
-    shared: &Arc<Shared>,
-    agents: Vec<J>,
-    limits: Limits,
-    round: Round,
-    work: fn(&Shared, &Worker, &J),
-) -> bool {
-    let total = agents.len();
-    let report = workers::run(shared, agents, limits, shared.deadline, &shared.stop, work);
-    if report.most_threads > limits.workers {
-        log::info!(
-            "slow or hung agents: fetches waiting over {FETCH_STALL:?} ran beside the {} workers, {} threads at most",
-            limits.workers,
-            report.most_threads
-        );
-    }
-    if report.bound_reached {
-        log::warn!(
-            "the pool reached its bound of {} stalled fetches; further agents waited for a thread",
-            limits.max_stalled
-        );
-    }
-    match report.ended {
-        Ended::AllDone => true,
-        Ended::Abandoned { left, at_deadline } => {
-            if at_deadline {
-                log::error!(
-                    "pass deadline reached: {left} of {total} agents not done are abandoned"
-                );
-            } else {
-                log::error!(
-                    "no worker thread is left: {left} of {total} agents not done are abandoned"
-                );
-            }
-            if round == Round::First {
-                shared.tally.agents_abandoned(left as u64);
-            }
-            false
-        }
-        Ended::Stopped {
-            reason,
-            not_started,
-            left,
-        } => {
-            log::warn!(
-                "{reason}: {not_started} of {total} agents not started; {left} in flight not done within {:?} are abandoned",
-                limits.grace
-            );
-            if round == Round::First {
-                shared.tally.agents_not_started(not_started as u64);
-                shared.tally.agents_abandoned(left as u64);
-            }
-            false
-        }
-    }
-}
-
-/// Fetches one agent and turns its answer into readings, logging what it skipped. The
-/// readings hold their share of the body budget until the reservation is dropped.
-pub(crate) fn read_agent(
-    shared: &Shared,
-    worker: &Worker,
-    agent: &Agent,
-    round: Round,
-) -> Option<(Vec<Reading>, Reservation)> {
-    let failed = |kind: &'static str, why: &dyn std::fmt::Display| match round {
-        Round::First => shared.tally.agent_failed(&agent.address, kind, why),
-        Round::Again => {
-            log::warn!(agent = agent.address.as_str(), reason = kind; "agent {} failed on its second reading: {why}", agent.address)
-        }
-    };
-    let mesos = &shared.mesos;
-    let fetched = worker
-        .fetching(|| mesos.request_statistics(shared.scheme, agent, shared.deadline))
-        .and_then(|answer| {
-            // Waiting for the body budget is no stalled fetch: the worker waits in its own
-            // place, so a pass short of budget starts no threads and opens no connections.
-            let reservation = mesos.reserve(&answer)?;
-            worker.fetching(|| mesos.read_statistics(answer, reservation))
-        });
-    let body = match fetched {
-        Ok(body) => body,
-        Err(e) => {
-            failed(e.kind(), &e);
-            return None;
-        }
-    };
-    let answer = match parse_answer(&body) {
-        Ok(answer) => answer,
-        Err(e) => {
-            failed("bad-answer", &e);
-            return None;
-        }
-    };
-    let mut held = body.into_reservation();
-    held.shrink_to(
-        answer
-            .readings
-            .iter()
-            .map(|r| (r.entry.len() + r.executor_id.len()) as u64)
-            .sum(),
-    );
-    for (position, why) in &answer.first_skipped {
-        log::warn!(agent = agent.address.as_str(), reason = why.to_string().as_str(); "agent {}: entry {position} skipped: {why}", agent.address);
-    }
-    let unnamed = answer.skipped - answer.first_skipped.len();
-    if unnamed > 0 {
-        log::warn!(agent = agent.address.as_str(); "agent {}: ... and {unnamed} more entries skipped ({} in all)", agent.address, answer.skipped);
-    }
-    // The second reading of a dry run finds what the first one counted.
-    let counts = round == Round::First;
-    if counts {
-        shared.tally.skipped_entries(answer.skipped);
-    }
-    let mut seen = HashSet::with_capacity(answer.readings.len());
-    let repeats: Vec<bool> = answer
-        .readings
-        .iter()
-        .map(|r| !seen.insert(r.executor_id.as_str()))
-        .collect();
-    let mut readings = Vec::with_capacity(answer.readings.len());
-    for (reading, repeat) in answer.readings.into_iter().zip(repeats) {
-        if repeat {
-            log::warn!(agent = agent.address.as_str(); "agent {}: executor {} listed twice; the repeat is skipped", agent.address, reading.executor_id);
-            if counts {
-                shared.tally.skipped_entries(1);
-            }
-            continue;
-        }
-        if !reading.malformed_fields.is_empty() && counts {
-            log::warn!(agent = agent.address.as_str(); "agent {}: executor {}: not a usable number, left out: {}", agent.address, reading.executor_id, reading.malformed_fields.join(", "));
-            shared
-                .tally
-                .malformed_fields(reading.malformed_fields.len());
-        }
-        readings.push(reading);
-    }
-    Some((readings, held))
-}
-
-/// Loads the previous readings of these tasks; None for tasks without a usable one.
-fn previous_readings(
-    shared: &Shared,
-    agent: &Agent,
-    readings: &[Reading],
-) -> Result<Vec<Option<Reading>>, crate::state::StateError> {
-    let Some(state) = &shared.state else {
-        return Ok(vec![None; readings.len()]);
-    };
-    let ids: Vec<&str> = readings.iter().map(|r| r.executor_id.as_str()).collect();
-    let stored = state.load(&ids)?;
-    Ok(stored
-        .into_iter()
-        .zip(readings)
-        .map(|(value, now)| value.and_then(|bytes| stored_reading(shared, agent, now, bytes)))
-        .collect())
-}
-
-/// Reads a stored entry back; a broken one is reported and then treated as absent (the
-/// new reading overwrites it).
-fn stored_reading(
-    shared: &Shared,
-    agent: &Agent,
-    now: &Reading,
-    bytes: Vec<u8>,
-) -> Option<Reading> {
-    let parsed = String::from_utf8(bytes)
-        .ok()
-        .and_then(|text| parse_entry(text.into_boxed_str()).ok())
-        .filter(|stored| stored.executor_id == now.executor_id);
-    if parsed.is_none() {
-        log::warn!(agent = agent.address.as_str(); "agent {}: the stored reading of {} is unreadable; it is replaced", agent.address, now.executor_id);
-        shared.tally.bad_state();
-    }
-    parsed
-}
-
-/// The whole path of one agent in a collecting pass or a dry run's first round. An agent
-/// counts as answered once its path is done, so that one abandoned at the deadline
-/// mid-path is counted once: listed = answered + failed + abandoned + not started.
-fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
-    if shared.publisher.halted().is_some() {
-        // Its documents could not be delivered: better not to fetch the agent at all,
-        // nor any agent after it.
-        shared.stop.request(StopReason::BrokerHalted);
-        shared.tally.agents_not_started(1);
-        return;
-    }
-    let Some((readings, _held)) = read_agent(shared, worker, agent, Round::First) else {
-        return;
-    };
-    let previous = match previous_readings(shared, agent, &readings) {
-        Ok(previous) => previous,
-        Err(e) => {
-            shared.tally.agent_failed(&agent.address, "redis", &e);
-            return;
-        }
-    };
-    let mut to_store: Vec<&Reading> = Vec::new();
-    let mut outgoing: Vec<Outgoing> = Vec::new();
-    let mut awaiting: Vec<&Reading> = Vec::new();
-    let mut unusable: Vec<&Reading> = Vec::new();
-    for (now, before) in readings.iter().zip(&previous) {
-        let mut outcome = compute(
-            before.as_ref(),
-            now,
-            &agent.address,
-            shared.include_raw_metrics,
-        );
-        if let Outcome::Publish(doc) = &mut outcome {
-            if !goes_out(shared, doc) {
-                // Stored at once: the next pass computes from it once limits are back.
-                to_store.push(now);
-                continue;
-            }
-        }
-        if outcome.stores_at_once() {
-            to_store.push(now);
-        }
-        match outcome {
-            Outcome::Publish(doc) => match doc.to_json() {
-                Ok(body) => {
-                    outgoing.push(Outgoing {
-                        message_id: doc.message_id(),
-                        body,
-                    });
-                    awaiting.push(now);
-                }
-                Err(e) => log::error!(
-                    "agent {}: cannot serialize the document of {}: {e}",
-                    agent.address,
-                    now.executor_id
-                ),
-            },
-            Outcome::FirstSighting => {
-                shared.tally.first_sighting();
-                unusable.push(now);
-            }
-            Outcome::Reset => {
-                log::info!(agent = agent.address.as_str(); "agent {}: CPU counters of {} went down; new baseline", agent.address, now.executor_id);
-                shared.tally.reset();
-                unusable.push(now);
-            }
-            Outcome::NotNewer => {
-                shared.tally.not_newer();
-                unusable.push(now);
-            }
-        }
-    }
-    let attempted = outgoing.len();
-    let results = shared.publisher.publish_batch(outgoing);
-    let mut delivered = 0;
-    for (now, result) in awaiting.iter().zip(results) {
-        match result {
-            Ok(()) => {
-                delivered += 1;
-                to_store.push(now);
-            }
-            Err(e) => shared.tally.delivery_failed(e.kind(), &e),
-        }
-    }
-    shared.tally.published(delivered);
-    if delivered < attempted {
-        log::warn!(agent = agent.address.as_str(); "agent {}: {} of {} documents not delivered; their readings are kept for the next pass", agent.address, attempted - delivered, attempted);
-    }
-    if shared.store {
-        store(shared, agent, &to_store);
-    } else if !unusable.is_empty() {
-        shared.rereads.remember(agent, unusable);
-    }
-    shared.tally.agent_answered(readings.len());
-}
-
-fn store(shared: &Shared, agent: &Agent, readings: &[&Reading]) {
-    let Some(state) = &shared.state else {
-        return;
-    };
-    let pairs = readings.iter().map(|r| (r.executor_id.as_str(), &*r.entry));
-    if let Err(e) = state.store(pairs) {
-        log::error!(agent = agent.address.as_str(); "agent {}: {} readings not stored: {e}", agent.address, readings.len());
-        shared.tally.unstored(readings.len());
     }
 }

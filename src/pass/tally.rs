@@ -1,22 +1,13 @@
 //! What happened during a pass: counters shared by the worker threads, the summary line
 //! that ends every pass, and the exit code that follows from them (design section 8).
 
+use crate::exit;
 use crate::pass::stop::StopReason;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
-
-/// Exit codes of design section 8.
-pub(crate) mod exit {
-    pub(crate) const OK: i32 = 0;
-    pub(crate) const OTHER: i32 = 1;
-    pub(crate) const USAGE: i32 = 2;
-    pub(crate) const PARTIAL: i32 = 3;
-    pub(crate) const UNAVAILABLE: i32 = 69;
-    pub(crate) const LOCKED: i32 = 75;
-}
 
 /// Counts kept while a pass runs; every method can be called from any worker.
 #[derive(Default)]

@@ -1,0 +1,204 @@
+//! The architecture invariants of ARCHITECTURE.md that are cheap to check: who may name
+//! whom, read off the `crate::` paths of `src/**/*.rs` (comments and unit tests left
+//! out), plus where
+//! clap and the process-wide calls (libc, rustix, signal-hook) may appear. A rule that
+//! fails here names the file and the path that breaks it.
+
+use std::path::{Path, PathBuf};
+
+/// One source file: its path under `src/` and its code, comment lines and unit tests
+/// (from the first `#[cfg(test)]` module on) left out: the rules are about the program.
+struct Source {
+    path: String,
+    code: String,
+}
+
+fn sources() -> Vec<Source> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    collect(&root, &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).expect("a source file is readable");
+            let code = text
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let code = match code.find("#[cfg(test)]\nmod ") {
+                Some(tests) => code[..tests].to_string(),
+                None => code,
+            };
+            let path = file
+                .strip_prefix(&root)
+                .expect("under src")
+                .to_string_lossy()
+                .replace('\\', "/");
+            Source { path, code }
+        })
+        .collect()
+}
+
+fn collect(folder: &Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(folder).expect("src is readable") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            collect(&path, files);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+}
+
+/// Every `crate::a::b` path of a file's code, as written (`crate::mesos::budget`).
+fn crate_paths(code: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+            continue; // `$crate::`, `my_crate::`
+        }
+        let path: String = code[at..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+            .collect();
+        paths.push(path.trim_end_matches(':').to_string());
+    }
+    paths
+}
+
+/// The files under `folder` whose `crate::` paths break `allowed`, with those paths.
+fn breaking(folder: &str, allowed: impl Fn(&str) -> bool) -> Vec<String> {
+    sources()
+        .iter()
+        .filter(|s| s.path.starts_with(folder))
+        .flat_map(|s| {
+            crate_paths(&s.code)
+                .into_iter()
+                .filter(|p| !allowed(p))
+                .map(|p| format!("{}: {p}", s.path))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn under(path: &str, module: &str) -> bool {
+    path == format!("crate::{module}") || path.starts_with(&format!("crate::{module}::"))
+}
+
+#[test]
+fn stats_imports_nothing_outside_stats() {
+    assert_eq!(
+        breaking("stats/", |p| under(p, "stats")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn mesos_state_and_broker_know_nothing_of_each_other_nor_of_the_pass() {
+    for (folder, others) in [
+        ("mesos/", ["state", "broker", "pass", "ops"]),
+        ("state/", ["mesos", "broker", "pass", "ops"]),
+        ("broker/", ["mesos", "state", "pass", "ops"]),
+    ] {
+        assert_eq!(
+            breaking(folder, |p| !others.iter().any(|o| under(p, o))),
+            Vec::<String>::new(),
+            "{folder} names one of {others:?}"
+        );
+    }
+}
+
+#[test]
+fn the_amqp_client_imports_nothing_outside_itself() {
+    assert_eq!(
+        breaking("broker/amqp/", |p| under(p, "broker::amqp")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn config_reads_no_one_but_cli() {
+    // The AMQP client's wire limits are the one exception: `broker::amqp` imports
+    // nothing of the crate (checked above), as a library crate would.
+    assert_eq!(
+        breaking("config/", |p| under(p, "config")
+            || under(p, "cli")
+            || under(p, "broker::amqp")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn dry_run_uses_the_agent_path_not_the_pass() {
+    let children = ["agent", "workers", "stop", "tally"];
+    assert_eq!(
+        breaking("pass/dry_run.rs", |p| !under(p, "pass")
+            || children.iter().any(|c| under(p, &format!("pass::{c}")))),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn ops_never_runs_a_pass() {
+    let runs: Vec<String> = sources()
+        .iter()
+        .filter(|s| s.path.starts_with("ops/") && s.code.contains("pass::run("))
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(runs, Vec::<String>::new());
+}
+
+#[test]
+fn only_cli_and_main_know_clap() {
+    let knowing: Vec<String> = sources()
+        .iter()
+        .filter(|s| !(s.path.starts_with("cli/") || s.path == "main.rs"))
+        .filter(|s| s.code.contains("clap"))
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(knowing, Vec::<String>::new());
+}
+
+/// The files that hold the process-wide calls, each a function `main` calls once.
+const PROCESS_WIDE: [(&str, &str); 3] = [
+    ("pass/stop.rs", "on_signals("),
+    ("mesos/budget.rs", "give_large_buffers_back("),
+    ("pass/open_files.rs", "raise_to_hard_limit("),
+];
+
+#[test]
+fn only_main_touches_process_wide_settings() {
+    let holders: Vec<&str> = PROCESS_WIDE.iter().map(|(file, _)| *file).collect();
+    let elsewhere: Vec<String> = sources()
+        .iter()
+        .filter(|s| !holders.contains(&s.path.as_str()))
+        .filter(|s| {
+            ["libc::", "rustix::", "signal_hook"]
+                .iter()
+                .any(|c| s.code.contains(c))
+        })
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(
+        elsewhere,
+        Vec::<String>::new(),
+        "system calls outside {holders:?}"
+    );
+    for (file, call) in PROCESS_WIDE {
+        let callers: Vec<String> = sources()
+            .iter()
+            .filter(|s| s.path != file && s.code.contains(call))
+            .map(|s| s.path.clone())
+            .collect();
+        assert_eq!(callers, ["main.rs"], "{call} is called from main only");
+    }
+}
+
+#[test]
+fn the_path_reader_sees_every_form_of_path() {
+    let code = "use crate::mesos::{self, Agent};\nlet x = crate::exit::OK;\n$crate::y;";
+    assert_eq!(crate_paths(code), ["crate::mesos", "crate::exit::OK"]);
+}
