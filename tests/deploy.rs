@@ -295,12 +295,13 @@ fn the_deb() -> PathBuf {
     }
 }
 
-/// The package unpacked (`dpkg-deb -x`, never installed) in a scratch folder.
-fn unpacked_deb() -> Scratch {
+/// The package's files (`-x`) or its control files (`-e`), unpacked by `dpkg-deb` into a
+/// scratch folder: never installed.
+fn unpacked_deb(part: &str) -> Scratch {
     let scratch = Scratch::new();
     run_ok(
         Command::new("dpkg-deb")
-            .arg("-x")
+            .arg(part)
             .arg(the_deb())
             .arg(&scratch.0),
         "apt-get install dpkg",
@@ -328,7 +329,7 @@ fn lintian_finds_no_error_in_the_package() {
 
 #[test]
 fn the_package_holds_the_stripped_binary_man_page_units_settings_and_examples() {
-    let root = unpacked_deb();
+    let root = unpacked_deb("-x");
     let at = |path: &str| root.0.join(path);
     for path in [
         "usr/bin/asgard-stats",
@@ -375,14 +376,7 @@ fn the_package_holds_the_stripped_binary_man_page_units_settings_and_examples() 
     );
 
     // The settings file is a conffile; the units are installed but never enabled or started.
-    let control = Scratch::new();
-    run_ok(
-        Command::new("dpkg-deb")
-            .arg("-e")
-            .arg(the_deb())
-            .arg(&control.0),
-        "apt-get install dpkg",
-    );
+    let control = unpacked_deb("-e");
     assert_eq!(
         read(&control.0.join("conffiles")).trim(),
         "/etc/default/asgard-stats"
@@ -416,16 +410,10 @@ fn the_settings_file_lists_every_variable_the_binary_knows_commented_out() {
         .lines()
         .filter_map(|l| l.strip_prefix('#')?.split_once('=').map(|(name, _)| name))
         .collect();
-    let mut known = BTreeSet::new();
-    for args in [
-        &["--help"][..],
-        &["collect", "--help"],
-        &["check", "--help"],
-    ] {
-        let help = collector().args(args).run();
-        help.assert_success();
-        known.extend(variable_names(&help.stdout));
-    }
+    let known: BTreeSet<String> = help_texts()
+        .iter()
+        .flat_map(|text| variable_names(text))
+        .collect();
     assert!(known.len() > 25, "the help names the variables: {known:?}");
     let missing: Vec<&String> = known
         .iter()
@@ -478,7 +466,7 @@ fn world_env(world: &World) -> Vec<(String, String)> {
 
 #[test]
 fn the_packaged_binary_runs_a_real_pass() {
-    let root = unpacked_deb();
+    let root = unpacked_deb("-x");
     let binary = root.0.join("usr/bin/asgard-stats");
     let world = World::start(spec(2, 3, [43, 1, 1]));
     two_passes_deliver(&world, || {

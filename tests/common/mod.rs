@@ -1104,6 +1104,23 @@ impl Drop for Running {
     }
 }
 
+/// What `asgard-stats --help`, `collect --help` and `check --help` print: every flag and
+/// variable the binary knows.
+pub fn help_texts() -> Vec<String> {
+    [
+        &["--help"][..],
+        &["collect", "--help"],
+        &["check", "--help"],
+    ]
+    .into_iter()
+    .map(|args| {
+        let run = collector().args(args).run();
+        run.assert_success();
+        run.stdout
+    })
+    .collect()
+}
+
 /// The collector's environment for one test: cluster masters, the test's Redis, a broker, the
 /// routing key and a per-test Redis key prefix.
 pub fn collector_env(
