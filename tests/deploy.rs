@@ -314,7 +314,7 @@ fn lintian_finds_no_error_in_the_package() {
     let deb = the_deb();
     let out = run_tool(
         Command::new("lintian")
-            .args(["--fail-on", "error", "--no-tag-display-limit"])
+            .args(["--fail-on", "error", "--tag-display-limit", "0"])
             .arg(&deb),
         "apt-get install lintian (or bash scripts/ensure-deploy-tools)",
     );
@@ -336,6 +336,7 @@ fn the_package_holds_the_stripped_binary_man_page_units_settings_and_examples() 
         "usr/share/man/man1/asgard-stats.1.gz",
         "etc/default/asgard-stats",
         "usr/share/doc/asgard-stats/copyright",
+        "usr/share/doc/asgard-stats/changelog.Debian.gz",
         "usr/share/doc/asgard-stats/crontab.example",
         "usr/share/doc/asgard-stats/asgard-stats.rules.yml",
     ] {
@@ -380,6 +381,14 @@ fn the_package_holds_the_stripped_binary_man_page_units_settings_and_examples() 
     assert_eq!(
         read(&control.0.join("conffiles")).trim(),
         "/etc/default/asgard-stats"
+    );
+    // The package's version is the crate's, and its Debian changelog says so.
+    let version = format!("{}-1", env!("CARGO_PKG_VERSION"));
+    assert!(read(&control.0.join("control")).contains(&format!("\nVersion: {version}\n")));
+    let changelog = read(&contrib("debian/changelog"));
+    assert!(
+        changelog.starts_with(&format!("asgard-stats ({version}) ")),
+        "contrib/debian/changelog follows Cargo.toml's version {version}"
     );
     let postinst = read(&control.0.join("postinst"));
     assert!(postinst.contains("adduser --system"), "{postinst}");
