@@ -14,8 +14,7 @@ mod state;
 mod stats;
 
 use broker::printer::OutputFormat;
-use clap::Parser;
-use cli::{Cli, Command};
+use cli::Command;
 use config::Config;
 use pass::tally::Summary;
 use std::io::IsTerminal;
@@ -26,7 +25,7 @@ fn main() {
 }
 
 fn run() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are not errors; clap knows which is which.
@@ -41,6 +40,9 @@ fn run() -> i32 {
     cli::logging::init(cli.settings.log_format);
     if let Command::Man = cli.command {
         return print_man_page();
+    }
+    for warning in Config::secret_flag_warnings(&cli.settings) {
+        log::warn!("{warning}");
     }
     let config = match Config::from_settings(&cli.settings, |name| std::env::var(name).ok()) {
         Ok(config) => config,
@@ -93,13 +95,18 @@ fn set_up_process() -> pass::Process {
     pass::Process { stop, open_files }
 }
 
-/// Every pass ends here, failed ones included: its metrics file (a dry run writes
-/// nothing), then its summary line, last, and its exit code.
+/// Every pass ends here, failed ones included: its metrics file and its push to the
+/// Pushgateway (a dry run does neither), then its summary line, last, and its exit code.
 fn end_pass(config: &Config, summary: &Summary) -> i32 {
-    if let (Some(path), false) = (&config.metrics_file, summary.dry_run) {
-        if let Err(e) = ops::metrics::write(path, summary, config) {
-            log::warn!("cannot write the metrics file {}: {e}", path.display());
+    let reports_metrics = config.metrics_file.is_some() || config.pushgateway.is_some();
+    if reports_metrics && !summary.dry_run {
+        let metrics = ops::metrics::render(summary, config);
+        if let Some(path) = &config.metrics_file {
+            if let Err(e) = ops::metrics::write(path, &metrics.text) {
+                log::warn!("cannot write the metrics file {}: {e}", path.display());
+            }
         }
+        ops::push::push(config, &metrics);
     }
     summary.log();
     summary.exit_code()

@@ -163,31 +163,7 @@ fn assert_metrics_of(run: &Run, file: &Path, before: f64, last_success: f64) -> 
         before <= ended && ended <= now(),
         "not this pass's file: ended {ended}, pass started {before}\n{text}"
     );
-    let summary = run.summary();
-    for (key, value) in &summary {
-        if LOG_FIELDS.contains(&key.as_str()) || WORD_FIELDS.contains(&key.as_str()) {
-            continue;
-        }
-        let (_, name, label) = SUMMARY_IN_METRICS
-            .iter()
-            .find(|(k, _, _)| k == key)
-            .unwrap_or_else(|| panic!("the summary's {key} has no metric"));
-        let expected = value
-            .as_f64()
-            .unwrap_or_else(|| panic!("{key} is not a number: {run}"));
-        let got = metric(&text, name, *label);
-        assert!(
-            (got - expected).abs() < 1e-6,
-            "{key}: summary {expected}, metrics {got}\n{text}\n{run}"
-        );
-    }
-    for (key, _, _) in SUMMARY_IN_METRICS {
-        assert!(summary.contains_key(*key), "the summary lost {key}: {run}");
-    }
-    assert_eq!(
-        metric(&text, "asgard_stats_exit_code", None),
-        f64::from(run.status.expect("an exit code")),
-    );
+    assert_counts_of(run, &text);
     let code = run.status.expect("an exit code");
     let expected_success = if code == 0 || code == 3 {
         ended
@@ -209,6 +185,37 @@ fn assert_metrics_of(run: &Run, file: &Path, before: f64, last_success: f64) -> 
         "a temporary file was left: {names:?}"
     );
     text
+}
+
+/// Every count of the run's summary line (`--log-format json`) is the number of `text`
+/// (a metrics file, or what a Pushgateway holds for the pass's group), and so is its exit
+/// code.
+fn assert_counts_of(run: &Run, text: &str) {
+    let summary = run.summary();
+    for (key, value) in &summary {
+        if LOG_FIELDS.contains(&key.as_str()) || WORD_FIELDS.contains(&key.as_str()) {
+            continue;
+        }
+        let (_, name, label) = SUMMARY_IN_METRICS
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .unwrap_or_else(|| panic!("the summary's {key} has no metric"));
+        let expected = value
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} is not a number: {run}"));
+        let got = metric(text, name, *label);
+        assert!(
+            (got - expected).abs() < 1e-6,
+            "{key}: summary {expected}, metrics {got}\n{text}\n{run}"
+        );
+    }
+    for (key, _, _) in SUMMARY_IN_METRICS {
+        assert!(summary.contains_key(*key), "the summary lost {key}: {run}");
+    }
+    assert_eq!(
+        metric(text, "asgard_stats_exit_code", None),
+        f64::from(run.status.expect("an exit code")),
+    );
 }
 
 /// One pass of `collector` with the metrics file and JSON logs; returns the run, its
@@ -412,6 +419,255 @@ fn the_alert_rules_pass_promtool_and_their_own_tests() {
         assert!(
             tested.contains(&format!("alertname: {alert}")),
             "the rule tests leave out {alert}"
+        );
+    }
+}
+
+/// The samples a Pushgateway's `/metrics` holds for one group of job asgard-stats: the
+/// shard's (`Some("1/2")`) or the unsharded one's (None), as sample lines.
+fn pushed_group(pushgateway: &Pushgateway, shard: Option<&str>) -> String {
+    let shard_label = shard.map(|s| format!("shard=\"{s}\""));
+    pushgateway
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("asgard_stats_") && l.contains("job=\"asgard-stats\""))
+        .filter(|l| match &shard_label {
+            Some(label) => l.contains(label.as_str()),
+            None => !l.contains("shard="),
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Every sample of a metrics file is in the pushed group, with the same value: the same
+/// families, the Pushgateway adding only its `job` and `instance` labels.
+fn assert_file_pushed(file_text: &str, pushed: &str) {
+    let label_set = |labels: &str| -> std::collections::BTreeSet<String> {
+        labels
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let pushed = samples(pushed);
+    for (name, labels, value) in samples(file_text) {
+        let wanted = label_set(&labels);
+        let found = pushed.iter().find(|(n, l, _)| {
+            let mut l = label_set(l);
+            l.remove("instance=\"\"");
+            l.remove("job=\"asgard-stats\"");
+            *n == name && l == wanted
+        });
+        match found {
+            Some((_, _, pushed_value)) => assert_eq!(
+                *pushed_value, value,
+                "{name}{{{labels}}} pushed with another value"
+            ),
+            None => panic!("{name}{{{labels}}} was not pushed:\n{pushed:?}"),
+        }
+    }
+}
+
+#[test]
+fn passes_push_the_metrics_file_to_a_real_pushgateway_grouped_by_shard() {
+    let world = World::start(spec(3, 2, [14, 3, 1]));
+    let pushgateway = Pushgateway::start();
+    let scratch = Scratch::new();
+    let file = scratch.0.join("asgard-stats.prom");
+    let pushing = || {
+        world
+            .collector()
+            .env("STATS_COLLECTOR_PUSHGATEWAY", pushgateway.url())
+    };
+
+    // With a metrics file: the group holds the file's very samples.
+    let (run, text, success) = pass(pushing(), &file, 0, 0.0);
+    let pushed = pushed_group(&pushgateway, None);
+    assert_counts_of(&run, &pushed);
+    assert_file_pushed(&text, &pushed);
+    assert!(!run.stderr.contains("Pushgateway"), "{run}");
+
+    // Without one, and failing (the broker is down): the exit code and counts are this
+    // pass's, and the last success pushed before stays.
+    let down = format!("127.0.0.1:{}", free_port());
+    let run = pushing()
+        .env("STATS_COLLECTOR_RABBITMQ_HOST", &down)
+        .args(["--log-format", "json", "collect"])
+        .run();
+    run.assert_status(69);
+    let pushed = pushed_group(&pushgateway, None);
+    assert_counts_of(&run, &pushed);
+    assert_eq!(
+        metric(&pushed, "asgard_stats_last_success_timestamp_seconds", None),
+        success,
+        "{pushed}"
+    );
+
+    // Shards: each its own group, whichever way the shard is given.
+    for shard in [
+        &["--shard-index", "0", "--shard-count", "2"][..],
+        &["--shard", "2/2"],
+    ] {
+        let run = pushing()
+            .args(shard)
+            .args(["--log-format", "json", "collect"])
+            .run();
+        run.assert_success();
+        let value = if shard.len() == 2 { "2/2" } else { "1/2" };
+        let pushed = pushed_group(&pushgateway, Some(value));
+        assert_counts_of(&run, &pushed);
+        for (name, labels, _) in samples(&pushed) {
+            assert!(
+                labels.contains(&format!("shard=\"{value}\"")),
+                "{name}{{{labels}}}"
+            );
+        }
+    }
+    let listed: f64 = ["1/2", "2/2"]
+        .iter()
+        .map(|s| {
+            let pushed = pushed_group(&pushgateway, Some(s));
+            metric(&pushed, "asgard_stats_agents_listed", None)
+        })
+        .sum();
+    assert_eq!(listed, 3.0, "the shards split the agents");
+    // The unsharded group is still there, unchanged by the shards.
+    let unsharded = pushed_group(&pushgateway, None);
+    assert_eq!(metric(&unsharded, "asgard_stats_exit_code", None), 69.0);
+
+    // A dry run pushes nothing.
+    let before = pushed_group(&pushgateway, Some("2/2"));
+    pushing()
+        .args([
+            "--shard",
+            "2/2",
+            "collect",
+            "--dry-run",
+            "--dry-run-interval",
+            "0.1",
+        ])
+        .run()
+        .assert_success();
+    assert_eq!(pushed_group(&pushgateway, Some("2/2")), before);
+}
+
+#[test]
+fn credentials_in_the_pushgateway_url_are_sent_as_basic_auth_and_never_shown() {
+    let world = World::start(spec(2, 1, [14, 5, 1]));
+    let pushgateway = Pushgateway::with_basic_auth();
+    let (user, password) = PUSHGATEWAY_USER;
+    let authority = pushgateway.url().replace("http://", "");
+    let with = |user_info: &str| format!("http://{user_info}@{authority}");
+    let shown = format!("http://<redacted>@{authority}");
+    let right = with(&format!("{user}:{}", password.replace('-', "%2D")));
+    let wrong = with(&format!("{user}:{password}x"));
+
+    let check = |url: &str| {
+        world
+            .collector()
+            .env("STATS_COLLECTOR_PUSHGATEWAY", url)
+            .arg("check")
+            .run()
+    };
+    let ok = check(&right);
+    ok.assert_success();
+    assert!(
+        ok.stdout
+            .contains(&format!("pushgateway  ok    {shown}: reachable, ready")),
+        "{ok}"
+    );
+    let refused = check(&wrong);
+    refused.assert_status(69);
+    assert!(
+        refused.stdout.contains(&format!(
+            "pushgateway  FAIL  {shown}: not reachable: HTTP 401 Unauthorized"
+        )),
+        "{refused}"
+    );
+
+    let collect = |url: &str| {
+        world
+            .collector()
+            .env("STATS_COLLECTOR_PUSHGATEWAY", url)
+            .args(["--log-format", "json", "collect"])
+            .run()
+    };
+    let pushed = collect(&right);
+    pushed.assert_success();
+    assert!(!pushed.stderr.contains("Pushgateway"), "{pushed}");
+    assert_counts_of(&pushed, &pushed_group(&pushgateway, None));
+    let unauthorized = collect(&wrong);
+    unauthorized.assert_success();
+    assert!(
+        unauthorized.stderr.contains(&format!(
+            "cannot push the metrics to the Pushgateway {shown}: HTTP 401 Unauthorized"
+        )),
+        "{unauthorized}"
+    );
+    for run in [&ok, &refused, &pushed, &unauthorized] {
+        let out = format!("{}{}", run.stdout, run.stderr);
+        assert!(!out.contains(password), "{run}");
+    }
+}
+
+#[test]
+fn a_pushgateway_that_is_down_or_hangs_changes_nothing_else() {
+    let world = World::start(spec(3, 2, [14, 4, 1]));
+    let scratch = Scratch::new();
+    let file = scratch.0.join("asgard-stats.prom");
+    world.collect().assert_success();
+    let refused = format!("http://asgard:Pu5h-s3cret@127.0.0.1:{}", free_port());
+    let silent = SilentListener::start();
+    let hangs = format!("http://asgard:Pu5h-s3cret@127.0.0.1:{}", silent.port());
+    let mut success = 0.0;
+    for (gateway, why) in [(&refused, "connection refused"), (&hangs, "timed out")] {
+        std::thread::sleep(Duration::from_millis(1100));
+        let started = std::time::Instant::now();
+        let collector = world
+            .collector()
+            .env("STATS_COLLECTOR_PUSHGATEWAY", gateway)
+            .env("STATS_CONNECT_TIMEOUT", "1")
+            .env("STATS_REQUEST_TIMEOUT", "2");
+        let (run, _, last) = pass(collector, &file, 0, success);
+        success = last;
+        let took = started.elapsed();
+        assert_eq!(run.summary()["published"], 6, "{run}");
+        assert_eq!(world.messages().len(), 6, "every document delivered: {run}");
+        assert_eq!(world.stored_keys().len(), 6, "{run}");
+        let warnings: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("Pushgateway"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "one line: {run}");
+        let redacted = gateway.replace("asgard:Pu5h-s3cret", "<redacted>");
+        assert!(
+            warnings[0].contains(&format!(
+                "cannot push the metrics to the Pushgateway {redacted}: {why}"
+            )) && warnings[0].contains("\"level\":\"WARN\""),
+            "{run}"
+        );
+        assert!(!run.stderr.contains("Pu5h-s3cret"), "{run}");
+        // Bounded by the timeouts (2 s here), with room for a loaded machine; a push that
+        // hung would hold the pass until the test's own 60 s limit.
+        assert!(took < Duration::from_secs(40), "took {took:?}: {run}");
+        eprintln!("pass with a Pushgateway that gives {why}: {took:?}");
+
+        let check = world
+            .collector()
+            .env("STATS_COLLECTOR_PUSHGATEWAY", gateway)
+            .env("STATS_CONNECT_TIMEOUT", "1")
+            .env("STATS_REQUEST_TIMEOUT", "2")
+            .arg("check")
+            .run();
+        check.assert_status(69);
+        assert!(
+            check.stdout.contains(&format!(
+                "pushgateway  FAIL  {redacted}: not reachable: {why}"
+            )) && check
+                .stdout
+                .ends_with("a pass can run but cannot push its metrics\n"),
+            "{check}"
         );
     }
 }

@@ -306,6 +306,13 @@ fn no_secret_reaches_any_output() {
     let authority = leader.trim_start_matches("http://");
     let redis_port = world.redis.port();
     let broker = world.broker.clone();
+    let scratch = std::env::temp_dir().join(unique_name("asgard-secret-files"));
+    std::fs::create_dir_all(&scratch).expect("create a folder for secret files");
+    let secret_file = |content: &str| {
+        let path = scratch.join(unique_name("secret"));
+        std::fs::write(&path, content).expect("write a secret file");
+        path.display().to_string()
+    };
     let forms = [
         SECRET.to_string(),
         base64(SECRET),
@@ -394,6 +401,80 @@ fn no_secret_reaches_any_output() {
             (69, 0, 69),
             vec![("STATS_COLLECTOR_RABBITMQ_PWD", SECRET.to_string())],
         ),
+        // The file forms: the secret only in the file (an empty value unsets a variable).
+        (
+            "the Mesos secret in a file",
+            (0, 0, 0),
+            vec![
+                ("STATS_COLLECTOR_MESOS_SECRET", String::new()),
+                (
+                    "STATS_COLLECTOR_MESOS_SECRET_FILE",
+                    secret_file(&format!("{SECRET}\n")),
+                ),
+            ],
+        ),
+        (
+            "the Redis URL in a file",
+            (0, 0, 0),
+            vec![
+                ("STATS_COLLECTOR_REDIS_URL", String::new()),
+                (
+                    "STATS_COLLECTOR_REDIS_URL_FILE",
+                    secret_file(&format!("redis://:{SECRET}@127.0.0.1:{redis_port}/0\r\n")),
+                ),
+            ],
+        ),
+        (
+            "a wrong broker password in a file",
+            (69, 0, 69),
+            vec![
+                ("STATS_COLLECTOR_RABBITMQ_PWD", String::new()),
+                ("STATS_COLLECTOR_RABBITMQ_PWD_FILE", secret_file(SECRET)),
+            ],
+        ),
+        (
+            "a wrong Mesos secret in a file",
+            (69, 69, 69),
+            vec![
+                ("STATS_COLLECTOR_MESOS_SECRET", String::new()),
+                (
+                    "STATS_COLLECTOR_MESOS_SECRET_FILE",
+                    secret_file(&format!("{SECRET}x\n")),
+                ),
+            ],
+        ),
+        (
+            "a Redis URL file holding no URL",
+            (2, 2, 2),
+            vec![
+                ("STATS_COLLECTOR_REDIS_URL", String::new()),
+                ("STATS_COLLECTOR_REDIS_URL_FILE", secret_file(SECRET)),
+            ],
+        ),
+        (
+            "a Redis URL file whose password holds a slash",
+            (2, 2, 2),
+            vec![
+                ("STATS_COLLECTOR_REDIS_URL", String::new()),
+                (
+                    "STATS_COLLECTOR_REDIS_URL_FILE",
+                    secret_file(&format!("redis://:a/{SECRET}@127.0.0.1:{redis_port}/0")),
+                ),
+            ],
+        ),
+        (
+            "the Mesos secret as a value and a file",
+            (2, 2, 2),
+            vec![("STATS_COLLECTOR_MESOS_SECRET_FILE", secret_file(SECRET))],
+        ),
+        (
+            "a Pushgateway URL with credentials that refuses",
+            (0, 0, 69),
+            vec![(
+                "STATS_COLLECTOR_PUSHGATEWAY",
+                format!("http://{principal}:{SECRET}@127.0.0.1:{}/", free_port()),
+            )],
+        ),
     ];
     // The standby names the leader with credentials of its own in every case.
     world.cluster.set_master_fault(
@@ -409,8 +490,17 @@ fn no_secret_reaches_any_output() {
                     .env("STATS_COLLECTOR_LOG_FORMAT", format)
                     .env("STATS_COLLECTOR_MESOS_PRINCIPAL", principal)
                     .env("STATS_COLLECTOR_MESOS_SECRET", SECRET)
-                    .envs(overrides.iter().map(|(k, v)| (*k, v.as_str())))
-                    .args(command)
+                    .envs(
+                        overrides
+                            .iter()
+                            .filter(|(_, v)| !v.is_empty())
+                            .map(|(k, v)| (*k, v.as_str())),
+                    )
+                    .args(command);
+                let run = overrides
+                    .iter()
+                    .filter(|(_, v)| v.is_empty())
+                    .fold(run, |run, (k, _)| run.env_remove(k))
                     .run();
                 for form in &forms {
                     assert!(
@@ -428,4 +518,125 @@ fn no_secret_reaches_any_output() {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(scratch);
+}
+
+#[test]
+fn secret_files_that_cannot_be_used_are_named_and_never_shown() {
+    const SECRET: &str = "F1le-s3cret";
+    let world = World::start(spec(1, 1, [26, 6, 1]));
+    let scratch = std::env::temp_dir().join(unique_name("asgard-secret-files"));
+    std::fs::create_dir_all(&scratch).expect("create a folder for secret files");
+    let missing = scratch.join("no-such-file");
+    let holding = |name: &str, content: &[u8]| {
+        let path = scratch.join(name);
+        std::fs::write(&path, content).expect("write a secret file");
+        path
+    };
+    let empty = holding("empty", b"\n");
+    let not_text = holding("not-text", &[b"\xff\xfe", SECRET.as_bytes()].concat());
+    let too_large = holding("too-large", SECRET.repeat(10_000).as_bytes());
+    let good = holding("good", format!("{SECRET}\n").as_bytes());
+    for (variable, value_variable) in [
+        (
+            "STATS_COLLECTOR_MESOS_SECRET_FILE",
+            "STATS_COLLECTOR_MESOS_SECRET",
+        ),
+        (
+            "STATS_COLLECTOR_RABBITMQ_PWD_FILE",
+            "STATS_COLLECTOR_RABBITMQ_PWD",
+        ),
+        (
+            "STATS_COLLECTOR_REDIS_URL_FILE",
+            "STATS_COLLECTOR_REDIS_URL",
+        ),
+    ] {
+        // The Mesos secret is read only beside a principal.
+        let base = || {
+            let collector = world.collector();
+            if variable.contains("MESOS") {
+                collector.env("STATS_COLLECTOR_MESOS_PRINCIPAL", "asgard")
+            } else {
+                collector
+            }
+        };
+        for (file, why) in [
+            (&missing, "cannot be read: No such file or directory"),
+            (&scratch, "cannot be read: it is a folder"),
+            (&empty, "is empty"),
+            (&not_text, "is not UTF-8 text"),
+            (&too_large, "is over 65536 bytes, too large for a secret"),
+        ] {
+            for command in ["collect", "check"] {
+                let run = base()
+                    .env_remove(value_variable)
+                    .env(variable, file)
+                    .arg(command)
+                    .run();
+                run.assert_status(2);
+                let line = format!("({}) {}: {why}", flag_of(variable), file.display());
+                assert!(
+                    run.stderr.contains(variable) && run.stderr.contains(&line),
+                    "{variable}, {why}: {run}"
+                );
+                assert!(!run.stderr.contains(SECRET), "{run}");
+            }
+        }
+        // A value and a file: which one is meant cannot be told.
+        let run = base()
+            .env(value_variable, "a-value")
+            .env(variable, &good)
+            .arg("collect")
+            .run();
+        run.assert_status(2);
+        assert!(
+            run.stderr.contains(&format!(
+                "{value_variable} ({}) and {variable} ({}) are both set: give the secret one way only",
+                flag_of(value_variable),
+                flag_of(variable)
+            )),
+            "{run}"
+        );
+        assert!(!run.stderr.contains(SECRET), "{run}");
+    }
+    let _ = std::fs::remove_dir_all(scratch);
+}
+
+/// The flag of a secret setting's variable.
+fn flag_of(variable: &str) -> &'static str {
+    match variable {
+        "STATS_COLLECTOR_MESOS_SECRET" => "--mesos-secret",
+        "STATS_COLLECTOR_MESOS_SECRET_FILE" => "--mesos-secret-file",
+        "STATS_COLLECTOR_RABBITMQ_PWD" => "--rabbitmq-password",
+        "STATS_COLLECTOR_RABBITMQ_PWD_FILE" => "--rabbitmq-password-file",
+        "STATS_COLLECTOR_REDIS_URL" => "--redis-url",
+        _ => "--redis-url-file",
+    }
+}
+
+#[test]
+fn a_secret_given_as_a_flag_is_warned_about_once() {
+    let world = World::start(spec(1, 1, [26, 7, 1]));
+    let run = world
+        .collector()
+        .env_remove("STATS_COLLECTOR_RABBITMQ_PWD")
+        .args(["--rabbitmq-password", Broker::PASSWORD, "collect"])
+        .run();
+    run.assert_success();
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("process list"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(
+        warnings[0].contains(" WARN ")
+            && warnings[0].contains("--rabbitmq-password is given on the command line")
+            && warnings[0].contains("STATS_COLLECTOR_RABBITMQ_PWD_FILE"),
+        "{run}"
+    );
+    // From the environment (the tests' usual way), no warning.
+    let quiet = world.collect();
+    quiet.assert_success();
+    assert!(!quiet.stderr.contains("process list"), "{quiet}");
 }

@@ -242,3 +242,126 @@ fn a_bad_shard_is_a_usage_error() {
     // The same cluster with a good value works, so the failures above were the value's.
     collect_shard(&world, 1).assert_success();
 }
+
+/// A pass of the 0-based shard `index` of [`SHARDS`], given as a scheduler gives it: in
+/// the environment (`STATS_COLLECTOR_SHARD_INDEX`, `STATS_COLLECTOR_SHARD_COUNT`).
+fn collect_indexed(world: &World, index: u64) -> Run {
+    world
+        .collector()
+        .env("STATS_COLLECTOR_SHARD_INDEX", index.to_string())
+        .env("STATS_COLLECTOR_SHARD_COUNT", SHARDS.to_string())
+        .arg("collect")
+        .run()
+}
+
+#[test]
+fn a_shard_index_of_a_count_is_the_agents_and_lock_of_the_shard_one_above() {
+    let world = World::start(spec(12, 3, [9, 3, 1]));
+    let expected = expected_shards(&world);
+    for index in 0..SHARDS {
+        let run = collect_indexed(&world, index);
+        run.assert_success();
+        assert_eq!(
+            summary_count(&run, "listed"),
+            expected[&(index + 1)].len() as u64,
+            "index {index}: {run}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    for index in 0..SHARDS {
+        collect_indexed(&world, index).assert_success();
+        let hosts: BTreeSet<String> = world
+            .messages()
+            .iter()
+            .map(|m| m.body["host"].as_str().expect("host").to_string())
+            .collect();
+        assert_eq!(
+            hosts,
+            expected[&(index + 1)],
+            "index {index} handles exactly the agents of --shard {}/{SHARDS}",
+            index + 1
+        );
+    }
+
+    // The same lock: index 1 of 3 waits for a pass holding shard 2/3's lock, whichever way
+    // it is given; the other shards do not.
+    let lock = format!("{}lock:2-of-{SHARDS}", world.prefix);
+    let _: () = redis::cmd("SET")
+        .arg(&lock)
+        .arg("another-host:1:2")
+        .query(&mut world.redis.conn())
+        .expect("SET the lock");
+    let held = collect_indexed(&world, 1);
+    held.assert_status(75);
+    assert!(
+        held.stderr
+            .contains(&format!("another pass holds the lock {lock}")),
+        "{held}"
+    );
+    let flags = world
+        .collector()
+        .args(["--shard-index", "1", "--shard-count", "3", "collect"])
+        .run();
+    flags.assert_status(75);
+    collect_indexed(&world, 0).assert_success();
+}
+
+#[test]
+fn a_bad_shard_index_or_count_is_a_usage_error() {
+    let world = World::start(spec(3, 1, [9, 4, 1]));
+    for (args, line) in [
+        (
+            &["--shard-index", "1"][..],
+            "STATS_COLLECTOR_SHARD_INDEX (--shard-index) and STATS_COLLECTOR_SHARD_COUNT \
+             (--shard-count) go together: set both or neither",
+        ),
+        (
+            &["--shard-count", "3"],
+            "STATS_COLLECTOR_SHARD_INDEX (--shard-index) and STATS_COLLECTOR_SHARD_COUNT \
+             (--shard-count) go together: set both or neither",
+        ),
+        (
+            &["--shard-index", "3", "--shard-count", "3"],
+            "STATS_COLLECTOR_SHARD_INDEX (--shard-index) is 0-based and must be below \
+             STATS_COLLECTOR_SHARD_COUNT (--shard-count): got index 3 of 3 (0 to 2 are the shards)",
+        ),
+        (
+            &["--shard-index", "0", "--shard-count", "0"],
+            "STATS_COLLECTOR_SHARD_COUNT (--shard-count) must be above 0",
+        ),
+        (
+            &["--shard", "1/3", "--shard-index", "1", "--shard-count", "3"],
+            "--shard 1/3 and STATS_COLLECTOR_SHARD_INDEX (--shard-index) 1 of 3 name \
+             different shards (index I of N is --shard (I+1)/N)",
+        ),
+        (
+            &["--shard-index", "x", "--shard-count", "3"],
+            "invalid value 'x' for '--shard-index <I>'",
+        ),
+    ] {
+        let run = world.collector().args(args).arg("collect").run();
+        run.assert_status(2);
+        assert!(run.stderr.contains(line), "{args:?}: {run}");
+    }
+    // From the environment, as a scheduler sets it, the same.
+    let run = world
+        .collector()
+        .env("STATS_COLLECTOR_SHARD_INDEX", "7")
+        .env("STATS_COLLECTOR_SHARD_COUNT", "4")
+        .arg("collect")
+        .run();
+    run.assert_status(2);
+    assert!(run.stderr.contains("got index 7 of 4"), "{run}");
+    // Both forms agreeing is fine.
+    world
+        .collector()
+        .args(["--shard", "2/3", "--shard-index", "1", "--shard-count", "3"])
+        .arg("collect")
+        .run()
+        .assert_success();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}lock*", world.prefix))
+        .query(&mut world.redis.conn())
+        .expect("KEYS");
+    assert!(keys.is_empty(), "the lock is released: {keys:?}");
+}

@@ -30,9 +30,10 @@ pub(crate) enum Command {
     /// Check that every master, Redis and the broker can be reached, without collecting.
     ///
     /// Prints one line per part: each master (and which master leads), Redis (version and
-    /// the pass lock), the broker login and the queue receiving the routing key, and with
-    /// --metrics-file whether its folder is writable. Exits 0 when a pass could run, 69
-    /// when it could not, 2 on a configuration error.
+    /// the pass lock), the broker login and the queue receiving the routing key, with
+    /// --metrics-file whether its folder is writable, and with --pushgateway whether the
+    /// Pushgateway is ready. Exits 0 when a pass could run, 69 when it could not, 2 on a
+    /// configuration error.
     Check,
     /// Print the man page (roff) generated from these definitions.
     #[command(hide = true)]
@@ -118,7 +119,8 @@ pub(crate) struct Settings {
     )]
     pub(crate) mesos_principal: Option<String>,
 
-    /// Secret for HTTP basic authentication to masters and agents.
+    /// Secret for HTTP basic authentication to masters and agents. A flag shows in the
+    /// process list: prefer STATS_COLLECTOR_MESOS_SECRET_FILE.
     #[arg(
         long,
         value_name = "SECRET",
@@ -127,6 +129,16 @@ pub(crate) struct Settings {
         global = true
     )]
     pub(crate) mesos_secret: Option<String>,
+
+    /// File holding the Mesos secret, instead of the value (one trailing newline is
+    /// ignored): a Kubernetes secret volume, a Docker secret or a systemd credential.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STATS_COLLECTOR_MESOS_SECRET_FILE",
+        global = true
+    )]
+    pub(crate) mesos_secret_file: Option<PathBuf>,
 
     /// PEM file of the CA that signed the masters' and agents' certificates (https).
     #[arg(
@@ -199,16 +211,46 @@ pub(crate) struct Settings {
     #[arg(long, value_name = "K/N", env = "STATS_COLLECTOR_SHARD", global = true)]
     pub(crate) shard: Option<String>,
 
-    /// Redis URL (redis:// or rediss://) holding previous readings and the pass lock.
+    /// This shard's 0-based index, as schedulers number their instances (a Kubernetes
+    /// Indexed Job's JOB_COMPLETION_INDEX, Nomad's NOMAD_ALLOC_INDEX), with the shard
+    /// count: index I of N is shard (I+1)/N, the same agents and the same lock.
+    #[arg(
+        long,
+        value_name = "I",
+        env = "STATS_COLLECTOR_SHARD_INDEX",
+        global = true
+    )]
+    pub(crate) shard_index: Option<u32>,
+
+    /// How many shards split the agents, with --shard-index.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "STATS_COLLECTOR_SHARD_COUNT",
+        global = true
+    )]
+    pub(crate) shard_count: Option<u32>,
+
+    /// Redis URL (redis:// or rediss://) holding previous readings and the pass lock
+    /// [default: redis://127.0.0.1/0]. With a password, prefer
+    /// STATS_COLLECTOR_REDIS_URL_FILE: a flag shows in the process list.
     #[arg(
         long,
         value_name = "URL",
         env = "STATS_COLLECTOR_REDIS_URL",
         hide_env_values = true,
-        default_value = "redis://127.0.0.1/0",
         global = true
     )]
-    pub(crate) redis_url: String,
+    pub(crate) redis_url: Option<String>,
+
+    /// File holding the Redis URL, instead of the value (one trailing newline is ignored).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STATS_COLLECTOR_REDIS_URL_FILE",
+        global = true
+    )]
+    pub(crate) redis_url_file: Option<PathBuf>,
 
     /// Redis connections kept open at least.
     #[arg(
@@ -281,16 +323,26 @@ pub(crate) struct Settings {
     )]
     pub(crate) rabbitmq_user: Option<String>,
 
-    /// RabbitMQ password.
+    /// RabbitMQ password [default: guest]. A flag shows in the process list: prefer
+    /// STATS_COLLECTOR_RABBITMQ_PWD_FILE.
     #[arg(
         long,
         value_name = "PASSWORD",
-        default_value = "guest",
         env = "STATS_COLLECTOR_RABBITMQ_PWD",
         hide_env_values = true,
         global = true
     )]
     pub(crate) rabbitmq_password: Option<String>,
+
+    /// File holding the RabbitMQ password, instead of the value (one trailing newline is
+    /// ignored).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STATS_COLLECTOR_RABBITMQ_PWD_FILE",
+        global = true
+    )]
+    pub(crate) rabbitmq_password_file: Option<PathBuf>,
 
     /// RabbitMQ virtual host.
     #[arg(
@@ -364,4 +416,63 @@ pub(crate) struct Settings {
         global = true
     )]
     pub(crate) metrics_file: Option<PathBuf>,
+
+    /// Push the counts of every collecting pass (the metrics file's) to this
+    /// Prometheus Pushgateway, http(s)://[USER:PASSWORD@]HOST:PORT[/PATH], job
+    /// asgard-stats, grouped by shard. A push that fails is logged and changes nothing
+    /// else. Credentials in the URL are sent as basic authentication, never shown.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "STATS_COLLECTOR_PUSHGATEWAY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub(crate) pushgateway: Option<String>,
+
+    /// The secret settings given on the command line, where every user sees them in the
+    /// process list (filled by [`parse`], not by clap).
+    #[arg(skip)]
+    pub(crate) secret_flags: Vec<&'static str>,
+}
+
+/// The settings holding secrets: their flag (without `--`) and clap's id.
+const SECRET_FLAGS: &[(&str, &str)] = &[
+    ("mesos-secret", "mesos_secret"),
+    ("rabbitmq-password", "rabbitmq_password"),
+    ("redis-url", "redis_url"),
+    ("pushgateway", "pushgateway"),
+];
+
+/// Parses the command line, noting which secrets were given as flags.
+pub(crate) fn parse() -> Result<Cli, clap::Error> {
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] from these arguments.
+pub(crate) fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = <Cli as clap::CommandFactory>::command().try_get_matches_from(args)?;
+    let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
+    cli.settings.secret_flags = SECRET_FLAGS
+        .iter()
+        .filter(|(_, id)| on_command_line(&matches, id))
+        .map(|(flag, _)| *flag)
+        .collect();
+    Ok(cli)
+}
+
+/// Whether this argument came from the command line, before or after the subcommand
+/// (a global argument given after it is recorded in the subcommand's matches).
+fn on_command_line(matches: &clap::ArgMatches, id: &str) -> bool {
+    let here = matches!(
+        matches.try_get_raw(id),
+        Ok(Some(_)) if matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+    );
+    here || matches
+        .subcommand()
+        .is_some_and(|(_, sub)| on_command_line(sub, id))
 }

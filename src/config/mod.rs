@@ -3,7 +3,8 @@
 //! Built once from the parsed command line plus the indexed `HOLLOWMAN_MESOS_ADDRESS_<n>`
 //! variables that clap cannot express. Every check happens here, so a bad setting is one
 //! clear line and exit code 2 before anything is contacted. Secrets are wrapped in
-//! [`Secret`], whose `Debug` and `Display` never show the value.
+//! [`Secret`], whose `Debug` and `Display` never show the value; each may also be read
+//! from a file (its `_FILE` setting), here, so a file that cannot be used is exit 2 too.
 
 use crate::broker::amqp::SHORT_STR_MAX;
 use crate::cli::Settings;
@@ -15,6 +16,9 @@ pub(crate) mod redact;
 mod shard;
 
 pub(crate) use shard::{fnv1a, Shard};
+
+/// Redis when none is configured.
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1/0";
 
 /// A configuration error: shown as one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +59,20 @@ pub(crate) struct Config {
     pub(crate) include_raw_metrics: bool,
     /// Where a collecting pass writes its metrics (`metrics.rs`), if anywhere.
     pub(crate) metrics_file: Option<PathBuf>,
+    /// Where a collecting pass pushes its metrics (`push.rs`), if anywhere.
+    pub(crate) pushgateway: Option<PushgatewaySettings>,
     /// Publish documents without cpu_pct or mem_pct too (off: they are held back).
     pub(crate) publish_incomplete: bool,
+}
+
+/// A Prometheus Pushgateway: where, and the basic credentials its URL held.
+#[derive(Clone, Debug)]
+pub(crate) struct PushgatewaySettings {
+    /// `scheme://host[:port][/path]` without user info or a trailing `/`.
+    pub(crate) url: String,
+    /// The URL as given, its user info replaced, for messages.
+    pub(crate) shown_url: String,
+    pub(crate) credentials: Option<Credentials>,
 }
 
 /// How masters and agents are reached over HTTP.
@@ -153,13 +169,47 @@ impl Config {
                 _ => return Err(invalid("--workers must be between 1 and 1024")),
             },
             deadline: seconds("--deadline", settings.deadline)?,
-            shard: settings.shard.as_deref().map(parse_shard).transpose()?,
+            shard: shard(settings)?,
             redis: redis(settings, connect_timeout)?,
             broker: broker(settings, connect_timeout)?,
             include_raw_metrics: settings.include_raw_metrics == "1",
             metrics_file: metrics_file(settings)?,
+            pushgateway: pushgateway(settings)?,
             publish_incomplete: settings.publish_incomplete,
         })
+    }
+
+    /// One warning line for each secret given as a flag, which every user of the host
+    /// sees in the process list. A Redis URL or Pushgateway URL is one only when it
+    /// holds credentials.
+    pub(crate) fn secret_flag_warnings(settings: &Settings) -> Vec<String> {
+        let holds_secret = |url: &Option<String>| {
+            url.as_deref()
+                .is_some_and(|url| redact::url(url) != url.trim())
+        };
+        settings
+            .secret_flags
+            .iter()
+            .filter(|flag| match **flag {
+                "redis-url" => holds_secret(&settings.redis_url),
+                "pushgateway" => holds_secret(&settings.pushgateway),
+                _ => true,
+            })
+            .map(|flag| {
+                let instead = match *flag {
+                    "mesos-secret" => "STATS_COLLECTOR_MESOS_SECRET_FILE (--mesos-secret-file)",
+                    "rabbitmq-password" => {
+                        "STATS_COLLECTOR_RABBITMQ_PWD_FILE (--rabbitmq-password-file)"
+                    }
+                    "redis-url" => "STATS_COLLECTOR_REDIS_URL_FILE (--redis-url-file)",
+                    _ => "STATS_COLLECTOR_PUSHGATEWAY",
+                };
+                format!(
+                    "--{flag} is given on the command line, where every user of this host \
+                     sees it in the process list; use {instead} instead"
+                )
+            })
+            .collect()
     }
 
     /// The broker settings, required for anything that publishes.
@@ -239,17 +289,124 @@ fn master_url(url: String) -> Result<String, ConfigError> {
     Ok(url)
 }
 
+/// The largest secret file read: a secret is a few bytes, and a path that names a device
+/// or a log by mistake must not fill memory.
+const SECRET_FILE_MAX_BYTES: u64 = 64 * 1024;
+
+/// A secret setting given either as a value (flag or variable) or as a file holding it:
+/// names for messages, and what was given.
+struct SecretSetting<'a> {
+    /// `STATS_COLLECTOR_RABBITMQ_PWD (--rabbitmq-password)`
+    value_name: &'static str,
+    /// `STATS_COLLECTOR_RABBITMQ_PWD_FILE (--rabbitmq-password-file)`
+    file_name: &'static str,
+    value: &'a Option<String>,
+    file: &'a Option<PathBuf>,
+}
+
+impl SecretSetting<'_> {
+    /// The value, from wherever it was given; None when it was not. Both ways at once is
+    /// an error, as is a file that cannot be read; no message holds the file's content.
+    fn read(&self) -> Result<Option<Secret>, ConfigError> {
+        match (self.value, self.file) {
+            (Some(_), Some(_)) => Err(invalid(format!(
+                "{} and {} are both set: give the secret one way only",
+                self.value_name, self.file_name
+            ))),
+            (Some(value), None) => Ok(Some(Secret(value.clone()))),
+            (None, Some(path)) => read_secret_file(path)
+                .map(|value| Some(Secret(value)))
+                .map_err(|why| invalid(format!("{} {}: {why}", self.file_name, path.display()))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// A secret file's content, without one trailing newline (`\n` or `\r\n`), as editors
+/// and `echo` leave it. Errors say what is wrong, never what the file holds.
+fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err("cannot be read: it is a folder".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(SECRET_FILE_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if bytes.len() as u64 > SECRET_FILE_MAX_BYTES {
+        return Err(format!(
+            "is over {SECRET_FILE_MAX_BYTES} bytes, too large for a secret"
+        ));
+    }
+    let mut text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err("is empty".into());
+    }
+    Ok(text)
+}
+
 fn credentials(settings: &Settings) -> Result<Option<Credentials>, ConfigError> {
-    match (&settings.mesos_principal, &settings.mesos_secret) {
+    let secret = SecretSetting {
+        value_name: "STATS_COLLECTOR_MESOS_SECRET (--mesos-secret)",
+        file_name: "STATS_COLLECTOR_MESOS_SECRET_FILE (--mesos-secret-file)",
+        value: &settings.mesos_secret,
+        file: &settings.mesos_secret_file,
+    }
+    .read()?;
+    match (&settings.mesos_principal, secret) {
         (None, None) => Ok(None),
         (Some(principal), Some(secret)) if !principal.is_empty() => Ok(Some(Credentials {
             principal: principal.clone(),
-            secret: Secret(secret.clone()),
+            secret,
         })),
         _ => Err(invalid(
             "Mesos authentication needs both STATS_COLLECTOR_MESOS_PRINCIPAL and \
-             STATS_COLLECTOR_MESOS_SECRET",
+             STATS_COLLECTOR_MESOS_SECRET (or STATS_COLLECTOR_MESOS_SECRET_FILE)",
         )),
+    }
+}
+
+/// The shard, from `--shard K/N` or from `--shard-index I` with `--shard-count N`
+/// (0-based, as schedulers number their instances); both forms must then agree.
+fn shard(settings: &Settings) -> Result<Option<Shard>, ConfigError> {
+    const INDEX: &str = "STATS_COLLECTOR_SHARD_INDEX (--shard-index)";
+    const COUNT: &str = "STATS_COLLECTOR_SHARD_COUNT (--shard-count)";
+    let given = settings.shard.as_deref().map(parse_shard).transpose()?;
+    let indexed = match (settings.shard_index, settings.shard_count) {
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(invalid(format!(
+                "{INDEX} and {COUNT} go together: set both or neither"
+            )))
+        }
+        (Some(_), Some(0)) => return Err(invalid(format!("{COUNT} must be above 0"))),
+        (Some(index), Some(count)) if index >= count => {
+            return Err(invalid(format!(
+                "{INDEX} is 0-based and must be below {COUNT}: got index {index} of {count} \
+                 (0 to {} are the shards)",
+                count - 1
+            )))
+        }
+        (Some(index), Some(count)) => Some(Shard {
+            index: index + 1,
+            count,
+        }),
+    };
+    match (given, indexed) {
+        (Some(given), Some(indexed)) if given != indexed => Err(invalid(format!(
+            "--shard {given} and {INDEX} {} of {} name different shards \
+             (index I of N is --shard (I+1)/N)",
+            indexed.index - 1,
+            indexed.count
+        ))),
+        (given, indexed) => Ok(given.or(indexed)),
     }
 }
 
@@ -280,9 +437,79 @@ fn metrics_file(settings: &Settings) -> Result<Option<PathBuf>, ConfigError> {
     Ok(Some(path.clone()))
 }
 
+/// The Pushgateway: `http(s)://[user[:password]@]host[:port][/path]`. User info is taken
+/// off the URL (percent-decoded) to be sent as basic authentication.
+fn pushgateway(settings: &Settings) -> Result<Option<PushgatewaySettings>, ConfigError> {
+    let Some(given) = settings.pushgateway.as_deref().map(str::trim) else {
+        return Ok(None);
+    };
+    if given.is_empty() {
+        return Ok(None);
+    }
+    let shown_url = redact::secret_url(given);
+    let bad = |why: &str| invalid(format!("Pushgateway URL {shown_url}: {why}"));
+    let (scheme, rest) = given
+        .split_once("://")
+        .filter(|(scheme, _)| matches!(*scheme, "http" | "https"))
+        .ok_or_else(|| bad("must start with http:// or https://"))?;
+    let (user_info, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    if shown_url == redact::UNREADABLE || rest.contains(['?', '#']) || rest.starts_with('/') {
+        return Err(bad("must be http(s)://[USER:PASSWORD@]HOST[:PORT][/PATH]"));
+    }
+    let credentials = user_info
+        .map(|info| {
+            let (user, password) = info.split_once(':').unwrap_or((info, ""));
+            let decoded = |part: &str| {
+                percent_decoded(part)
+                    .ok_or_else(|| bad("its user info is not valid percent-encoded UTF-8"))
+            };
+            Ok::<_, ConfigError>(Credentials {
+                principal: decoded(user)?,
+                secret: Secret(decoded(password)?),
+            })
+        })
+        .transpose()?;
+    Ok(Some(PushgatewaySettings {
+        url: format!("{scheme}://{}", rest.trim_end_matches('/')),
+        shown_url,
+        credentials,
+    }))
+}
+
+/// `%XX` escapes decoded; None when one is malformed or the result is not UTF-8.
+fn percent_decoded(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?)
+                .ok()
+                .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, ConfigError> {
-    let url = settings.redis_url.trim().to_string();
-    let shown_url = redact::url(&url);
+    let url = SecretSetting {
+        value_name: "STATS_COLLECTOR_REDIS_URL (--redis-url)",
+        file_name: "STATS_COLLECTOR_REDIS_URL_FILE (--redis-url-file)",
+        value: &settings.redis_url,
+        file: &settings.redis_url_file,
+    }
+    .read()?;
+    let url = url.as_ref().map_or(DEFAULT_REDIS_URL, Secret::expose);
+    let url = url.trim().to_string();
+    let shown_url = redact::secret_url(&url);
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err(invalid(format!(
             "Redis URL {shown_url} must start with redis:// or rediss://"
@@ -336,12 +563,14 @@ fn broker(
             .rabbitmq_user
             .clone()
             .unwrap_or_else(|| "guest".into()),
-        password: Secret(
-            settings
-                .rabbitmq_password
-                .clone()
-                .unwrap_or_else(|| "guest".into()),
-        ),
+        password: SecretSetting {
+            value_name: "STATS_COLLECTOR_RABBITMQ_PWD (--rabbitmq-password)",
+            file_name: "STATS_COLLECTOR_RABBITMQ_PWD_FILE (--rabbitmq-password-file)",
+            value: &settings.rabbitmq_password,
+            file: &settings.rabbitmq_password_file,
+        }
+        .read()?
+        .unwrap_or_else(|| Secret("guest".into())),
         vhost,
         routing_key,
         connect_timeout,
@@ -410,15 +639,13 @@ fn short_string(name: &str, value: String) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Cli;
-    use clap::Parser;
     use std::collections::HashMap;
 
     fn config(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut argv = vec!["asgard-stats"];
         argv.extend_from_slice(args);
         argv.push("check");
-        let cli = Cli::try_parse_from(argv).expect("arguments parse");
+        let cli = crate::cli::parse_from(argv).expect("arguments parse");
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -605,5 +832,225 @@ mod tests {
             .to_string();
         assert!(why.contains("http://<redacted>@m:5050"), "{why}");
         assert!(!why.contains("s3cret"), "{why}");
+    }
+
+    #[test]
+    fn a_shard_index_of_a_count_is_the_shard_one_above_it() {
+        let m = ["--master", "http://m:1"];
+        let shard = |extra: &[&str], env: &[(&str, &str)]| {
+            config(&[&m[..], extra].concat(), env).map(|c| c.shard)
+        };
+        let third = Some(Shard { index: 3, count: 4 });
+        assert_eq!(
+            shard(&["--shard-index", "2", "--shard-count", "4"], &[]).ok(),
+            Some(third)
+        );
+        assert_eq!(shard(&["--shard", "3/4"], &[]).ok(), Some(third));
+        assert_eq!(
+            shard(
+                &["--shard", "3/4", "--shard-index=2", "--shard-count=4"],
+                &[]
+            )
+            .ok(),
+            Some(third),
+            "both forms may be given when they agree"
+        );
+        assert_eq!(
+            shard(&["--shard-index", "0", "--shard-count", "1"], &[]).ok(),
+            Some(Some(Shard { index: 1, count: 1 }))
+        );
+        assert_eq!(shard(&[], &[]).ok(), Some(None));
+        for (bad, why) in [
+            (&["--shard-index", "2"][..], "go together"),
+            (&["--shard-count", "4"], "go together"),
+            (
+                &["--shard-index", "4", "--shard-count", "4"],
+                "got index 4 of 4",
+            ),
+            (
+                &["--shard-index", "0", "--shard-count", "0"],
+                "must be above 0",
+            ),
+            (
+                &["--shard", "2/4", "--shard-index", "2", "--shard-count", "4"],
+                "different shards",
+            ),
+            (
+                &["--shard", "3/5", "--shard-index", "2", "--shard-count", "4"],
+                "different shards",
+            ),
+        ] {
+            let error = shard(bad, &[]).expect_err("refused").to_string();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+    }
+
+    /// A file of this test's own holding `content`.
+    fn secret_file(name: &str, content: &[u8]) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("asgard-config-test-{}-{name}", std::process::id()));
+        std::fs::write(&path, content).expect("write a secret file");
+        path
+    }
+
+    #[test]
+    fn secrets_come_from_files_without_one_trailing_newline() {
+        let base = [
+            "--master",
+            "http://m:1",
+            "--rabbitmq-host",
+            "mq",
+            "--routing-key",
+            "rk",
+            "--mesos-principal",
+            "ops",
+        ];
+        let with = |extra: &[&str]| config(&[&base[..], extra].concat(), &[]);
+        let mesos = secret_file("mesos", b"m3sos\r\n");
+        let broker = secret_file("broker", b"pa55\n\n");
+        let redis = secret_file("redis", b"redis://:s3cret@r:6379/1\n");
+        let c = with(&[
+            "--mesos-secret-file",
+            mesos.to_str().expect("UTF-8"),
+            "--rabbitmq-password-file",
+            broker.to_str().expect("UTF-8"),
+            "--redis-url-file",
+            redis.to_str().expect("UTF-8"),
+        ])
+        .expect("valid");
+        let credentials = c.http.credentials.as_ref().expect("credentials");
+        assert_eq!(credentials.secret.expose(), "m3sos");
+        let broker_settings = c.require_broker().expect("configured");
+        assert_eq!(
+            broker_settings.password.expose(),
+            "pa55\n",
+            "only one newline goes"
+        );
+        assert_eq!(c.redis.url.expose(), "redis://:s3cret@r:6379/1");
+        assert_eq!(c.redis.shown_url, "redis://<redacted>@r:6379/1");
+        // Without a value or a file, the defaults.
+        let c = with(&["--mesos-secret", "x"]).expect("valid");
+        assert_eq!(c.redis.url.expose(), DEFAULT_REDIS_URL);
+        assert_eq!(c.require_broker().expect("set").password.expose(), "guest");
+
+        let missing = std::env::temp_dir().join("asgard-config-test-no-such-file");
+        let empty = secret_file("empty", b"\n");
+        let binary = secret_file("binary", b"\xffs3cret");
+        let folder = std::env::temp_dir();
+        let [mesos_path, broker_path, redis_path, missing, empty_path, binary_path, folder] =
+            [&mesos, &broker, &redis, &missing, &empty, &binary, &folder]
+                .map(|p| p.to_str().expect("UTF-8").to_string());
+        for (extra, why) in [
+            (
+                vec!["--mesos-secret", "x", "--mesos-secret-file", &mesos_path],
+                "are both set",
+            ),
+            (
+                vec![
+                    "--mesos-secret",
+                    "x",
+                    "--rabbitmq-password",
+                    "x",
+                    "--rabbitmq-password-file",
+                    &broker_path,
+                ],
+                "RABBITMQ_PWD (--rabbitmq-password) and STATS_COLLECTOR_RABBITMQ_PWD_FILE",
+            ),
+            (
+                vec![
+                    "--mesos-secret",
+                    "x",
+                    "--redis-url",
+                    "redis://r",
+                    "--redis-url-file",
+                    &redis_path,
+                ],
+                "STATS_COLLECTOR_REDIS_URL (--redis-url) and",
+            ),
+            (
+                vec!["--mesos-secret-file", &missing],
+                "cannot be read: No such file",
+            ),
+            (vec!["--mesos-secret-file", &empty_path], "is empty"),
+            (vec!["--mesos-secret-file", &binary_path], "is not UTF-8"),
+            (vec!["--mesos-secret-file", &folder], "it is a folder"),
+        ] {
+            let error = with(&extra).expect_err("refused").to_string();
+            assert!(error.contains(why), "{extra:?}: {error}");
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+        for file in [mesos, broker, redis, empty, binary] {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
+    #[test]
+    fn secrets_given_as_flags_are_warned_about() {
+        let warned = |args: &[&str]| {
+            let mut argv = vec!["asgard-stats", "--master", "http://m:1"];
+            argv.extend_from_slice(args);
+            let cli = crate::cli::parse_from(argv).expect("arguments parse");
+            Config::secret_flag_warnings(&cli.settings)
+        };
+        assert!(warned(&["check"]).is_empty());
+        // Before and after the subcommand alike.
+        let lines = warned(&["--mesos-secret", "x", "check", "--rabbitmq-password", "y"]);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("--mesos-secret is given on the command line")
+                && lines[0].contains("process list"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("STATS_COLLECTOR_RABBITMQ_PWD_FILE"),
+            "{lines:?}"
+        );
+        // A URL is a secret only with credentials in it.
+        assert!(warned(&["--redis-url", "redis://r:6379/0", "check"]).is_empty());
+        assert_eq!(
+            warned(&["--redis-url", "redis://:pw@r/0", "check"]).len(),
+            1
+        );
+        assert!(warned(&["--pushgateway", "http://pg:9091", "check"]).is_empty());
+        assert_eq!(
+            warned(&["check", "--pushgateway", "http://u:pw@pg:9091"]).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_pushgateway_url_loses_its_user_info_to_basic_credentials() {
+        let gateway = |url: &str| {
+            config(&["--master", "http://m:1", "--pushgateway", url], &[])
+                .map(|c| c.pushgateway.expect("configured"))
+                .map_err(|e| e.to_string())
+        };
+        let plain = gateway("http://pg:9091/").expect("valid");
+        assert_eq!(plain.url, "http://pg:9091");
+        assert!(plain.credentials.is_none());
+        let with = gateway("https://ops:p%40ss%2Fw0rd@pg.example:9091/prefix").expect("valid");
+        assert_eq!(with.url, "https://pg.example:9091/prefix");
+        assert_eq!(with.shown_url, "https://<redacted>@pg.example:9091/prefix");
+        let credentials = with.credentials.expect("credentials");
+        assert_eq!(credentials.principal, "ops");
+        assert_eq!(credentials.secret.expose(), "p@ss/w0rd");
+        for bad in [
+            "pg:9091",
+            "ftp://pg",
+            "http://u:s3cret@pg/?x=1",
+            "http://u:s3cret@",
+            "http://u:%zzs3cret@pg",
+            "http://pg:9091#s3cret",
+        ] {
+            let why = gateway(bad).expect_err(bad);
+            assert!(why.starts_with("Pushgateway URL "), "{why}");
+            assert!(!why.contains("s3cret"), "{why}");
+        }
+        assert!(
+            config(&["--master", "http://m:1", "--pushgateway", ""], &[])
+                .expect("valid")
+                .pushgateway
+                .is_none()
+        );
     }
 }

@@ -17,6 +17,17 @@ pub(crate) fn url(text: &str) -> String {
     shown(text.trim()).unwrap_or_else(|| UNREADABLE.to_string())
 }
 
+/// [`url`] for a setting that holds secrets (the Redis URL, the Pushgateway URL): a value
+/// without a `scheme://` is not shown at all, since it may be the secret itself (a
+/// password set in the wrong variable, a file holding only a password).
+pub(crate) fn secret_url(text: &str) -> String {
+    if text.contains("://") {
+        url(text)
+    } else {
+        UNREADABLE.to_string()
+    }
+}
+
 fn shown(text: &str) -> Option<String> {
     let (scheme, rest) = match text.split_once("://") {
         Some((scheme, rest)) if is_scheme(scheme) => (Some(scheme), rest),
@@ -126,6 +137,13 @@ mod tests {
         for (input, shown) in cases {
             assert_eq!(url(input), shown, "{input}");
         }
+    }
+
+    #[test]
+    fn a_secret_setting_without_a_scheme_is_not_shown() {
+        assert_eq!(secret_url("hunter2"), UNREADABLE);
+        assert_eq!(secret_url("10.0.0.1:6379"), UNREADABLE);
+        assert_eq!(secret_url("redis://:pw@h/0"), "redis://<redacted>@h/0");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Which share of the cluster's agents a pass collects (`--shard K/N`): shard K of N
-//! holds the agents whose id hashes, by 64-bit FNV-1a, to K-1 modulo N. Kept in
+//! Which share of the cluster's agents a pass collects (`--shard K/N`, or the 0-based
+//! `--shard-index K-1` with `--shard-count N` that schedulers hand over, the same shard):
+//! shard K of N holds the agents whose id hashes, by 64-bit FNV-1a, to K-1 modulo N. Kept in
 //! configuration because the hash is part of the contract every host must agree on,
 //! and so that the agent list, the lock and the metrics read it from one place.
 

@@ -399,7 +399,7 @@ fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<ureq::tls::Certifi
     Ok(certs)
 }
 
-fn basic_authorization(principal: &str, secret: &str) -> String {
+pub(crate) fn basic_authorization(principal: &str, secret: &str) -> String {
     use base64::Engine;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{principal}:{secret}"));
     format!("Basic {token}")

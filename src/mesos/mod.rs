@@ -6,4 +6,4 @@ pub(crate) mod budget;
 mod client;
 
 pub(crate) use agents::{of_shard, Agent, Unusable};
-pub(crate) use client::{MesosClient, Scheme};
+pub(crate) use client::{basic_authorization, MesosClient, Scheme};

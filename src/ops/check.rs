@@ -1,9 +1,10 @@
 //! `asgard-stats check`: reaches every part a pass needs (each master, Redis, the broker
 //! and the queue behind the routing key) without collecting anything, and prints one
 //! aligned line per part with `ok` or `FAIL` and the reason, then a verdict line. With
-//! `--metrics-file`, a line says whether its folder is writable. It exits 0 only if a
-//! pass could run (and write its metrics file), 69 if it could not, and 2 when the
-//! configuration itself is unusable (a CA file that cannot be read, no broker configured).
+//! `--metrics-file`, a line says whether its folder is writable; with `--pushgateway`,
+//! whether the Pushgateway answers. It exits 0 only if a pass could run (and write and
+//! push its metrics), 69 if it could not, and 2 when the configuration itself is unusable
+//! (a CA file that cannot be read, no broker configured).
 
 use crate::config::Config;
 use crate::exit;
@@ -49,6 +50,8 @@ struct Report {
     config_error: bool,
     /// `--metrics-file` is set and its folder cannot be written.
     metrics_unwritable: bool,
+    /// `--pushgateway` is set and it does not answer as ready.
+    pushgateway_unreachable: bool,
 }
 
 impl Report {
@@ -75,10 +78,22 @@ impl Report {
             .collect()
     }
 
+    /// Where a pass that can run could not report its metrics, in words.
+    fn metrics_lost(&self) -> Vec<&'static str> {
+        let lost = [
+            (self.metrics_unwritable, "write its metrics file"),
+            (self.pushgateway_unreachable, "push its metrics"),
+        ];
+        lost.iter()
+            .filter(|(lost, _)| *lost)
+            .map(|(_, what)| *what)
+            .collect()
+    }
+
     fn exit_code(&self) -> i32 {
         if self.config_error {
             exit::USAGE
-        } else if self.missing().is_empty() && !self.metrics_unwritable {
+        } else if self.missing().is_empty() && self.metrics_lost().is_empty() {
             exit::OK
         } else {
             exit::UNAVAILABLE
@@ -108,11 +123,12 @@ impl Report {
                 Status::Fail,
                 "the configuration is unusable (see the FAIL lines)",
             );
-        } else if missing.is_empty() && self.metrics_unwritable {
+        } else if missing.is_empty() && !self.metrics_lost().is_empty() {
+            let lost = self.metrics_lost().join(" nor ");
             line(
                 "pass",
                 Status::Fail,
-                "a pass can run but cannot write its metrics file",
+                &format!("a pass can run but cannot {lost}"),
             );
         } else if missing.is_empty() {
             line("pass", Status::Ok, "a pass can run");
@@ -133,6 +149,7 @@ pub(crate) fn run(config: &Config) -> i32 {
     check_redis(config, &mut report);
     check_broker(config, &mut report);
     check_metrics_file(config, &mut report);
+    check_pushgateway(config, &mut report);
     print!("{}", report.render());
     report.exit_code()
 }
@@ -304,6 +321,28 @@ fn check_metrics_file(config: &Config, report: &mut Report) {
     }
 }
 
+/// Whether the Pushgateway answers as ready; no line without `--pushgateway`.
+fn check_pushgateway(config: &Config, report: &mut Report) {
+    let Some(gateway) = &config.pushgateway else {
+        return;
+    };
+    match crate::ops::push::probe(config, gateway) {
+        Ok(()) => report.push(
+            "pushgateway",
+            Status::Ok,
+            format!("{}: reachable, ready", gateway.shown_url),
+        ),
+        Err(why) => {
+            report.pushgateway_unreachable = true;
+            report.push(
+                "pushgateway",
+                Status::Fail,
+                format!("{}: not reachable: {why}", gateway.shown_url),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,7 +381,16 @@ mod tests {
         assert!(report
             .render()
             .ends_with("pass    FAIL  a pass can run but cannot write its metrics file\n"));
+        report.pushgateway_unreachable = true;
+        assert!(report.render().ends_with(
+            "pass    FAIL  a pass can run but cannot write its metrics file nor push its metrics\n"
+        ));
         report.metrics_unwritable = false;
+        assert_eq!(report.exit_code(), exit::UNAVAILABLE);
+        assert!(report
+            .render()
+            .ends_with("pass    FAIL  a pass can run but cannot push its metrics\n"));
+        report.pushgateway_unreachable = false;
 
         report.config_error = true;
         assert_eq!(report.exit_code(), exit::USAGE);

@@ -24,6 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The prefix of every metric name.
 const PREFIX: &str = "asgard_stats_";
+/// The family of the last pass that delivered, which a failed pass must not forget.
+const LAST_SUCCESS: &str = "last_success_timestamp_seconds";
 /// Stands in a help line for the list of exit codes (`crate::exit`), filled in when
 /// written, so the metric's help never lists other codes than `--help`.
 const EXIT_CODES: &str = "{EXIT_CODES}";
@@ -64,7 +66,7 @@ const FAMILIES: &[Family] = &[
         |p| p.ended,
     ),
     gauge(
-        "last_success_timestamp_seconds",
+        LAST_SUCCESS,
         "When the last pass that delivered (exit 0 or 3) ended (Unix time); 0 when none is known.",
         |p| p.last_success,
     ),
@@ -222,8 +224,13 @@ impl<'a> Pass<'a> {
 
     /// The file's text: `# HELP`, `# TYPE` and the samples of every family.
     fn render(&self) -> String {
+        self.render_families(|_| true)
+    }
+
+    /// `render` of the families `keep` accepts.
+    fn render_families(&self, keep: impl Fn(&Family) -> bool) -> String {
         let mut out = String::new();
-        for family in FAMILIES {
+        for family in FAMILIES.iter().filter(|f| keep(f)) {
             let name = format!("{PREFIX}{}", family.name);
             // Writing to a String cannot fail.
             let help = family.help.replace(EXIT_CODES, &exit::one_line());
@@ -273,19 +280,41 @@ fn escape_label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Writes the metrics of this pass to `path`, atomically, keeping the last success of
-/// the file it replaces.
-pub(crate) fn write(path: &Path, summary: &Summary, config: &Config) -> io::Result<()> {
-    let previous = std::fs::read_to_string(path)
-        .ok()
+/// The metrics of a pass that just ended, rendered once for every place they go.
+pub(crate) struct Rendered {
+    /// The whole text: the metrics file's, and what a Pushgateway gets.
+    pub(crate) text: String,
+    /// When no last success is known (no metrics file to read it back from, and this
+    /// pass did not deliver), the text without that family: a Pushgateway then keeps the
+    /// last success pushed before instead of being told 0.
+    pub(crate) without_last_success: Option<String>,
+}
+
+/// The metrics of this pass; with a metrics file, its last success is read back from the
+/// file this pass replaces.
+pub(crate) fn render(summary: &Summary, config: &Config) -> Rendered {
+    let previous = config
+        .metrics_file
+        .as_deref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
         .and_then(|text| last_success(&text));
-    let text = Pass::new(summary, config, previous).render();
+    let pass = Pass::new(summary, config, previous);
+    let without_last_success = (pass.last_success == 0.0)
+        .then(|| pass.render_families(|family| family.name != LAST_SUCCESS));
+    Rendered {
+        text: pass.render(),
+        without_last_success,
+    }
+}
+
+/// Writes a pass's metrics text to `path`, atomically.
+pub(crate) fn write(path: &Path, text: &str) -> io::Result<()> {
     replace(path, text.as_bytes())
 }
 
 /// The last success recorded in a metrics file's text, if it holds a usable one.
 fn last_success(text: &str) -> Option<f64> {
-    let name = format!("{PREFIX}last_success_timestamp_seconds");
+    let name = format!("{PREFIX}{LAST_SUCCESS}");
     text.lines()
         .filter(|line| {
             line.strip_prefix(&name)
