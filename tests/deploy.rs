@@ -405,9 +405,10 @@ fn the_package_holds_the_stripped_binary_man_page_units_settings_and_examples() 
 }
 
 /// Every variable the binary names in its help (clap's `[env: ...]` and the master
-/// variables its help describes) is listed, commented out, in /etc/default/asgard-stats.
+/// variables its help describes) is listed, commented out, in /etc/default/asgard-stats,
+/// and nothing else.
 #[test]
-fn the_settings_file_lists_every_variable_the_binary_knows_commented_out() {
+fn the_settings_file_lists_every_variable_the_binary_knows_and_no_other_commented_out() {
     let settings = read(&contrib("debian/asgard-stats.default"));
     for line in settings.lines() {
         assert!(
@@ -431,6 +432,21 @@ fn the_settings_file_lists_every_variable_the_binary_knows_commented_out() {
     assert!(
         missing.is_empty(),
         "contrib/debian/asgard-stats.default lacks {missing:?}"
+    );
+    // And it names no setting the binary does not know (a typo would be silently
+    // ignored): the help writes the master variables after _0 as `_1, ...`.
+    let unknown: Vec<&&str> = listed
+        .iter()
+        .filter(|v| v.starts_with("STATS_") || v.starts_with("HOLLOWMAN_"))
+        .filter(|v| !known.contains(**v))
+        .filter(|v| {
+            let index = v.strip_prefix("HOLLOWMAN_MESOS_ADDRESS_");
+            index.is_none_or(|i| i.parse::<u32>().is_err())
+        })
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "contrib/debian/asgard-stats.default names unknown settings {unknown:?}"
     );
 }
 
