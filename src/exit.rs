@@ -1,7 +1,7 @@
 //! The one list of exit codes: each code's number, its short name and its meaning. It
 //! feeds the text `--help` ends with, the man page's EXIT STATUS, and the help line of
 //! the `exit_code` metric, and a test holds README's table to it, so the contract
-//! (design section 8) is written down once in the code.
+//! (docs/exit-codes.md) is written down once in the code.
 
 pub(crate) const OK: i32 = 0;
 pub(crate) const OTHER: i32 = 1;

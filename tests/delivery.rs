@@ -1,6 +1,12 @@
-//! Nothing lost (design sections 6 and 7): publisher confirms and returns, a broker or
-//! Redis failing before or during a pass, the pass lock, and the hygiene of stored state,
-//! against a real Redis and real RabbitMQ nodes.
+//! Nothing lost (docs/state.md, docs/publishing.md): publisher confirms and returns, a
+//! broker or Redis failing before or during a pass, the pass lock, and the hygiene of
+//! stored state, against a real Redis and real RabbitMQ nodes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
 
 mod common;
 

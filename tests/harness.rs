@@ -1,6 +1,12 @@
 //! Smoke tests of the test harness itself (tests/common): if these fail, every other
 //! integration test's verdict is meaningless.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -1,6 +1,13 @@
-//! Bad input never breaks a pass (design sections 4 to 6): broken answers and entries
-//! are logged with the agent's address and counted, broken state is replaced, and numbers
-//! keep every digit through Redis into the published documents.
+//! Bad input never breaks a pass (docs/mesos.md, docs/document.md, docs/state.md):
+//! broken answers and entries are logged with the agent's address and counted, broken
+//! state is replaced, and numbers keep every digit through Redis into the published
+//! documents.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
 
 mod common;
 

@@ -4,6 +4,12 @@
 //! Real redis-server, the shared RabbitMQ node, mesos-sim's `SlowBody`. Clusters here
 //! bind agents on 127.24.x.y (`first_ip` [24, ...]).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,12 @@
 //! Masters in high availability, authentication, TLS, misbehaving agents and the pass
-//! deadline (design sections 3 and 4), against simulated masters and agents on loopback.
+//! deadline (docs/mesos.md), against simulated masters and agents on loopback.
 //! Each test binds agents on loopback addresses of its own (`first_ip`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
 
 mod common;
 

@@ -7,6 +7,12 @@
 //! `scripts/services ensure` installs: these tests fail without it, they never skip.
 //! Clusters here bind agents on 127.14.x.y (`first_ip` [14, ...]).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod common;
 
 use common::*;

@@ -3,6 +3,12 @@
 //! dry-run table, JSON log lines, and a README that lists every setting `--help` shows.
 //! Clusters here bind agents on 127.11.x.y (`first_ip` [11, ...]).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod common;
 
 use common::*;

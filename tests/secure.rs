@@ -4,6 +4,12 @@
 //! the test's own with a TLS listener and certificates made here) and through a list of
 //! brokers whose first is dead. Clusters here bind agents on 127.26.x.y (`first_ip` [26, ...]).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod common;
 
 use base64::Engine;

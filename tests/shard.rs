@@ -1,7 +1,13 @@
-//! Sharding (`--shard K/N`, `STATS_COLLECTOR_SHARD`): N collectors split the agents by
-//! FNV-1a 64 of the agent id (shard K takes the ids whose hash mod N is K-1), so together
-//! they publish every task's document exactly once, and each shard has a pass lock of its
-//! own (`<prefix>lock:K-of-N`), so shards never wait for each other.
+//! Sharding (`--shard K/N`, `STATS_COLLECTOR_SHARD`; docs/scale.md): N collectors split the
+//! agents by FNV-1a 64 of the agent id (shard K takes the ids whose hash mod N is K-1), so
+//! together they publish every task's document exactly once, and each shard has a pass lock
+//! of its own (`<prefix>lock:K-of-N`), so shards never wait for each other.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
 
 mod common;
 

@@ -1,9 +1,15 @@
-//! SIGTERM and SIGINT during a pass (cron's timeout, systemd, Ctrl-C): the pass starts no
-//! further agent, lets those in flight settle, stores what was confirmed, releases its
-//! lock, logs its summary last and exits 143 or 130; a second signal ends it at once,
-//! releasing the lock on its way out.
+//! SIGTERM and SIGINT during a pass (docs/pass.md; cron's timeout, systemd, Ctrl-C): the
+//! pass starts no further agent, lets those in flight settle, stores what was confirmed,
+//! releases its lock, logs its summary last and exits 143 or 130; a second signal ends it
+//! at once, releasing the lock on its way out.
 //! Real redis-server, the shared RabbitMQ node, agents slowed by mesos-sim. Clusters here
 //! bind agents on 127.23.x.y (`first_ip` [23, ...]).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
 
 mod common;
 

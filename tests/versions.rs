@@ -4,6 +4,12 @@
 //! 50,000 agents of real size, and documents held back when they lack `cpu_pct` or
 //! `mem_pct`. Clusters here bind agents on 127.25.x.y (`first_ip` [25, ...]).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod common;
 
 use common::*;

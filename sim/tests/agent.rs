@@ -1,6 +1,12 @@
 //! The agents over the wire: the statistics format, counters growing at the published
 //! rates, CFS-less and churning tasks, request counting and basic auth.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod support;
 
 use std::collections::HashSet;

@@ -1,6 +1,12 @@
 //! Agent faults over the wire, and that dropping a cluster is prompt whatever its
 //! agents are doing.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod support;
 
 use std::io::ErrorKind;

@@ -1,6 +1,12 @@
 //! The masters over the wire: the leader's agent listing, standby redirects, master
 //! faults and basic auth on masters.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod support;
 
 use std::net::TcpStream;

@@ -1,6 +1,12 @@
 //! https: masters and agents serve through rustls when the cluster has an identity, with
 //! a certificate generated on the spot (no network, no files).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
+)]
+
 mod support;
 
 use std::io::{Read, Write};

@@ -1,5 +1,6 @@
 //! Delivery of documents: the narrow [`Publisher`] interface the pass depends on, and its
-//! RabbitMQ implementation (design section 7) over the wire protocol of [`crate::broker::amqp`].
+//! RabbitMQ implementation (docs/publishing.md) over the wire protocol of
+//! [`crate::broker::amqp`].
 //!
 //! One connection and one channel serve the whole pass. A publisher thread owns the
 //! writing half: worker threads hand it batches and block until every document of their

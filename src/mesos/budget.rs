@@ -23,6 +23,10 @@ const LARGE_BUFFER: libc::c_int = 1024 * 1024;
 /// instead of raising its mapping threshold to the largest freed so far and keeping
 /// such buffers in the heap of whichever arena served them. Answers of a healthy
 /// cluster are far smaller and keep being served from the heap.
+#[allow(
+    unsafe_code,
+    reason = "mallopt is glibc's only way to fix the threshold; see SAFETY below"
+)]
 pub(crate) fn give_large_buffers_back() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a tunable of glibc's allocator, under its own locks; a

@@ -1,8 +1,8 @@
-//! The metrics file (`--metrics-file`): what the last collecting pass did, in the
-//! Prometheus text exposition format, for node_exporter's textfile collector. It is
-//! written at the end of every pass that read its configuration, whatever its outcome,
-//! atomically (a temporary file in the same folder, then a rename), so the collector
-//! never reads half a file.
+//! The metrics file (`--metrics-file`, docs/exit-codes.md): what the last collecting pass
+//! did, in the Prometheus text exposition format, for node_exporter's textfile collector.
+//! It is written at the end of every pass that read its configuration, whatever its
+//! outcome, atomically (a temporary file in the same folder, then a rename), so the
+//! collector never reads half a file.
 //!
 //! The last success survives failed passes by being read back from the file it replaces:
 //! that needs nothing but the file itself, so it holds when Redis or the broker is what

@@ -1,6 +1,6 @@
-//! The dry run's second reading (design section 9): tasks with no usable previous reading
-//! (Redis unreachable, or without state) are read a second time from their agent a short
-//! interval later, so a dry run always shows documents.
+//! The dry run's second reading (docs/pass.md, "Dry run"): tasks with no usable previous
+//! reading (Redis unreachable, or without state) are read a second time from their agent
+//! a short interval later, so a dry run always shows documents.
 //!
 //! Kept apart from `pass` because a collecting pass never reads an agent twice: it stores
 //! the first reading and reports from the next pass on.

@@ -1,6 +1,6 @@
-//! One collection pass, start to end (design section 1): broker, lock, masters, then the
-//! worker pool (`workers`), whose threads each take one agent at a time (`agent`) through fetch → load
-//! previous readings → compute → publish → store, and finally the summary.
+//! One collection pass, start to end (docs/pass.md): broker, lock, masters, then the
+//! worker pool (`workers`), whose threads each take one agent at a time (`agent`) through
+//! fetch → load previous readings → compute → publish → store, and finally the summary.
 //!
 //! A worker holds only its current agent's readings, so memory stays flat however large
 //! the cluster. The main thread never joins a worker that may hang: it supervises the

@@ -1,5 +1,5 @@
 //! What happened during a pass: counters shared by the worker threads, the summary line
-//! that ends every pass, and the exit code that follows from them (design section 8).
+//! that ends every pass, and the exit code that follows from them (docs/exit-codes.md).
 
 use crate::exit;
 use crate::pass::stop::StopReason;

@@ -1,8 +1,8 @@
 //! The worker pool of a pass. `workers` threads each take one job (an agent) at a time.
 //! A thread whose fetch has waited longer than the stall threshold stops counting
 //! against that number and the pool adds a thread in its place, so agents that hang or
-//! crawl never hold up the healthy ones, however many of them there are (design section
-//! 1: "one slow, dead or broken agent never delays the others"). A thread that finds the
+//! crawl never hold up the healthy ones, however many of them there are (docs/pass.md:
+//! "one agent never delays or fails another"). A thread that finds the
 //! pool over strength after a job retires, so the pool shrinks back once the stalled
 //! fetches end. It stays bounded: at most `max_stalled` threads are added at once.
 //!

@@ -1,4 +1,4 @@
-//! Previous readings and the pass lock, kept in Redis (design section 6).
+//! Previous readings and the pass lock, kept in Redis (docs/state.md).
 //!
 //! Keys are `<prefix><executor_id>` holding the agent's entry as JSON, each written with
 //! a TTL so tasks that ended leave nothing behind. One `MGET` per agent loads, one

@@ -1,4 +1,5 @@
-//! Derives the Marathon app id (`/group/app`) from a Mesos executor or task id.
+//! Derives the Marathon app id (`/group/app`) from a Mesos executor or task id
+//! (docs/document.md, "App names").
 //!
 //! Consumers average usage per app, so every form of id that Marathon and Mesos produce
 //! must map to the same app id the Python collector reported. Marathon app segments hold

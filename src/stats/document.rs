@@ -1,6 +1,6 @@
 //! The document published for a task: pure arithmetic from two readings, no I/O.
 //!
-//! This is the public contract with the dashboards and the autoscaler (design section 5):
+//! This is the public contract with the dashboards and the autoscaler (docs/document.md):
 //! field names, units and meanings match the Python collector. A field whose inputs are
 //! missing is left out rather than sent as 0, null, NaN or infinity, and every computed
 //! float is rounded to 5 decimal places, half away from zero.

@@ -6,7 +6,7 @@
 //!
 //! It keeps the protocol's limits itself: a short string over 255 bytes is refused, never
 //! cut; a frame larger than the negotiated frame size is refused before it is read; the
-//! set-up must finish by the link's deadline. The design named amiquip; it handed every
+//! set-up must finish by the link's deadline. It replaced amiquip, which handed every
 //! frame of every message to an I/O thread of its own, which cost more CPU than
 //! everything else a pass does. Here a whole batch of messages is encoded into one buffer
 //! and written with one system call.
