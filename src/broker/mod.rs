@@ -20,9 +20,9 @@ pub(crate) mod printer;
 use crate::broker::amqp::transport::{self, TlsPeer};
 use crate::broker::amqp::{AmqpError, Event, Login, Message, Session, Writer};
 use crate::config::{BrokerAddress, BrokerSettings};
-use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use rustls::ClientConfig;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -112,7 +112,28 @@ impl NoBroker {
 /// A batch handed to the publisher thread, with where to send its results.
 struct Job {
     batch: Vec<Outgoing>,
-    reply: Sender<Settled>,
+    reply: SyncSender<Settled>,
+}
+
+/// What the publisher thread waits for: a batch from a worker, or what the broker sent
+/// (from the reader thread). One queue for both, so the thread waits in one place: a std
+/// channel parks a waiting thread at once, where a select over two crossbeam channels
+/// first spun and called `sched_yield`, which on a busy machine switches threads.
+enum Input {
+    Job(Job),
+    Events(Vec<Event>),
+    /// The publisher's handle is gone: no more batches come.
+    NoMoreJobs,
+}
+
+/// The workers' end of the publisher thread's queue; dropping it tells the thread that
+/// no more batches come (the reader thread's end stays open while the connection does).
+struct JobSender(Sender<Input>);
+
+impl Drop for JobSender {
+    fn drop(&mut self) {
+        let _ = self.0.send(Input::NoMoreJobs);
+    }
 }
 
 /// A batch's results, and its documents handed back so that the worker thread that
@@ -121,7 +142,7 @@ type Settled = (Vec<Result<(), DeliveryError>>, Vec<Outgoing>);
 
 /// The RabbitMQ publisher: a handle to the thread that owns the connection.
 pub(crate) struct AmqpPublisher {
-    jobs: Sender<Job>,
+    jobs: JobSender,
     thread: std::thread::JoinHandle<()>,
     /// Set by the publisher thread when it halts: the alarm the broker named.
     halted: Arc<OnceLock<String>>,
@@ -146,18 +167,20 @@ impl AmqpPublisher {
             .enable_confirms()
             .map_err(|e| error(format!("cannot enable publisher confirms: {e}")))?;
         let (writer, mut reader) = session.split().map_err(|e| error(e.to_string()))?;
-        let (events, event_queue) = unbounded::<Vec<Event>>();
+        let (inputs, input_queue) = mpsc::channel::<Input>();
+        let events = inputs.clone();
         std::thread::Builder::new()
             .name("amqp-reader".into())
             .spawn(move || loop {
                 let batch = reader.next_events();
                 let closed = matches!(batch.last(), Some(Event::Closed(_)));
-                if events.send(batch).is_err() || closed {
+                if events.send(Input::Events(batch)).is_err() || closed {
                     break;
                 }
             })
             .map_err(|e| error(format!("cannot start the reader thread: {e}")))?;
-        let (jobs, job_queue) = bounded::<Job>(256);
+        // Unbounded, yet never long: each worker waits for its batch before sending another.
+        let jobs = JobSender(inputs);
         let worker = PublisherThread::new(
             writer,
             settings.routing_key.clone(),
@@ -167,7 +190,7 @@ impl AmqpPublisher {
         let halted = Arc::clone(&worker.halted);
         let thread = std::thread::Builder::new()
             .name("publisher".into())
-            .spawn(move || worker.run(job_queue, event_queue))
+            .spawn(move || worker.run(input_queue))
             .map_err(|e| error(format!("cannot start the publisher thread: {e}")))?;
         Ok(AmqpPublisher {
             jobs,
@@ -183,10 +206,10 @@ impl Publisher for AmqpPublisher {
             return Vec::new();
         }
         let size = batch.len();
-        let (reply, answer) = bounded(1);
+        let (reply, answer) = mpsc::sync_channel(1);
         let job = Job { batch, reply };
         let lost = || vec![Err(DeliveryError::ConnectionLost("publisher stopped".into())); size];
-        if self.jobs.send(job).is_err() {
+        if self.jobs.0.send(Input::Job(job)).is_err() {
             return lost();
         }
         answer
@@ -289,7 +312,7 @@ struct OpenBatch {
     docs: Vec<Outgoing>,
     results: Vec<Option<Result<(), DeliveryError>>>,
     unsettled: usize,
-    reply: Sender<Settled>,
+    reply: SyncSender<Settled>,
     /// When its confirms began to be awaited (restarted when the broker unblocks).
     started: Instant,
 }
@@ -341,33 +364,30 @@ impl PublisherThread {
         }
     }
 
-    fn run(mut self, jobs: Receiver<Job>, events: Receiver<Vec<Event>>) {
+    fn run(mut self, inputs: Receiver<Input>) {
         let tick = Duration::from_millis(100);
         let mut jobs_open = true;
-        let mut events_open = true;
         while jobs_open || !self.batches.is_empty() {
-            let never_job = crossbeam_channel::never();
-            let never_event = crossbeam_channel::never();
-            let job_source = if jobs_open { &jobs } else { &never_job };
-            let event_source = if events_open { &events } else { &never_event };
-            select! {
-                recv(job_source) -> job => match job {
-                    Ok(job) => self.publish(job),
-                    Err(_) => jobs_open = false,
-                },
-                recv(event_source) -> batch => match batch {
-                    Ok(batch) => batch.into_iter().for_each(|event| self.on_event(event)),
-                    Err(_) => {
-                        events_open = false;
-                        self.fail_all(DeliveryError::ConnectionLost("the connection closed".into()));
-                    }
-                },
-                default(tick) => {}
+            match inputs.recv_timeout(tick) {
+                Ok(Input::Job(job)) => self.publish(job),
+                Ok(Input::Events(batch)) => {
+                    batch.into_iter().for_each(|event| self.on_event(event))
+                }
+                Ok(Input::NoMoreJobs) => jobs_open = false,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The handle and the reader thread are both gone: nothing will settle
+                    // what is still pending.
+                    self.fail_all(DeliveryError::ConnectionLost(
+                        "the connection closed".into(),
+                    ));
+                    break;
+                }
             }
             self.halt_if_blocked_too_long();
             self.expire_overdue();
         }
-        self.close(&events);
+        self.close(&inputs);
     }
 
     fn publish(&mut self, job: Job) {
@@ -574,12 +594,16 @@ impl PublisherThread {
 
     /// Closes the connection politely: asks the broker to close and waits a moment for
     /// its answer, then ends the socket whatever happened.
-    fn close(mut self, events: &Receiver<Vec<Event>>) {
+    fn close(mut self, inputs: &Receiver<Input>) {
         if self.broken.is_none() && self.blocked.is_none() && self.writer.close().is_ok() {
             let deadline = Instant::now() + Duration::from_secs(1);
-            while let Ok(batch) = events.recv_deadline(deadline) {
-                if matches!(batch.last(), Some(Event::Closed(_))) {
-                    break;
+            loop {
+                match inputs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(Input::Events(batch)) if matches!(batch.last(), Some(Event::Closed(_))) => {
+                        break
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
                 }
             }
         }
@@ -650,7 +674,7 @@ mod tests {
 
     /// Hands the thread a batch of documents with these message ids.
     fn publish(thread: &mut PublisherThread, ids: &[&str]) -> Receiver<Settled> {
-        let (reply, answer) = bounded(1);
+        let (reply, answer) = mpsc::sync_channel(1);
         let batch = ids
             .iter()
             .map(|id| Outgoing {
@@ -771,7 +795,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         thread.expire_overdue();
         assert!(
-            answer.is_empty(),
+            answer.try_recv().is_err(),
             "no confirm timeout while the broker blocks"
         );
         thread.halt_if_blocked_too_long();

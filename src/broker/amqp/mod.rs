@@ -226,6 +226,7 @@ impl Session {
             Reader {
                 reader: self.reader,
                 frame_max: self.frame_max,
+                frame: Frame::default(),
                 decoder: Decoder::default(),
             },
         ))
@@ -445,6 +446,8 @@ pub(crate) enum Event {
 pub(crate) struct Reader {
     reader: BufReader<ReadHalf>,
     frame_max: usize,
+    /// The last frame read; its buffer is reused, so the acks of a pass allocate nothing.
+    frame: Frame,
     decoder: Decoder,
 }
 
@@ -487,8 +490,8 @@ impl Reader {
     }
 
     fn read_event(&mut self) -> Result<Option<Event>, AmqpError> {
-        let frame = read_frame(&mut self.reader, self.frame_max)?;
-        self.decoder.on_frame(&frame)
+        read_frame_into(&mut self.reader, self.frame_max, &mut self.frame)?;
+        self.decoder.on_frame(&self.frame)
     }
 }
 
@@ -585,6 +588,7 @@ impl Decoder {
 }
 
 /// One frame off the wire.
+#[derive(Default)]
 struct Frame {
     kind: u8,
     channel: u16,
@@ -594,26 +598,35 @@ struct Frame {
 /// Reads one frame; a frame announcing more than `frame_max` bytes is refused before
 /// anything is allocated for it (the broker never sends one).
 fn read_frame(reader: &mut impl Read, frame_max: usize) -> Result<Frame, AmqpError> {
+    let mut frame = Frame::default();
+    read_frame_into(reader, frame_max, &mut frame)?;
+    Ok(frame)
+}
+
+/// Reads one frame into `frame`, reusing its payload's buffer (which grows to the largest
+/// frame read so far, at most `frame_max`).
+fn read_frame_into(
+    reader: &mut impl Read,
+    frame_max: usize,
+    frame: &mut Frame,
+) -> Result<(), AmqpError> {
     let mut head = [0u8; 7];
     reader.read_exact(&mut head)?;
-    let kind = head[0];
-    let channel = u16::from_be_bytes([head[1], head[2]]);
     let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
     if size > frame_max {
         return Err(protocol(format!(
             "frame of {size} bytes, over the frame size limit of {frame_max}"
         )));
     }
-    let mut payload = vec![0u8; size + 1];
-    reader.read_exact(&mut payload)?;
-    if payload.pop() != Some(FRAME_END) {
+    frame.kind = head[0];
+    frame.channel = u16::from_be_bytes([head[1], head[2]]);
+    frame.payload.clear();
+    frame.payload.resize(size + 1, 0);
+    reader.read_exact(&mut frame.payload)?;
+    if frame.payload.pop() != Some(FRAME_END) {
         return Err(protocol("frame without its end marker"));
     }
-    Ok(Frame {
-        kind,
-        channel,
-        payload,
-    })
+    Ok(())
 }
 
 fn split_method(payload: &[u8]) -> Result<((u16, u16), &[u8]), AmqpError> {
@@ -1052,6 +1065,7 @@ mod tests {
         Reader {
             reader: BufReader::new(ReadHalf::Plain(client)),
             frame_max: TEST_FRAME_MAX,
+            frame: Frame::default(),
             decoder: Decoder::default(),
         }
     }
