@@ -12,7 +12,6 @@ mod common;
 use common::*;
 use mesos_sim::{AgentFault, ClusterSpec, TaskInfo};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 #[test]
 fn the_second_pass_publishes_one_correct_document_per_task() {
@@ -33,8 +32,7 @@ fn the_second_pass_publishes_one_correct_document_per_task() {
     );
     assert_eq!(world.stored_keys().len(), 24, "one reading per task");
 
-    std::thread::sleep(Duration::from_millis(1100));
-    world.collect().assert_success();
+    world.next_pass().assert_success();
     let messages = world.messages();
     assert_eq!(messages.len(), 24, "one document per task");
 
@@ -65,12 +63,11 @@ fn a_cluster_of_hundreds_of_agents_gets_every_document() {
         agents: 300,
         tasks_per_agent: 5,
         no_cfs_every: 4,
-        first_ip: [1, 3, 1],
+        first_ip: loopback_range(300),
         ..ClusterSpec::default()
     });
     world.collect().assert_success();
-    std::thread::sleep(Duration::from_millis(1100));
-    let run = world.collect();
+    let run = world.next_pass();
     run.assert_success();
     assert!(
         run.stderr
@@ -96,14 +93,13 @@ fn a_dead_agent_fails_only_itself() {
     let world = World::start(ClusterSpec {
         agents: 4,
         tasks_per_agent: 3,
-        first_ip: [1, 1, 1],
+        first_ip: loopback_range(4),
         ..ClusterSpec::default()
     });
     let dead = world.cluster.agents()[2].address.clone();
     world.cluster.set_agent_fault(2, AgentFault::Refuse);
     world.collect().assert_status(3);
-    std::thread::sleep(Duration::from_millis(1100));
-    let second = world.collect();
+    let second = world.next_pass();
     second.assert_status(3);
     assert!(
         second
@@ -125,7 +121,7 @@ fn a_dry_run_prints_documents_and_writes_nothing() {
     let world = World::start(ClusterSpec {
         agents: 2,
         tasks_per_agent: 4,
-        first_ip: [1, 2, 1],
+        first_ip: loopback_range(2),
         ..ClusterSpec::default()
     });
     // No state yet: every task is read twice, the documents still come out.
@@ -148,7 +144,7 @@ fn a_dry_run_prints_documents_and_writes_nothing() {
     // With state from a real pass, the stored readings are used and left unchanged.
     world.collect().assert_success();
     let before = world.stored_values();
-    std::thread::sleep(Duration::from_millis(300));
+    world.wait_for_new_samples();
     let run = world.collector().args(["collect", "--dry-run"]).run();
     run.assert_success();
     assert_eq!(run.stdout_json_lines().len(), 8, "{run}");

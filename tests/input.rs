@@ -28,7 +28,7 @@ fn broken_answers_fail_only_their_agent_and_are_named() {
         ),
         ("[1, 2", "the answer is not JSON"),
     ];
-    let world = World::start(spec(answers.len() + 1, 2, [8, 0, 1]));
+    let world = World::start(fresh_spec(answers.len() + 1, 2));
     let agents = world.cluster.agents();
     for (i, (body, _)) in answers.iter().enumerate() {
         world
@@ -57,7 +57,7 @@ fn broken_answers_fail_only_their_agent_and_are_named() {
 #[test]
 fn millions_of_bad_entries_in_an_answer_are_counted_not_kept_nor_logged_one_by_one() {
     const ENTRIES: usize = 2_000_000;
-    let world = World::start(spec(2, 2, [8, 5, 1]));
+    let world = World::start(fresh_spec(2, 2));
     let address = world.cluster.agents()[0].address.clone();
     let body = format!("[0{}]", ",0".repeat(ENTRIES - 1));
     world.cluster.set_agent_fault(0, AgentFault::Body(body));
@@ -84,7 +84,7 @@ fn millions_of_bad_entries_in_an_answer_are_counted_not_kept_nor_logged_one_by_o
 
 #[test]
 fn bad_entries_are_skipped_and_counted_and_the_rest_still_count() {
-    let world = World::start(spec(2, 2, [8, 1, 1]));
+    let world = World::start(fresh_spec(2, 2));
     let address = world.cluster.agents()[0].address.clone();
     let body = |ts: f64, user: f64| {
         format!(
@@ -166,7 +166,7 @@ fn bad_entries_are_skipped_and_counted_and_the_rest_still_count() {
 
 #[test]
 fn an_empty_answer_and_an_oversized_one() {
-    let world = World::start(spec(2, 2, [8, 2, 1]));
+    let world = World::start(fresh_spec(2, 2));
     let agents = world.cluster.agents();
     world
         .cluster
@@ -196,7 +196,7 @@ fn an_empty_answer_and_an_oversized_one() {
 
 #[test]
 fn a_broken_stored_reading_is_replaced() {
-    let world = World::start(spec(1, 2, [8, 3, 1]));
+    let world = World::start(fresh_spec(1, 2));
     world.collect().assert_success();
     let keys = world.stored_keys();
     let mut conn = world.redis.conn();
@@ -210,8 +210,7 @@ fn a_broken_stored_reading_is_replaced() {
         .arg(r#"{"executor_id": "someone-else", "statistics": {"timestamp": 1}}"#)
         .query(&mut conn)
         .expect("SET");
-    std::thread::sleep(Duration::from_millis(300));
-    let run = world.collect();
+    let run = world.next_pass();
     run.assert_success();
     assert!(
         run.stderr.contains("is unreadable; it is replaced"),
@@ -242,7 +241,7 @@ fn numbers_keep_their_precision_through_redis_into_the_document() {
     };
     let (before, now) = (with_extra(&case["before"]), with_extra(&case["now"]));
     let before_text = format!("[{before}]");
-    let world = World::start(spec(1, 2, [8, 4, 1]));
+    let world = World::start(fresh_spec(1, 2));
     world
         .cluster
         .set_agent_fault(0, AgentFault::Body(before_text.clone()));

@@ -2,7 +2,7 @@
 //! large answers slowly are read a budget's worth at a time, so the pass's peak resident
 //! memory (VmHWM of the running process) follows the budget, not the number of agents.
 //! Real redis-server, the shared RabbitMQ node, mesos-sim's `SlowBody`. Clusters here
-//! bind agents on 127.24.x.y (`first_ip` [24, ...]).
+//! bind agents on loopback ranges from `loopback_range`.
 
 #![allow(
     clippy::unwrap_used,
@@ -26,8 +26,8 @@ const WORKERS: usize = 4;
 
 /// A world whose `agents` agents each stream a valid answer of `BODY` bytes over half a
 /// second.
-fn big_slow_answers(agents: usize, first_ip: [u8; 3]) -> World {
-    let world = World::start(spec(agents, 2, first_ip));
+fn big_slow_answers(agents: usize) -> World {
+    let world = World::start(fresh_spec(agents, 2));
     for agent in 0..agents {
         world.cluster.set_agent_fault(
             agent,
@@ -77,7 +77,7 @@ fn high_water_mark_kib(status: &str) -> Option<u64> {
 #[test]
 fn big_answers_are_read_a_budget_at_a_time() {
     let agents = 24;
-    let world = big_slow_answers(agents, [24, 1, 1]);
+    let world = big_slow_answers(agents);
     let (run, peak) = pass_with_budget(&world, BUDGET);
     run.assert_success();
     assert!(

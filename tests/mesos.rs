@@ -1,6 +1,6 @@
 //! Masters in high availability, authentication, TLS, misbehaving agents and the pass
 //! deadline (docs/mesos.md), against simulated masters and agents on loopback.
-//! Each test binds agents on loopback addresses of its own (`first_ip`).
+//! Each test binds agents on loopback addresses of its own (`loopback_range`).
 
 #![allow(
     clippy::unwrap_used,
@@ -35,7 +35,7 @@ fn with_masters(world: &World, masters: &[String]) -> Collector {
 fn masters_are_tried_in_order_and_standbys_followed_to_the_leader() {
     let world = World::start(ClusterSpec {
         standby_masters: 1,
-        ..spec(4, 2, [5, 0, 1])
+        ..fresh_spec(4, 2)
     });
     let closed = closed_master();
     let masters = [
@@ -71,11 +71,10 @@ fn masters_are_tried_in_order_and_standbys_followed_to_the_leader() {
 fn a_master_without_leader_or_answer_moves_on_to_the_next() {
     let world = World::start(ClusterSpec {
         standby_masters: 2,
-        ..spec(4, 2, [5, 1, 1])
+        ..fresh_spec(4, 2)
     });
     world.cluster.set_master_fault(0, MasterFault::Status(503));
     world.cluster.set_master_fault(1, MasterFault::Hang);
-    let started = Instant::now();
     let run = world
         .collector()
         .env("STATS_REQUEST_TIMEOUT", "1")
@@ -95,9 +94,11 @@ fn a_master_without_leader_or_answer_moves_on_to_the_next() {
             .contains(&format!("{} failed: timed out", standbys[1])),
         "{run}"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "the hung master cost one timeout"
+    let hung = format!("{} failed", standbys[1]);
+    assert_eq!(
+        run.stderr.matches(&hung).count(),
+        1,
+        "the hung master cost one timeout, not a retry: {run}"
     );
 }
 
@@ -105,7 +106,7 @@ fn a_master_without_leader_or_answer_moves_on_to_the_next() {
 fn all_masters_down_exits_69_naming_each() {
     let world = World::start(ClusterSpec {
         standby_masters: 1,
-        ..spec(4, 2, [5, 2, 1])
+        ..fresh_spec(4, 2)
     });
     world.cluster.set_master_fault(0, MasterFault::Status(500));
     world.cluster.set_master_fault(1, MasterFault::Refuse);
@@ -140,7 +141,7 @@ fn credentials_reach_the_leader_after_a_redirect_and_every_agent() {
     let world = World::start(ClusterSpec {
         standby_masters: 1,
         credentials: Some((principal.into(), secret.into())),
-        ..spec(4, 2, [5, 3, 1])
+        ..fresh_spec(4, 2)
     });
     let run = world
         .collector()
@@ -184,8 +185,8 @@ fn credentials_reach_the_leader_after_a_redirect_and_every_agent() {
 
 #[test]
 fn https_masters_and_agents_with_a_custom_ca() {
-    let first_ip = [5, 4, 1];
     let agents = 3;
+    let first_ip = loopback_range(usize::from(agents));
     let (ca_pem, identity) = certificates(first_ip, agents);
     let ca_file = std::env::temp_dir().join(format!("{}-ca.pem", unique_name("asgard-ca")));
     std::fs::write(&ca_file, ca_pem).expect("write the CA file");
@@ -254,7 +255,7 @@ fn each_misbehaving_agent_fails_only_itself_with_its_reason() {
     let world = World::start(ClusterSpec {
         agents: faults.len() + 2,
         tasks_per_agent: 2,
-        first_ip: [5, 5, 1],
+        first_ip: loopback_range(faults.len() + 2),
         ..ClusterSpec::default()
     });
     let agents = world.cluster.agents();
@@ -270,7 +271,7 @@ fn each_misbehaving_agent_fails_only_itself_with_its_reason() {
             .run()
     };
     run_with_faults().assert_status(3);
-    std::thread::sleep(Duration::from_millis(500));
+    world.wait_for_new_samples();
     let run = run_with_faults();
     run.assert_status(3);
     for (i, (_, reason, _)) in faults.iter().enumerate() {
@@ -295,21 +296,22 @@ fn each_misbehaving_agent_fails_only_itself_with_its_reason() {
 }
 
 /// More agents hang than there are workers (100 against the default 32): hung fetches
-/// must not hold the pool, or the pass would take four request timeouts.
+/// must not hold the pool, or the pass would take four request timeouts (20 s). The
+/// bound, between one and four, leaves a loaded machine seven seconds for the rest.
 #[test]
 fn a_quarter_of_agents_hanging_costs_one_request_timeout() {
-    let world = hanging_world(400, [5, 20, 1], |agent| agent % 4 == 0);
+    let world = hanging_world(400, |agent| agent % 4 == 0);
     let started = Instant::now();
     let run = world
         .collector()
-        .env("STATS_REQUEST_TIMEOUT", "2")
+        .env("STATS_REQUEST_TIMEOUT", "5")
         .arg("collect")
         .run();
     let took = started.elapsed();
     run.assert_status(3);
     assert!(
-        took < Duration::from_secs(3),
-        "the pass took {took:?}, over the request timeout plus one second"
+        took < Duration::from_secs(12),
+        "the pass took {took:?}: hung fetches held the pool"
     );
     assert!(
         run.stderr.contains("answered=300 failed=100 timeout=100"),
@@ -325,11 +327,11 @@ fn a_quarter_of_agents_hanging_costs_one_request_timeout() {
 
 /// A world of `agents` agents with two tasks each, whose readings a first pass has
 /// stored, and whose agents chosen by `hangs` then hang.
-fn hanging_world(agents: usize, first_ip: [u8; 3], hangs: fn(usize) -> bool) -> World {
+fn hanging_world(agents: usize, hangs: fn(usize) -> bool) -> World {
     let world = World::start(ClusterSpec {
         agents,
         tasks_per_agent: 2,
-        first_ip,
+        first_ip: loopback_range(agents),
         ..ClusterSpec::default()
     });
     world.collect().assert_success();
@@ -346,7 +348,7 @@ fn hanging_world(agents: usize, first_ip: [u8; 3], hangs: fn(usize) -> bool) -> 
 #[test]
 fn hung_agents_never_take_the_sockets_of_healthy_ones() {
     // 190 hang, 60 answer, spread over the list.
-    let world = hanging_world(250, [5, 30, 1], |agent| agent % 25 >= 6);
+    let world = hanging_world(250, |agent| agent % 25 >= 6);
     let run = world
         .collector_with_open_files(200, 200)
         .env("STATS_REQUEST_TIMEOUT", "2")
@@ -395,7 +397,7 @@ fn hung_agents_never_take_the_sockets_of_healthy_ones() {
 fn inactive_agents_are_skipped() {
     let world = World::start(ClusterSpec {
         inactive_agents: 2,
-        ..spec(4, 2, [5, 7, 1])
+        ..fresh_spec(4, 2)
     });
     let run = world.collect();
     run.assert_success();
@@ -411,7 +413,7 @@ fn the_deadline_ends_the_pass_whatever_hangs() {
     let world = World::start(ClusterSpec {
         agents: 6,
         tasks_per_agent: 2,
-        first_ip: [5, 8, 1],
+        first_ip: loopback_range(6),
         ..ClusterSpec::default()
     });
     for agent in 0..6 {
@@ -424,15 +426,17 @@ fn the_deadline_ends_the_pass_whatever_hangs() {
             "--deadline",
             "1.5",
             "--request-timeout",
-            "30",
+            "60",
             "--workers",
             "2",
             "collect",
         ])
         .run();
     let took = started.elapsed();
+    // Waiting for the hung fetches would take a request timeout (60 s): half of it is a
+    // bound no loaded machine reaches, and only a pass that ignores its deadline passes.
     assert!(
-        took < Duration::from_millis(2500),
+        took < Duration::from_secs(30),
         "the pass took {took:?} with a 1.5 s deadline"
     );
     run.assert_status(69);
@@ -446,7 +450,7 @@ fn the_deadline_ends_the_pass_whatever_hangs() {
 
 #[test]
 fn masters_and_agents_given_by_name_are_resolved() {
-    let world = World::start(spec(4, 2, [5, 9, 1]));
+    let world = World::start(fresh_spec(4, 2));
     let by_name = world.cluster.leader_url().replace("127.0.0.1", "localhost");
     let run = with_masters(&world, std::slice::from_ref(&by_name))
         .arg("collect")

@@ -5,7 +5,7 @@
 //! says whether the file can be written; the rules pass `promtool check rules` and their
 //! own `promtool test rules`. promtool comes from the Debian package `prometheus`, which
 //! `scripts/services ensure` installs: these tests fail without it, they never skip.
-//! Clusters here bind agents on 127.14.x.y (`first_ip` [14, ...]).
+//! Clusters here bind agents on loopback ranges from `loopback_range`.
 
 #![allow(
     clippy::unwrap_used,
@@ -240,7 +240,7 @@ fn pass(collector: Collector, file: &Path, code: i32, last_success: f64) -> (Run
 
 #[test]
 fn every_kind_of_pass_leaves_a_valid_current_metrics_file_matching_its_summary() {
-    let mut world = World::start(spec(3, 2, [14, 1, 1]));
+    let mut world = World::start(fresh_spec(3, 2));
     let scratch = Scratch::new();
     let file = scratch.0.join("asgard-stats.prom");
 
@@ -263,7 +263,7 @@ fn every_kind_of_pass_leaves_a_valid_current_metrics_file_matching_its_summary()
 
     // 3: one agent refuses; the others' documents are published.
     world.cluster.set_agent_fault(2, AgentFault::Refuse);
-    std::thread::sleep(Duration::from_millis(1100));
+    world.wait_for_new_samples();
     let (_, text, success) = pass(world.collector(), &file, 3, success);
     assert_eq!(
         metric(
@@ -330,7 +330,7 @@ fn every_kind_of_pass_leaves_a_valid_current_metrics_file_matching_its_summary()
 
 #[test]
 fn shards_label_their_files_and_check_tells_whether_the_folder_is_writable() {
-    let world = World::start(spec(3, 2, [14, 2, 1]));
+    let world = World::start(fresh_spec(3, 2));
     let scratch = Scratch::new();
     let files: Vec<PathBuf> = (1..=2)
         .map(|k| scratch.0.join(format!("asgard-stats-{k}-of-2.prom")))
@@ -476,7 +476,7 @@ fn assert_file_pushed(file_text: &str, pushed: &str) {
 
 #[test]
 fn passes_push_the_metrics_file_to_a_real_pushgateway_grouped_by_shard() {
-    let world = World::start(spec(3, 2, [14, 3, 1]));
+    let world = World::start(fresh_spec(3, 2));
     let pushgateway = Pushgateway::start();
     let scratch = Scratch::new();
     let file = scratch.0.join("asgard-stats.prom");
@@ -559,7 +559,7 @@ fn passes_push_the_metrics_file_to_a_real_pushgateway_grouped_by_shard() {
 
 #[test]
 fn credentials_in_the_pushgateway_url_are_sent_as_basic_auth_and_never_shown() {
-    let world = World::start(spec(2, 1, [14, 5, 1]));
+    let world = World::start(fresh_spec(2, 1));
     let pushgateway = Pushgateway::with_basic_auth();
     let (user, password) = PUSHGATEWAY_USER;
     let authority = pushgateway.url().replace("http://", "");
@@ -618,7 +618,7 @@ fn credentials_in_the_pushgateway_url_are_sent_as_basic_auth_and_never_shown() {
 
 #[test]
 fn a_pushgateway_that_is_down_or_hangs_changes_nothing_else() {
-    let world = World::start(spec(3, 2, [14, 4, 1]));
+    let world = World::start(fresh_spec(3, 2));
     let scratch = Scratch::new();
     let file = scratch.0.join("asgard-stats.prom");
     world.collect().assert_success();
@@ -627,7 +627,7 @@ fn a_pushgateway_that_is_down_or_hangs_changes_nothing_else() {
     let hangs = format!("http://asgard:Pu5h-s3cret@127.0.0.1:{}", silent.port());
     let mut success = 0.0;
     for (gateway, why) in [(&refused, "connection refused"), (&hangs, "timed out")] {
-        std::thread::sleep(Duration::from_millis(1100));
+        world.wait_for_new_samples();
         let started = std::time::Instant::now();
         let collector = world
             .collector()

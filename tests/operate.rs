@@ -1,7 +1,7 @@
 //! Operating the tool ("pleasant to operate"): the checked-in man page matches the clap
 //! definitions, `asgard-stats check` against real servers and simulated masters, the
 //! dry-run table, JSON log lines, and a README that lists every setting `--help` shows.
-//! Clusters here bind agents on 127.11.x.y (`first_ip` [11, ...]).
+//! Clusters here bind agents on loopback ranges from `loopback_range`.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,13 +15,12 @@ use common::*;
 use mesos_sim::{AgentFault, ClusterSpec, MasterFault};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 /// Two agents of two tasks behind a leader and one standby master.
-fn cluster(first_ip: [u8; 3]) -> ClusterSpec {
+fn cluster() -> ClusterSpec {
     ClusterSpec {
         standby_masters: 1,
-        ..spec(2, 2, first_ip)
+        ..fresh_spec(2, 2)
     }
 }
 
@@ -165,7 +164,7 @@ fn line_of<'a>(lines: &'a [CheckLine], part: &str, needle: &str, run: &Run) -> &
 
 #[test]
 fn check_says_ok_for_every_part_and_names_the_leader_behind_a_standby() {
-    let world = World::start(cluster([11, 0, 1]));
+    let world = World::start(cluster());
     let run = world.collector().arg("check").run();
     run.assert_success();
     let lines = check_lines(&run);
@@ -209,7 +208,7 @@ fn check_says_ok_for_every_part_and_names_the_leader_behind_a_standby() {
 
 #[test]
 fn check_fails_a_master_that_is_down_but_passes_while_another_leads() {
-    let world = World::start(cluster([11, 1, 1]));
+    let world = World::start(cluster());
     let standby = world.cluster.standby_urls()[0].clone();
     world.cluster.set_master_fault(0, MasterFault::Refuse);
     let run = world.collector().arg("check").run();
@@ -235,7 +234,7 @@ fn check_fails_a_master_that_is_down_but_passes_while_another_leads() {
 
 #[test]
 fn check_exits_69_when_redis_is_down() {
-    let mut world = World::start(cluster([11, 2, 1]));
+    let mut world = World::start(cluster());
     world.redis.stop();
     let run = world.collector().arg("check").run();
     run.assert_status(69);
@@ -252,7 +251,7 @@ fn check_exits_69_when_redis_is_down() {
 
 #[test]
 fn check_fails_the_broker_on_a_wrong_password_without_showing_it() {
-    let world = World::start(cluster([11, 3, 1]));
+    let world = World::start(cluster());
     let run = world
         .collector()
         .env("STATS_COLLECTOR_RABBITMQ_PWD", "not-the-password")
@@ -279,7 +278,7 @@ fn check_fails_the_broker_on_a_wrong_password_without_showing_it() {
 
 #[test]
 fn check_fails_when_no_queue_receives_the_routing_key() {
-    let world = World::without_queue(cluster([11, 4, 1]));
+    let world = World::without_queue(cluster());
     let run = world.collector().arg("check").run();
     run.assert_status(69);
     let lines = check_lines(&run);
@@ -303,7 +302,7 @@ fn check_fails_when_no_queue_receives_the_routing_key() {
 
 #[test]
 fn check_shows_who_holds_the_lock() {
-    let world = World::start(cluster([11, 5, 1]));
+    let world = World::start(cluster());
     let holder = "other-host:4242:1764075000000000000";
     let mut conn = world.redis.conn();
     let key = format!("{}lock", world.prefix);
@@ -367,7 +366,7 @@ fn a_dry_run_table_is_sorted_by_cpu_and_fits_80_columns() {
         agents: 3,
         tasks_per_agent: 8,
         no_cfs_every: 3,
-        first_ip: [11, 6, 1],
+        first_ip: loopback_range(3),
         ..ClusterSpec::default()
     });
     let tasks = 24;
@@ -510,7 +509,7 @@ fn json_logs_carry_the_agent_the_reason_and_the_summary_counts() {
     let world = World::start(ClusterSpec {
         agents: 3,
         tasks_per_agent: 2,
-        first_ip: [11, 7, 1],
+        first_ip: loopback_range(3),
         ..ClusterSpec::default()
     });
     let dead = world.cluster.agents()[1].address.clone();
@@ -521,7 +520,7 @@ fn json_logs_carry_the_agent_the_reason_and_the_summary_counts() {
         .args(["--log-format", "json", "collect"])
         .run();
     first.assert_status(3);
-    std::thread::sleep(Duration::from_millis(1100));
+    world.wait_for_new_samples();
     // The variable works as well as the flag.
     let second = world
         .collector()

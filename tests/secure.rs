@@ -2,7 +2,8 @@
 //! any output; a standby's redirect never downgrades the scheme nor carries credentials
 //! elsewhere; a refused Redis login says so; passes publish over TLS (a RabbitMQ node of
 //! the test's own with a TLS listener and certificates made here) and through a list of
-//! brokers whose first is dead. Clusters here bind agents on 127.26.x.y (`first_ip` [26, ...]).
+//! brokers whose first is dead. Clusters here bind agents on
+//! loopback ranges from `loopback_range`.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,7 +16,6 @@ mod common;
 use base64::Engine;
 use common::*;
 use mesos_sim::{Cluster, ClusterSpec, MasterFault, TlsIdentity};
-use std::time::Duration;
 
 fn base64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
@@ -34,7 +34,7 @@ fn passes_publish_over_tls_with_the_certificate_checked() {
     // The certificate names localhost only, so 127.0.0.1 fails the name check.
     let certificates = TestCertificates::new(&["localhost"], &[]);
     let node = Broker::private_tls(&certificates);
-    let world = World::on_broker(spec(3, 2, [26, 0, 1]), &node);
+    let world = World::on_broker(fresh_spec(3, 2), &node);
     declare_queue(&node, &world.queue);
     let ca_file = certificates.ca_file();
     let over = |host: String| {
@@ -57,7 +57,7 @@ fn passes_publish_over_tls_with_the_certificate_checked() {
     );
 
     over(tls_host.clone()).arg("collect").run().assert_success();
-    std::thread::sleep(Duration::from_millis(600));
+    world.wait_for_new_samples();
     let run = over(tls_host.clone()).arg("collect").run();
     run.assert_success();
     assert!(run.stderr.contains("published=6"), "{run}");
@@ -132,7 +132,7 @@ fn passes_publish_over_tls_with_the_certificate_checked() {
 fn a_host_list_whose_first_broker_is_dead_delivers_through_the_second() {
     let certificates = TestCertificates::new(&["localhost"], &["127.0.0.1".parse().expect("IP")]);
     let node = Broker::private_tls(&certificates);
-    let world = World::on_broker(spec(3, 2, [26, 1, 1]), &node);
+    let world = World::on_broker(fresh_spec(3, 2), &node);
     declare_queue(&node, &world.queue);
     let ca_file = certificates.ca_file();
     let dead = format!("[::1]:{}", free_port());
@@ -156,7 +156,7 @@ fn a_host_list_whose_first_broker_is_dead_delivers_through_the_second() {
     assert!(lines[1].contains(&format!("ok    {tls_host}")), "{check}");
 
     with_list().arg("collect").run().assert_success();
-    std::thread::sleep(Duration::from_millis(600));
+    world.wait_for_new_samples();
     let run = with_list().arg("collect").run();
     run.assert_success();
     assert!(run.stderr.contains(&format!("broker {dead}")), "{run}");
@@ -196,13 +196,13 @@ fn a_redirect_never_changes_the_scheme_nor_keeps_the_location_path() {
             cert_chain_pem: certificates.cert_pem.clone(),
             key_pem: certificates.key_pem.clone(),
         }),
-        ..spec(0, 1, [26, 2, 1])
+        ..fresh_spec(0, 1)
     })
     .expect("the https cluster starts");
     // The plain-http "leader" a hostile or misconfigured standby points at.
     let elsewhere = Cluster::start(ClusterSpec {
         credentials,
-        ..spec(0, 1, [26, 3, 1])
+        ..fresh_spec(0, 1)
     })
     .expect("the http cluster starts");
     let redis = RedisServer::start();
@@ -260,7 +260,7 @@ fn a_redirect_never_changes_the_scheme_nor_keeps_the_location_path() {
 
 #[test]
 fn a_refused_redis_login_says_so() {
-    let world = World::start(spec(1, 1, [26, 4, 1]));
+    let world = World::start(fresh_spec(1, 1));
     let redis = RedisServer::with_password("right-password");
     let port = redis.port();
     for (url, word) in [
@@ -305,7 +305,7 @@ fn no_secret_reaches_any_output() {
     let mut world = World::start(ClusterSpec {
         standby_masters: 1,
         credentials: Some((principal.into(), SECRET.into())),
-        ..spec(2, 2, [26, 5, 1])
+        ..fresh_spec(2, 2)
     });
     world.redis = RedisServer::with_password(SECRET);
     let leader = world.cluster.leader_url();
@@ -530,7 +530,7 @@ fn no_secret_reaches_any_output() {
 #[test]
 fn secret_files_that_cannot_be_used_are_named_and_never_shown() {
     const SECRET: &str = "F1le-s3cret";
-    let world = World::start(spec(1, 1, [26, 6, 1]));
+    let world = World::start(fresh_spec(1, 1));
     let scratch = std::env::temp_dir().join(unique_name("asgard-secret-files"));
     std::fs::create_dir_all(&scratch).expect("create a folder for secret files");
     let missing = scratch.join("no-such-file");
@@ -622,7 +622,7 @@ fn flag_of(variable: &str) -> &'static str {
 
 #[test]
 fn a_secret_given_as_a_flag_is_warned_about_once() {
-    let world = World::start(spec(1, 1, [26, 7, 1]));
+    let world = World::start(fresh_spec(1, 1));
     let run = world
         .collector()
         .env_remove("STATS_COLLECTOR_RABBITMQ_PWD")

@@ -64,7 +64,7 @@ fn summary_count(run: &Run, name: &str) -> u64 {
 
 #[test]
 fn shards_together_publish_every_task_once_from_disjoint_agents() {
-    let world = World::start(spec(12, 3, [9, 0, 1]));
+    let world = World::start(fresh_spec(12, 3));
     let expected = expected_shards(&world);
     let all_agents: BTreeSet<String> = world
         .cluster
@@ -102,7 +102,7 @@ fn shards_together_publish_every_task_once_from_disjoint_agents() {
         .collect();
     assert_eq!(stored, all_tasks, "the three shards stored every task once");
 
-    std::thread::sleep(Duration::from_millis(1100));
+    world.wait_for_new_samples();
 
     // Second round: each shard publishes the tasks of its own agents.
     let mut published: BTreeMap<String, u64> = BTreeMap::new();
@@ -158,7 +158,7 @@ fn shards_together_publish_every_task_once_from_disjoint_agents() {
 
 #[test]
 fn each_shard_has_its_own_lock() {
-    let world = World::start(spec(12, 3, [9, 1, 1]));
+    let world = World::start(fresh_spec(12, 3));
     let expected = expected_shards(&world);
     // The biggest shard has at least 4 of the 12 agents: slowed down, one worker makes its
     // pass last at least 2 s.
@@ -223,7 +223,7 @@ fn each_shard_has_its_own_lock() {
 
 #[test]
 fn a_bad_shard_is_a_usage_error() {
-    let world = World::start(spec(12, 3, [9, 2, 1]));
+    let world = World::start(fresh_spec(12, 3));
     for bad in ["0/3", "4/3", "1/0", "3", "x/3", "1/3/3", "-1/3", ""] {
         let run = world
             .collector()
@@ -262,7 +262,7 @@ fn collect_indexed(world: &World, index: u64) -> Run {
 
 #[test]
 fn a_shard_index_of_a_count_is_the_agents_and_lock_of_the_shard_one_above() {
-    let world = World::start(spec(12, 3, [9, 3, 1]));
+    let world = World::start(fresh_spec(12, 3));
     let expected = expected_shards(&world);
     for index in 0..SHARDS {
         let run = collect_indexed(&world, index);
@@ -273,7 +273,7 @@ fn a_shard_index_of_a_count_is_the_agents_and_lock_of_the_shard_one_above() {
             "index {index}: {run}"
         );
     }
-    std::thread::sleep(Duration::from_millis(1100));
+    world.wait_for_new_samples();
     for index in 0..SHARDS {
         collect_indexed(&world, index).assert_success();
         let hosts: BTreeSet<String> = world
@@ -314,7 +314,7 @@ fn a_shard_index_of_a_count_is_the_agents_and_lock_of_the_shard_one_above() {
 
 #[test]
 fn a_bad_shard_index_or_count_is_a_usage_error() {
-    let world = World::start(spec(3, 1, [9, 4, 1]));
+    let world = World::start(fresh_spec(3, 1));
     for (args, line) in [
         (
             &["--shard-index", "1"][..],

@@ -15,6 +15,7 @@ mod body;
 mod cluster;
 mod http;
 mod ids;
+mod loopback;
 mod server;
 mod services;
 mod tls;
@@ -23,6 +24,7 @@ mod workload;
 use std::time::Duration;
 
 pub use cluster::Cluster;
+pub use loopback::fresh_first_ip;
 
 /// The shape of a simulated cluster; see [`Cluster::start`].
 #[derive(Clone, Debug, PartialEq)]
@@ -42,7 +44,8 @@ pub struct ClusterSpec {
     /// statistics request its agent serves; 0 = none.
     pub churn_every: usize,
     /// Agents bind 127.a.b.c counting up from 127.`first_ip` (skipping .0 and .255 in the
-    /// last octet); masters bind 127.0.0.1.
+    /// last octet); masters bind 127.0.0.1. [`fresh_first_ip`] gives a range no other
+    /// cluster uses.
     pub first_ip: [u8; 3],
     /// When set, every master and agent requires HTTP basic auth with this
     /// (principal, secret), answering 401 otherwise.

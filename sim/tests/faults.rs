@@ -20,9 +20,9 @@ use support::{exchange, get, parse, send_request, statistics};
 const STATISTICS: &str = "/monitor/statistics";
 
 /// Each test gets its own addresses so a closed port can't be taken by another test.
-fn start(third_octet: u8) -> Cluster {
+fn start() -> Cluster {
     Cluster::start(ClusterSpec {
-        first_ip: [3, third_octet, 1],
+        first_ip: mesos_sim::fresh_first_ip(ClusterSpec::default().agents),
         ..ClusterSpec::default()
     })
     .expect("start the cluster")
@@ -30,7 +30,7 @@ fn start(third_octet: u8) -> Cluster {
 
 #[test]
 fn refuse_closes_the_port_until_lifted() {
-    let cluster = start(1);
+    let cluster = start();
     let address = cluster.agents()[0].address.clone();
     cluster.set_agent_fault(0, AgentFault::Refuse);
     let err = TcpStream::connect(&address).expect_err("refused");
@@ -43,7 +43,7 @@ fn refuse_closes_the_port_until_lifted() {
 
 #[test]
 fn hang_reads_but_never_answers_and_keeps_accepting() {
-    let cluster = start(2);
+    let cluster = start();
     let address = cluster.agents()[0].address.clone();
     cluster.set_agent_fault(0, AgentFault::Hang);
     let mut first = send_request(&address, STATISTICS, &["Authorization: Basic one"]);
@@ -61,8 +61,9 @@ fn hang_reads_but_never_answers_and_keeps_accepting() {
 
 #[test]
 fn slow_delays_answers_without_blocking_other_requests() {
-    let cluster = start(3);
-    let delay = Duration::from_millis(400);
+    let cluster = start();
+    // Long enough that a loaded machine's scheduling is small beside it.
+    let delay = Duration::from_secs(3);
     cluster.set_agent_fault(0, AgentFault::Slow(delay));
     let address = cluster.agents()[0].address.clone();
     let started = Instant::now();
@@ -73,18 +74,22 @@ fn slow_delays_answers_without_blocking_other_requests() {
         })
         .collect();
     assert_eq!(statistics(&cluster.agents()[1].address).len(), 5);
-    assert!(started.elapsed() < delay, "another agent was held up");
+    assert!(
+        requests.iter().all(|r| !r.is_finished()),
+        "another agent was held up"
+    );
     for request in requests {
         assert_eq!(request.join().expect("request thread"), 5);
     }
+    // Answered side by side: one after another would take three delays.
     let elapsed = started.elapsed();
-    assert!(elapsed >= delay && elapsed < delay * 2, "{elapsed:?}");
+    assert!(elapsed >= delay && elapsed < delay * 5 / 2, "{elapsed:?}");
     assert_eq!(cluster.requests_served(0), 3);
 }
 
 #[test]
 fn status_answers_that_status() {
-    let cluster = start(4);
+    let cluster = start();
     cluster.set_agent_fault(1, AgentFault::Status(503));
     let reply = get(&cluster.agents()[1].address, STATISTICS);
     assert_eq!(reply.status, 503);
@@ -94,7 +99,7 @@ fn status_answers_that_status() {
 
 #[test]
 fn truncated_sends_half_the_announced_body() {
-    let cluster = start(5);
+    let cluster = start();
     cluster.set_agent_fault(0, AgentFault::Truncated);
     let raw = exchange(&cluster.agents()[0].address, STATISTICS, &[]);
     let text = String::from_utf8_lossy(&raw);
@@ -111,7 +116,7 @@ fn truncated_sends_half_the_announced_body() {
 
 #[test]
 fn body_answers_exactly_that_body() {
-    let cluster = start(6);
+    let cluster = start();
     for body in ["<html>oops</html>", "{\"error\":\"x\"}", ""] {
         cluster.set_agent_fault(2, AgentFault::Body(body.to_owned()));
         let reply = get(&cluster.agents()[2].address, STATISTICS);
@@ -122,7 +127,7 @@ fn body_answers_exactly_that_body() {
 
 #[test]
 fn oversized_pads_a_valid_array() {
-    let cluster = start(7);
+    let cluster = start();
     cluster.set_agent_fault(0, AgentFault::Oversized(1 << 20));
     let reply = get(&cluster.agents()[0].address, STATISTICS);
     assert_eq!(reply.status, 200);
@@ -132,7 +137,7 @@ fn oversized_pads_a_valid_array() {
 
 #[test]
 fn drop_is_prompt_whatever_the_agents_do() {
-    let cluster = start(8);
+    let cluster = start();
     cluster.set_agent_fault(0, AgentFault::Hang);
     cluster.set_agent_fault(1, AgentFault::Slow(Duration::from_secs(60)));
     cluster.set_agent_fault(2, AgentFault::Refuse);
@@ -143,8 +148,9 @@ fn drop_is_prompt_whatever_the_agents_do() {
     thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     drop(cluster);
+    // Waiting on the hung or slow agent would take a minute.
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
     );
@@ -155,7 +161,7 @@ fn drop_is_prompt_whatever_the_agents_do() {
 
 #[test]
 fn malformed_requests_get_400() {
-    let cluster = start(9);
+    let cluster = start();
     let raw = {
         use std::io::{Read, Write};
         let mut stream = TcpStream::connect(&cluster.agents()[0].address).expect("connect");

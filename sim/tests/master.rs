@@ -49,8 +49,10 @@ fn leader_lists_active_then_inactive_agents() {
 
 #[test]
 fn agents_get_consecutive_addresses_and_ids() {
+    // The last address of a fresh range of two blocks: the next agents cross into the second.
+    let [a, b, _] = mesos_sim::fresh_first_ip(255);
     let cluster = start(ClusterSpec {
-        first_ip: [1, 7, 254],
+        first_ip: [a, b, 254],
         ..ClusterSpec::default()
     });
     let agents = cluster.agents();
@@ -58,7 +60,9 @@ fn agents_get_consecutive_addresses_and_ids() {
         .iter()
         .map(|a| a.address.split(':').next().unwrap_or_default())
         .collect();
-    assert_eq!(hosts, ["127.1.7.254", "127.1.8.1", "127.1.8.2"]);
+    let second = usize::from(a) * 256 + usize::from(b) + 1;
+    let next = |n| format!("127.{}.{}.{n}", second / 256, second % 256);
+    assert_eq!(hosts, [format!("127.{a}.{b}.254"), next(1), next(2)]);
     let cluster_id = agents[0].id.strip_suffix("-S0").expect("-S0 suffix");
     assert_eq!(cluster_id.len(), 36);
     assert_eq!(agents[2].id, format!("{cluster_id}-S2"));
@@ -99,7 +103,7 @@ fn masters_answer_404_elsewhere() {
 fn master_faults_apply_and_lift() {
     let cluster = start(ClusterSpec {
         standby_masters: 1,
-        first_ip: [2, 0, 1],
+        first_ip: mesos_sim::fresh_first_ip(ClusterSpec::default().agents),
         ..ClusterSpec::default()
     });
     let leader = host_port(&cluster.leader_url()).to_owned();

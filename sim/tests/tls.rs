@@ -29,7 +29,7 @@ fn start() -> (Cluster, Arc<ClientConfig>) {
     };
     let cluster = Cluster::start(ClusterSpec {
         standby_masters: 1,
-        first_ip: [4, 0, 1],
+        first_ip: mesos_sim::fresh_first_ip(ClusterSpec::default().agents),
         tls: Some(identity),
         ..ClusterSpec::default()
     })

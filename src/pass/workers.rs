@@ -496,11 +496,12 @@ mod tests {
     #[test]
     fn stalled_fetches_do_not_hold_the_pool() {
         // Two workers and 12 fetches of 1.5 s among quick ones: a fixed pool would need
-        // six rounds (9 s); this one runs them side by side. (1.5 s, so that all 12 are
-        // still waiting when the last one starts, even on a loaded machine.)
+        // six rounds (9 s); this one runs them side by side, which the count of fetches
+        // at once shows, whatever the machine's load. (1.5 s, so that all 12 are still
+        // waiting when the last one starts, even on a loaded machine.)
         let fetches =
             jobs((0..48).map(|i| Duration::from_millis(if i % 4 == 0 { 1500 } else { 1 })));
-        let (record, report, took) = run_jobs(fetches, limits(2, 100), Duration::from_secs(30));
+        let (record, report, _) = run_jobs(fetches, limits(2, 100), Duration::from_secs(30));
         assert_eq!(report.ended, Ended::AllDone);
         // Each slow fetch had a thread of its own (the quick jobs may all be done by then).
         assert!(report.most_threads >= 12, "{report:?}");
@@ -510,7 +511,6 @@ mod tests {
             record.most_fetching.load(SeqCst) >= 12,
             "the slow fetches ran side by side"
         );
-        assert!(took < Duration::from_secs(4), "took {took:?}");
     }
 
     #[test]
@@ -525,7 +525,7 @@ mod tests {
 
     #[test]
     fn the_deadline_abandons_what_is_left() {
-        let fetches = jobs((0..10).map(|_| Duration::from_secs(2)));
+        let fetches = jobs((0..10).map(|_| Duration::from_secs(30)));
         let (record, report, took) = run_jobs(fetches, limits(2, 3), Duration::from_millis(400));
         assert_eq!(
             report.ended,
@@ -537,9 +537,9 @@ mod tests {
         assert!(record.done.lock().expect("no job panics").is_empty());
         assert_eq!(report.most_threads, 5, "2 workers + 3 added");
         assert!(report.bound_reached);
-        // Returned at the deadline, not when the jobs end (2 s), with room for a loaded
+        // Returned at the deadline, not when the jobs end (30 s), with room for a loaded
         // machine.
-        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        assert!(took < Duration::from_secs(15), "took {took:?}");
     }
 
     #[test]
@@ -574,7 +574,7 @@ mod tests {
 
     #[test]
     fn the_grace_of_a_stop_is_bounded() {
-        let fetches = jobs((0..4).map(|_| Duration::from_secs(3)));
+        let fetches = jobs((0..4).map(|_| Duration::from_secs(30)));
         let short_grace = Limits {
             grace: Duration::from_millis(200),
             ..limits(2, 0)
@@ -594,7 +594,8 @@ mod tests {
             }
         );
         assert!(record.done.lock().expect("no job panics").is_empty());
-        assert!(took < Duration::from_secs(2), "took {took:?}");
+        // Ended at the grace, not when the jobs in flight end (30 s).
+        assert!(took < Duration::from_secs(15), "took {took:?}");
     }
 
     #[test]

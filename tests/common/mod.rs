@@ -25,10 +25,6 @@ use std::sync::{Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use amiquip::{
-    AmqpProperties, Connection, Exchange, Publish, QueueDeclareOptions, QueueDeleteOptions,
-};
-
 /// Root of the asgard-stats repository (where `scripts/` lives).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -106,6 +102,21 @@ pub fn unique_name(prefix: &str) -> String {
             _ => '-',
         })
         .collect()
+}
+
+/// Waits until `ready` holds, checking every 50 ms; fails the test naming `what` if it
+/// still does not after `limit`. Make `limit` the bound only a real bug passes (e.g. the
+/// pass deadline): a loaded machine is slow, never that slow.
+#[track_caller]
+pub fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {limit:?} in vain for: {what}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A Redis key prefix private to one test, e.g. `asgard-test-1234-0-5678:`.
@@ -418,9 +429,40 @@ impl PrivateBroker {
 
     /// A node with an AMQP listener and a TLS one (`listeners.ssl`) presenting this
     /// certificate; clients are not asked for one.
+    ///
+    /// A port free when chosen may be taken by another test process before the node binds
+    /// it (seen as `dist_port_already_used`): a node that does not start is given up and
+    /// a new one, with new ports, started in its place, twice at most.
     fn start_with(tls: Option<&TestCertificates>) -> PrivateBroker {
         // Make sure packages and the Erlang cookie exist (cheap when already done).
         let _ = Broker::shared();
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let broker = PrivateBroker::new_node(tls);
+            let (amqp, dist, dir) = (
+                broker.amqp_port.to_string(),
+                broker.dist_port.to_string(),
+                broker.dir.to_string_lossy().into_owned(),
+            );
+            match try_services(&["start-node", broker.node.as_str(), &amqp, &dist, &dir]) {
+                Ok(_) => {
+                    if let Some(port) = broker.tls_port {
+                        wait_for_port(port);
+                    }
+                    return broker;
+                }
+                // Dropping the node stops what is left of it.
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!(
+            "no private broker started in 3 attempts:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    /// A node's name, ports and directory (with its TLS configuration), not started.
+    fn new_node(tls: Option<&TestCertificates>) -> PrivateBroker {
         let name = unique_name("asgard-priv").replace('.', "-");
         let dir = std::env::temp_dir().join(format!("asgard-rabbit-{name}"));
         let node = format!("{name}@localhost");
@@ -431,18 +473,13 @@ impl PrivateBroker {
             write_tls_config(&dir, port, certificates);
             port
         });
-        let mut broker = PrivateBroker {
+        PrivateBroker {
             node,
             amqp_port: free_port(),
             dist_port: free_port(),
             dir,
             tls_port,
-        };
-        broker.start_again();
-        if let Some(port) = broker.tls_port {
-            wait_for_port(port);
         }
-        broker
     }
 
     /// The TLS listener's port.
@@ -574,12 +611,83 @@ impl Drop for PrivateBroker {
     }
 }
 
-/// Opens an AMQP connection (guest/guest, vhost `/`), retrying for a few seconds.
-pub fn amqp_connect(addr: &(impl AmqpAddr + ?Sized)) -> Connection {
+// The tests' own reader of queues: lapin, a maintained AMQP client independent of the
+// collector's, driven synchronously by `futures_lite::future::block_on` (lapin runs its I/O on
+// async-global-executor / async-io threads, so no runtime has to be entered here).
+
+/// Bound on one attempt to open a connection: a broker that accepts TCP but never answers
+/// fails the test instead of hanging it.
+const AMQP_CONNECT_ATTEMPT: Duration = Duration::from_secs(10);
+
+/// Runs `future` to completion on this thread.
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    futures_lite::future::block_on(future)
+}
+
+/// `future`, or `None` once `limit` has passed.
+fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>) -> Option<T> {
+    block_on(futures_lite::future::or(
+        async { Some(future.await) },
+        async {
+            async_io::Timer::after(limit).await;
+            None
+        },
+    ))
+}
+
+/// An open AMQP connection with one channel, closed cleanly when dropped (so the broker
+/// has processed everything sent on it before the helper returns).
+pub struct AmqpConnection {
+    connection: lapin::Connection,
+    channel: lapin::Channel,
+}
+
+impl AmqpConnection {
+    /// The channel, for what the helpers below do not cover.
+    pub fn channel(&self) -> &lapin::Channel {
+        &self.channel
+    }
+
+    /// Runs one of the channel's futures to completion.
+    pub fn wait<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        block_on(future)
+    }
+
+    /// Closes the connection now, reporting a failure (dropping closes too, quietly).
+    pub fn close(self) -> Result<(), lapin::Error> {
+        block_on(self.connection.close(200, "done".into()))
+    }
+}
+
+impl Drop for AmqpConnection {
+    fn drop(&mut self) {
+        // No panic in drop; a connection the broker already closed has nothing to close.
+        let _ = within(
+            Duration::from_secs(5),
+            self.connection.close(200, "done".into()),
+        );
+    }
+}
+
+/// Opens an AMQP connection (guest/guest, vhost `/`) and a channel on it, retrying for a
+/// few seconds.
+pub fn amqp_connect(addr: &(impl AmqpAddr + ?Sized)) -> AmqpConnection {
     let url = addr.amqp_url();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match Connection::insecure_open(&url) {
+        let opened = within(AMQP_CONNECT_ATTEMPT, async {
+            let connection =
+                lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await?;
+            let channel = connection.create_channel().await?;
+            Ok::<_, lapin::Error>(AmqpConnection {
+                connection,
+                channel,
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!("AMQP connect to {url}: no answer within {AMQP_CONNECT_ATTEMPT:?}")
+        });
+        match opened {
             Ok(c) => return c,
             Err(e) if Instant::now() >= deadline => panic!(
                 "AMQP connect to {url}: {e} (is the broker up? run: eval \"$(scripts/services ensure)\")"
@@ -592,41 +700,85 @@ pub fn amqp_connect(addr: &(impl AmqpAddr + ?Sized)) -> Connection {
 /// Declares a durable, non-exclusive, non-auto-delete queue. The collector publishes to the
 /// default exchange, which routes a message to the queue named like its routing key.
 pub fn declare_queue(addr: &(impl AmqpAddr + ?Sized), name: &str) {
-    let mut conn = amqp_connect(addr);
-    let channel = conn.open_channel(None).expect("open channel");
-    let options = QueueDeclareOptions {
+    let conn = amqp_connect(addr);
+    let options = lapin::options::QueueDeclareOptions {
         durable: true,
         exclusive: false,
         auto_delete: false,
         ..Default::default()
     };
-    channel
-        .queue_declare(name, options)
-        .unwrap_or_else(|e| panic!("declare queue {name}: {e}"));
-    let _ = conn.close();
+    conn.wait(
+        conn.channel
+            .queue_declare(name.into(), options, Default::default()),
+    )
+    .unwrap_or_else(|e| panic!("declare queue {name}: {e}"));
 }
 
 /// Deletes the queue (no error if it does not exist).
 pub fn delete_queue(addr: &(impl AmqpAddr + ?Sized), name: &str) {
-    let mut conn = amqp_connect(addr);
-    let channel = conn.open_channel(None).expect("open channel");
-    channel
-        .queue_delete(name, QueueDeleteOptions::default())
+    let conn = amqp_connect(addr);
+    conn.wait(conn.channel.queue_delete(name.into(), Default::default()))
         .unwrap_or_else(|e| panic!("delete queue {name}: {e}"));
-    let _ = conn.close();
+}
+
+/// A passive declare: the queue's message count, or the broker's refusal (404 for a
+/// missing queue, which also closes the channel).
+fn passive_declare(conn: &AmqpConnection, name: &str) -> Result<u32, lapin::Error> {
+    let options = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let queue = conn.wait(
+        conn.channel
+            .queue_declare(name.into(), options, Default::default()),
+    )?;
+    Ok(queue.message_count())
 }
 
 /// Number of messages in the queue, or None if the queue does not exist.
 pub fn queue_len(addr: &(impl AmqpAddr + ?Sized), name: &str) -> Option<u32> {
-    let mut conn = amqp_connect(addr);
-    let channel = conn.open_channel(None).expect("open channel");
-    // A passive declare of a missing queue closes the channel (404): that means "absent".
-    let len = channel
-        .queue_declare_passive(name)
-        .ok()
-        .map(|q| q.declared_message_count().unwrap_or(0));
-    let _ = conn.close();
-    len
+    passive_declare(&amqp_connect(addr), name).ok()
+}
+
+/// The properties a test publishes a message with (what the tests set of AMQP's basic
+/// properties); the builder methods are those the tests used with the former client.
+#[derive(Clone, Debug, Default)]
+pub struct AmqpProperties {
+    message_id: Option<String>,
+    content_type: Option<String>,
+    delivery_mode: Option<u8>,
+}
+
+impl AmqpProperties {
+    pub fn with_message_id(mut self, id: String) -> Self {
+        self.message_id = Some(id);
+        self
+    }
+
+    pub fn with_content_type(mut self, content_type: String) -> Self {
+        self.content_type = Some(content_type);
+        self
+    }
+
+    /// 2 is persistent, 1 transient.
+    pub fn with_delivery_mode(mut self, mode: u8) -> Self {
+        self.delivery_mode = Some(mode);
+        self
+    }
+
+    fn to_lapin(&self) -> lapin::BasicProperties {
+        let mut properties = lapin::BasicProperties::default();
+        if let Some(id) = &self.message_id {
+            properties = properties.with_message_id(id.as_str().into());
+        }
+        if let Some(content_type) = &self.content_type {
+            properties = properties.with_content_type(content_type.as_str().into());
+        }
+        if let Some(mode) = self.delivery_mode {
+            properties = properties.with_delivery_mode(mode);
+        }
+        properties
+    }
 }
 
 /// Publishes `body` to the default exchange with routing key `routing_key`.
@@ -636,11 +788,15 @@ pub fn publish(
     body: &[u8],
     properties: AmqpProperties,
 ) {
-    let mut conn = amqp_connect(addr);
-    let channel = conn.open_channel(None).expect("open channel");
-    Exchange::direct(&channel)
-        .publish(Publish::with_properties(body, routing_key, properties))
-        .unwrap_or_else(|e| panic!("publish to {routing_key}: {e}"));
+    let conn = amqp_connect(addr);
+    conn.wait(conn.channel.basic_publish(
+        "".into(),
+        routing_key.into(),
+        Default::default(),
+        body,
+        properties.to_lapin(),
+    ))
+    .unwrap_or_else(|e| panic!("publish to {routing_key}: {e}"));
     // A clean close makes the broker process the publish before the connection goes away.
     conn.close().expect("close AMQP connection");
 }
@@ -657,27 +813,29 @@ pub struct Message {
     pub delivery_mode: Option<u8>,
 }
 
-fn get_all(channel: &amiquip::Channel, name: &str, out: &mut Vec<Message>) {
-    let queue = channel
-        .queue_declare_passive(name)
-        .unwrap_or_else(|e| panic!("queue {name} does not exist: {e}"));
-    while let Some(got) = queue
-        .get(true)
+fn get_all(conn: &AmqpConnection, name: &str, out: &mut Vec<Message>) {
+    if let Err(e) = passive_declare(conn, name) {
+        panic!("queue {name} does not exist: {e}");
+    }
+    let no_ack = lapin::options::BasicGetOptions { no_ack: true };
+    while let Some(got) = conn
+        .wait(conn.channel.basic_get(name.into(), no_ack))
         .unwrap_or_else(|e| panic!("get from {name}: {e}"))
     {
         let d = got.delivery;
-        let body = serde_json::from_slice(&d.body).unwrap_or_else(|e| {
+        let body = serde_json::from_slice(&d.data).unwrap_or_else(|e| {
             panic!(
                 "message in {name} is not JSON ({e}): {}",
-                String::from_utf8_lossy(&d.body)
+                String::from_utf8_lossy(&d.data)
             )
         });
+        let text = |s: &Option<lapin::types::ShortString>| s.as_ref().map(|s| s.to_string());
         out.push(Message {
             body,
-            raw: d.body.clone(),
-            routing_key: d.routing_key.clone(),
-            message_id: d.properties.message_id().clone(),
-            content_type: d.properties.content_type().clone(),
+            raw: d.data.clone(),
+            routing_key: d.routing_key.to_string(),
+            message_id: text(d.properties.message_id()),
+            content_type: text(d.properties.content_type()),
             delivery_mode: *d.properties.delivery_mode(),
         });
     }
@@ -686,11 +844,9 @@ fn get_all(channel: &amiquip::Channel, name: &str, out: &mut Vec<Message>) {
 /// Takes (basic.get, no-ack) every message currently in the queue. Panics if the queue is
 /// missing.
 pub fn drain_queue(addr: &(impl AmqpAddr + ?Sized), name: &str) -> Vec<Message> {
-    let mut conn = amqp_connect(addr);
-    let channel = conn.open_channel(None).expect("open channel");
+    let conn = amqp_connect(addr);
     let mut out = Vec::new();
-    get_all(&channel, name, &mut out);
-    let _ = conn.close();
+    get_all(&conn, name, &mut out);
     out
 }
 
@@ -703,17 +859,15 @@ pub fn wait_for_messages(
     timeout: Duration,
 ) -> Vec<Message> {
     let deadline = Instant::now() + timeout;
-    let mut conn = amqp_connect(addr);
-    let channel = conn.open_channel(None).expect("open channel");
+    let conn = amqp_connect(addr);
     let mut out = Vec::new();
     loop {
-        get_all(&channel, name, &mut out);
+        get_all(&conn, name, &mut out);
         if out.len() >= n || Instant::now() >= deadline {
             break;
         }
         thread::sleep(Duration::from_millis(50));
     }
-    let _ = conn.close();
     out
 }
 

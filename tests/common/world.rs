@@ -5,7 +5,8 @@ use super::*;
 use mesos_sim::{Cluster, ClusterSpec, TaskInfo};
 
 /// A cluster of `agents` agents with `tasks` tasks each, its agents bound on loopback
-/// addresses of the test's own (from 127.`first_ip`), otherwise the simulator's defaults.
+/// addresses from 127.`first_ip` (take them from [`loopback_range`]), otherwise the
+/// simulator's defaults.
 pub fn spec(agents: usize, tasks: usize, first_ip: [u8; 3]) -> ClusterSpec {
     ClusterSpec {
         agents,
@@ -14,6 +15,24 @@ pub fn spec(agents: usize, tasks: usize, first_ip: [u8; 3]) -> ClusterSpec {
         ..ClusterSpec::default()
     }
 }
+
+/// [`spec`] on a fresh loopback range of its own.
+pub fn fresh_spec(agents: usize, tasks: usize) -> ClusterSpec {
+    spec(agents, tasks, loopback_range(agents))
+}
+
+/// The first address (`[a, b, 1]`: 127.a.b.1) of a fresh loopback range with room for
+/// `addresses` agents, used by no other cluster of this test process nor of another test
+/// process running now (`mesos_sim::fresh_first_ip`). Tests never pick addresses by hand.
+pub fn loopback_range(addresses: usize) -> [u8; 3] {
+    mesos_sim::fresh_first_ip(addresses)
+}
+
+/// How far the simulator's clock must be past the newest stored reading before the next
+/// pass: the simulator samples its counters at the moment it answers, so this is the
+/// least interval the next pass's documents cover (over a second, so that CFS periods,
+/// ten a second, advance too).
+pub const NEXT_PASS_GAP: Duration = Duration::from_millis(1100);
 
 /// 64-bit FNV-1a, the published function shards are computed with; written out here
 /// again so the tests check the collector against the documented function.
@@ -141,6 +160,53 @@ impl World {
         self.collector().arg("collect").run()
     }
 
+    /// The next pass: waits until the simulator's samples have advanced past every stored
+    /// reading ([`World::wait_for_new_samples`]), then runs one collecting pass.
+    pub fn next_pass(&self) -> Run {
+        self.wait_for_new_samples();
+        self.collect()
+    }
+
+    /// Waits until the simulator's clock (the wall clock, which its samples carry) is
+    /// [`NEXT_PASS_GAP`] past the newest stored reading, so that a pass run now sees every
+    /// task's counters advanced. Without stored readings it waits the gap from now.
+    /// Values that are not readings (a test may plant some) are ignored.
+    pub fn wait_for_new_samples(&self) {
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        let newest = self
+            .stored_values()
+            .iter()
+            .filter_map(|(_, v)| serde_json::from_str::<serde_json::Value>(v).ok())
+            .filter_map(|entry| entry["statistics"]["timestamp"].as_f64())
+            .fold(None, |newest: Option<f64>, t| {
+                Some(newest.map_or(t, |n| n.max(t)))
+            });
+        let ready_at = newest.unwrap_or_else(now) + NEXT_PASS_GAP.as_secs_f64();
+        let left = ready_at - now();
+        if left > 0.0 {
+            thread::sleep(Duration::from_secs_f64(left));
+        }
+    }
+
+    /// Waits (up to `limit`) until a running pass has stored a reading newer than
+    /// `baseline`'s (from [`World::stored_timestamps`]): its documents were confirmed.
+    #[track_caller]
+    pub fn wait_for_a_reading_newer_than(
+        &self,
+        baseline: &std::collections::BTreeMap<String, f64>,
+        limit: Duration,
+    ) {
+        wait_until("a reading advanced", limit, || {
+            self.stored_timestamps()
+                .iter()
+                .any(|(k, t)| baseline.get(k).is_some_and(|before| t > before))
+        });
+    }
+
     /// Takes every message now in the queue.
     pub fn messages(&self) -> Vec<Message> {
         drain_queue(&self.broker, &self.queue)
@@ -182,9 +248,10 @@ impl World {
             .collect()
     }
 
-    /// Waits (up to 5 s) until a running pass has taken the lock `key`.
+    /// Waits (up to 30 s: a loaded machine starts a process slowly) until a running pass
+    /// has taken the lock `key`.
     pub fn wait_for_lock(&self, key: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !self.redis_exists(key) {
             assert!(
                 std::time::Instant::now() < deadline,
