@@ -124,6 +124,38 @@ pub fn unique_key_prefix() -> String {
     format!("{}:", unique_name("asgard-test"))
 }
 
+/// A folder of one test's own under the system's temporary folder, removed when it ends.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let dir = std::env::temp_dir().join(unique_name("asgard-scratch"));
+        std::fs::create_dir_all(&dir).expect("create a scratch folder");
+        Scratch(dir)
+    }
+
+    /// The names in the folder, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .expect("read the scratch folder")
+            .map(|e| {
+                e.expect("a folder entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redis
 
@@ -1723,6 +1755,23 @@ pub fn assert_no_secret_in_any_output(
             }
         }
     }
+}
+
+/// What `asgard-stats --help`, `collect --help` and `check --help` print: every flag and
+/// variable the binary knows.
+pub fn help_texts() -> Vec<String> {
+    [
+        &["--help"][..],
+        &["collect", "--help"],
+        &["check", "--help"],
+    ]
+    .into_iter()
+    .map(|args| {
+        let run = collector().args(args).run();
+        run.assert_success();
+        run.stdout
+    })
+    .collect()
 }
 
 /// The collector's environment for one test: cluster masters, the test's Redis, a broker, the
