@@ -139,7 +139,7 @@ fn config_reads_no_one_but_cli() {
 
 #[test]
 fn dry_run_uses_the_agent_path_not_the_pass() {
-    let children = ["agent", "workers", "stop", "tally"];
+    let children = ["agent", "shared", "workers", "stop", "tally"];
     assert_eq!(
         breaking("pass/dry_run.rs", |p| !under(p, "pass")
             || children.iter().any(|c| under(p, &format!("pass::{c}")))),

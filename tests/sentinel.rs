@@ -28,23 +28,22 @@ fn through(world: &World, group: &SentinelGroup) -> Collector {
         .env("STATS_COLLECTOR_LOG_FORMAT", "json")
 }
 
-/// The stored reading's timestamp of every task on `node`, by executor id.
+/// The stored reading's timestamp of every task on `node`, by executor id (the reading
+/// the next document starts from, not a pending one).
 fn stored_on(node: &RedisServer, prefix: &str) -> BTreeMap<String, f64> {
     let mut conn = node.conn();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
+        .arg(format!("{prefix}agent/*"))
         .query(&mut conn)
         .expect("KEYS");
     keys.into_iter()
-        .filter(|k| !k.starts_with(&format!("{prefix}lock")))
-        .map(|k| {
-            let value: String = redis::cmd("GET").arg(&k).query(&mut conn).expect("GET");
-            let entry: serde_json::Value = serde_json::from_str(&value).expect("stored JSON");
-            let timestamp = entry["statistics"]["timestamp"]
-                .as_f64()
-                .expect("timestamp");
-            (k[prefix.len()..].to_string(), timestamp)
+        .flat_map(|k| {
+            let value: Vec<u8> = redis::cmd("GET").arg(&k).query(&mut conn).expect("GET");
+            decode_agent_value(&value)
+                .unwrap_or_else(|| panic!("{k} decodes"))
+                .1
         })
+        .map(|task| (task.executor_id, task.base.timestamp))
         .collect()
 }
 

@@ -3,31 +3,17 @@
 //! worker thread runs it for one agent at a time, with what all of them share
 //! ([`Shared`]); the dry run's second reading reuses its first steps.
 
-use crate::broker::Publisher;
 use crate::mesos::budget::Reservation;
-use crate::mesos::{Agent, MesosClient, Scheme};
+use crate::mesos::Agent;
 use crate::pass::outbox::{self, Previous, Report};
 use crate::pass::reason::Reason;
-use crate::pass::stop::{Stop, StopReason};
-use crate::pass::tally::Tally;
+use crate::pass::shared::Shared;
+use crate::pass::stop::StopReason;
 use crate::pass::workers::{self, Ended, Limits, Worker};
-use crate::state::{layout, StateStore};
-use crate::stats::document::Document;
+use crate::state::layout;
 use crate::stats::reading::{parse_answer, parse_entry, Reading};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-/// Whether a computed document goes out. One without `cpu_pct` or `mem_pct` is counted
-/// as incomplete and held back, unless `--publish-incomplete`; a dry run still prints it,
-/// marked, so the operator sees what a pass would hold back.
-pub(crate) fn goes_out(shared: &Shared, doc: &mut Document) -> bool {
-    if doc.is_complete() || shared.publish_incomplete {
-        return true;
-    }
-    shared.tally.incomplete();
-    doc.incomplete = !shared.store;
-    doc.incomplete
-}
 
 /// Which reading of its agents a run of the workers is. Only the first counts agents in
 /// the summary: the dry run's second reading reads again agents that were counted.
@@ -37,33 +23,6 @@ pub(crate) enum Round {
     /// The dry run's second reading: failures are logged, not counted again.
     Again,
 }
-
-/// Everything a worker needs, shared by all of them.
-pub(crate) struct Shared {
-    pub(crate) mesos: MesosClient,
-    pub(crate) state: Option<StateStore>,
-    pub(crate) publisher: Box<dyn Publisher>,
-    pub(crate) scheme: Scheme,
-    pub(crate) tally: Arc<Tally>,
-    pub(crate) include_raw_metrics: bool,
-    pub(crate) publish_incomplete: bool,
-    /// False in a dry run: nothing is written to Redis.
-    pub(crate) store: bool,
-    /// How long a task's stored entry outlives its last write.
-    pub(crate) state_ttl: Duration,
-    /// Whether the previous release's per-task readings may still be in Redis.
-    pub(crate) legacy_reads: bool,
-    pub(crate) deadline: Instant,
-    /// Once requested, no further agent is started.
-    pub(crate) stop: Arc<Stop>,
-    /// Dry run only: keeps an agent's first readings of the tasks that had nothing to
-    /// compare with, for a second reading. Handed in by the pass, so the agent path
-    /// knows nothing of the dry run.
-    pub(crate) remember_unusable: Option<RememberUnusable>,
-}
-
-/// Where a dry run keeps first readings that had nothing to compare with.
-pub(crate) type RememberUnusable = Box<dyn Fn(&Agent, Vec<&Reading>) + Send + Sync>;
 
 /// Runs `work` on every job (one agent each) on the pool until done, the deadline, or a
 /// stop; true when every job was handled. Agents not started or not finished by the

@@ -8,7 +8,8 @@
 use crate::broker::message_id::fit_message_id;
 use crate::broker::Outgoing;
 use crate::mesos::Agent;
-use crate::pass::agent::{goes_out, read_agent, run_workers, Round, Shared};
+use crate::pass::agent::{read_agent, run_workers, Round};
+use crate::pass::shared::{goes_out, Shared};
 use crate::pass::workers::{Limits, Worker};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;

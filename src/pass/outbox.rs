@@ -21,7 +21,7 @@
 use crate::broker::message_id::fit_message_id;
 use crate::broker::{DeliveryError, Outgoing};
 use crate::mesos::Agent;
-use crate::pass::agent::{goes_out, Shared};
+use crate::pass::shared::{goes_out, Shared};
 use crate::state::layout::{AgentState, Encoder, StoredTask};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
