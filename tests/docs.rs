@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Folders that hold no source of ours: build output, git's own files, editor and tool caches.
-const NOT_OURS: &[&str] = &["target", ".git", "node_modules"];
+/// Folders that hold no source of ours: build output, git's own files, editor and tool caches,
+/// and `.services` (the test broker's data and the deployment tools' Python venv).
+const NOT_OURS: &[&str] = &["target", ".git", "node_modules", ".services"];
 
 /// Every file of the repository worth reading as text, relative to its root.
 fn repository_text_files() -> Vec<PathBuf> {

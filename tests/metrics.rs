@@ -91,38 +91,6 @@ const LOG_FIELDS: &[&str] = &["time", "level", "message", "target"];
 /// metrics as its exit code (130, 143).
 const WORD_FIELDS: &[&str] = &["stopped_by"];
 
-/// A folder of this test's own, removed when it ends.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = std::env::temp_dir().join(unique_name("asgard-metrics"));
-        std::fs::create_dir_all(&dir).expect("create a scratch folder");
-        Scratch(dir)
-    }
-
-    /// The names in the folder, sorted.
-    fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .expect("read the scratch folder")
-            .map(|e| {
-                e.expect("a folder entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into()
-            })
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

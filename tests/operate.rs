@@ -603,14 +603,8 @@ impl Help {
             options: BTreeMap::new(),
             exit_codes: BTreeMap::new(),
         };
-        for args in [
-            &["--help"][..],
-            &["collect", "--help"],
-            &["check", "--help"],
-        ] {
-            let run = collector().args(args).run();
-            run.assert_success();
-            help.parse(&run.stdout);
+        for text in help_texts() {
+            help.parse(&text);
         }
         assert!(help.options.len() > 20, "too few options parsed");
         assert!(help.exit_codes.len() >= 6, "too few exit codes parsed");

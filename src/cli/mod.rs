@@ -233,8 +233,11 @@ pub(crate) struct Settings {
     pub(crate) shard_count: Option<u32>,
 
     /// Redis URL (redis:// or rediss://) holding previous readings and the pass lock
-    /// [default: redis://127.0.0.1/0]. With a password, prefer
-    /// STATS_COLLECTOR_REDIS_URL_FILE: a flag shows in the process list.
+    /// [default: redis://127.0.0.1/0]; or its sentinels:
+    /// redis+sentinel://[[user]:password@]host1:26379,host2:26379/<master-name>[/<db>]
+    /// (rediss+sentinel:// for TLS), the master's credentials before the @, the
+    /// sentinels' own as ?sentinel_password=...&sentinel_username=... With a password,
+    /// prefer STATS_COLLECTOR_REDIS_URL_FILE: a flag shows in the process list.
     #[arg(
         long,
         value_name = "URL",
@@ -252,6 +255,16 @@ pub(crate) struct Settings {
         global = true
     )]
     pub(crate) redis_url_file: Option<PathBuf>,
+
+    /// PEM file of the CA that signed the certificates of Redis and of its sentinels
+    /// (rediss://, rediss+sentinel://); the public (webpki) roots without it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STATS_COLLECTOR_REDIS_CA_FILE",
+        global = true
+    )]
+    pub(crate) redis_ca_file: Option<PathBuf>,
 
     /// Redis connections kept open at least.
     #[arg(

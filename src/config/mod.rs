@@ -13,8 +13,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) mod redact;
+mod sentinel;
 mod shard;
 
+pub(crate) use sentinel::{Login, SentinelSettings};
 pub(crate) use shard::{fnv1a, Shard};
 
 /// Redis when none is configured.
@@ -130,6 +132,10 @@ pub(crate) struct RedisSettings {
     pub(crate) url: Secret,
     /// The URL with any password replaced, for messages.
     pub(crate) shown_url: String,
+    /// The sentinels to ask for the master, with a `redis+sentinel://` URL.
+    pub(crate) sentinel: Option<SentinelSettings>,
+    /// PEM CA for `rediss://` and `rediss+sentinel://`; the public roots when None.
+    pub(crate) ca_file: Option<PathBuf>,
     pub(crate) pool_min: u32,
     pub(crate) pool_max: u32,
     pub(crate) key_prefix: String,
@@ -549,11 +555,18 @@ fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, Config
     let url = url.as_ref().map_or(DEFAULT_REDIS_URL, Secret::expose);
     let url = url.trim().to_string();
     let shown_url = redact::secret_url(&url);
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+    let sentinel = if sentinel::is_sentinel_url(&url) {
+        let parsed = sentinel::parse(&url)
+            .map_err(|why| invalid(format!("Redis URL {shown_url}: {why}")))?;
+        Some(parsed)
+    } else if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err(invalid(format!(
-            "Redis URL {shown_url} must start with redis:// or rediss://"
+            "Redis URL {shown_url} must start with redis://, rediss://, redis+sentinel:// \
+             or rediss+sentinel://"
         )));
-    }
+    } else {
+        None
+    };
     if settings.redis_pool_max == 0 || settings.redis_pool_min > settings.redis_pool_max {
         return Err(invalid(
             "Redis pool sizes must satisfy 0 <= STATS_COLLECTOR_REDIS_POOL_MIN <= \
@@ -566,6 +579,8 @@ fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, Config
     Ok(RedisSettings {
         url: Secret(url),
         shown_url,
+        sentinel,
+        ca_file: settings.redis_ca_file.clone(),
         pool_min: settings.redis_pool_min,
         pool_max: settings.redis_pool_max,
         key_prefix: settings.key_prefix.clone(),
@@ -860,6 +875,30 @@ mod tests {
         ] {
             let why = hosts(bad).expect_err(bad);
             assert!(why.starts_with("RabbitMQ host "), "{why}");
+            assert!(!why.contains("s3cret"), "{why}");
+        }
+    }
+
+    #[test]
+    fn sentinel_urls_are_accepted_and_shown_without_their_passwords() {
+        let redis = |url: &str| {
+            config(&["--master", "http://m:1", "--redis-url", url], &[])
+                .map(|c| c.redis.shown_url)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            redis("redis+sentinel://:s3cret@s1:26379,s2/mymaster/1?sentinel_password=s3cret"),
+            Ok("redis+sentinel://<redacted>@s1:26379,s2/mymaster/1?<redacted>".into())
+        );
+        assert!(redis("rediss+sentinel://s1/mymaster").is_ok());
+        for bad in [
+            "redis+sentinel://:s3cret@s1:26379",
+            "redis+sentinel://:s3cret@s1:x/m",
+            "redis+sentinel://s1/m?sentinel_pasword=s3cret",
+            "sentinel://s1/m",
+        ] {
+            let why = redis(bad).expect_err(bad);
+            assert!(why.starts_with("Redis URL "), "{why}");
             assert!(!why.contains("s3cret"), "{why}");
         }
     }

@@ -40,7 +40,8 @@ fn shown(text: &str) -> Option<String> {
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    if !is_authority(authority) {
+    // Several hosts, comma-separated: the sentinels of a `redis+sentinel://` URL.
+    if !authority.split(',').all(is_authority) {
         return None;
     }
     let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
@@ -133,6 +134,10 @@ mod tests {
             ("[::1]:5673", "[::1]:5673"),
             ("amqps://[fe80::1%eth0]", "amqps://[fe80::1%eth0]"),
             ("  10.0.0.1:5050 ", "10.0.0.1:5050"),
+            (
+                "redis+sentinel://:pw@s1:26379,[::1]/mymaster/2?sentinel_password=pw",
+                "redis+sentinel://<redacted>@s1:26379,[::1]/mymaster/2?<redacted>",
+            ),
         ];
         for (input, shown) in cases {
             assert_eq!(url(input), shown, "{input}");
@@ -159,6 +164,8 @@ mod tests {
             "[::1]pw",
             "http://h:123456",
             "h\u{e9}:1",
+            "redis+sentinel://s1,,s2/m",
+            "redis+sentinel://s1,pw:x/m",
         ] {
             assert_eq!(url(input), UNREADABLE, "{input:?}");
         }

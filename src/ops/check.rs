@@ -195,7 +195,8 @@ fn check_masters(config: &Config, report: &mut Report) {
     }
 }
 
-/// PING, the server version and who holds the pass lock (of this shard, with --shard).
+/// PING, the server version and who holds the pass lock (of this shard, with --shard);
+/// with Sentinel, the sentinel that answered and the master it named.
 fn check_redis(config: &Config, report: &mut Report) {
     let store = match StateStore::new(&config.redis) {
         Ok(store) => store,
@@ -217,11 +218,16 @@ fn check_redis(config: &Config, report: &mut Report) {
                 None => format!("lock {key} free"),
                 Some(holder) => format!("lock {key} held by {holder} (a pass is running)"),
             };
+            // With Sentinel: who answered, and the master the PING went to.
+            let master = store
+                .located()
+                .map(|l| format!("sentinel {} names master {}; ", l.sentinel, l.master))
+                .unwrap_or_default();
             report.push(
                 "redis",
                 Status::Ok,
                 format!(
-                    "{}: PONG, version {version}; {lock}",
+                    "{}: {master}PONG, version {version}; {lock}",
                     config.redis.shown_url
                 ),
             );

@@ -2,12 +2,17 @@
 //!
 //! The readings' layout, one key per agent, and its load and store round trips are in
 //! `layout`; nothing ever scans the keyspace. The pass lock ([`PassLock`]) is
-//! `SET <prefix>lock NX PX` and is released only by its owner (compare-and-delete).
+//! `SET <prefix>lock NX PX` and is released only by its owner (compare-and-delete). With
+//! a Sentinel URL, connections go to the master the sentinels name (`sentinel.rs`).
 
 pub(crate) mod layout;
+mod sentinel;
+
+pub(crate) use sentinel::Located;
 
 use crate::config::{RedisSettings, Shard};
 use r2d2::{Pool, PooledConnection};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Deletes the lock only if it still holds our token, so a pass never frees another's.
@@ -38,6 +43,7 @@ impl StateError {
 pub(crate) struct StateStore {
     pool: Pool<RedisConnector>,
     settings: RedisSettings,
+    target: Target,
 }
 
 impl StateStore {
@@ -47,25 +53,55 @@ impl StateStore {
             url: settings.shown_url.clone(),
             message,
         };
-        let client = redis::Client::open(settings.url.expose())
-            .map_err(|e| error(format!("bad URL: {}", e.category())))?;
+        let root_cert =
+            match &settings.ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    error(format!("cannot read the CA file {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
+        let target = match &settings.sentinel {
+            Some(sentinel) => {
+                Target::Sentinel(Arc::new(sentinel::Sentinels::new(sentinel, root_cert)))
+            }
+            None => {
+                let url = settings.url.expose();
+                let client = client(url, url.starts_with("rediss://"), root_cert.as_deref())
+                    .map_err(|e| error(format!("bad URL: {}", e.category())))?;
+                Target::Direct(Box::new(client))
+            }
+        };
         let connector = RedisConnector {
-            client,
+            target: target.clone(),
             timeout: settings.timeout,
         };
+        // With Sentinel, a new connection may first wait out each sentinel that hangs.
+        let asked = settings.sentinel.as_ref().map_or(0, |s| s.sentinels.len());
+        let tries = u32::try_from(asked).unwrap_or(u32::MAX).saturating_add(1);
+        let connection_timeout = settings.timeout.saturating_mul(tries);
         // r2d2 builds `min_idle` connections before returning and would block on a dead
         // Redis, so the pool starts empty and fills on demand.
         let pool = Pool::builder()
             .max_size(settings.pool_max)
             .min_idle(Some(settings.pool_min))
-            .connection_timeout(settings.timeout)
+            .connection_timeout(connection_timeout)
             .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(connector);
         Ok(StateStore {
             pool,
             settings: settings.clone(),
+            target,
         })
+    }
+
+    /// With Sentinel, the sentinel that named the master last connected to, and that
+    /// master; None without Sentinel or before the first connection.
+    pub(crate) fn located(&self) -> Option<Located> {
+        match &self.target {
+            Target::Sentinel(sentinels) => sentinels.located(),
+            Target::Direct(_) => None,
+        }
     }
 
     fn error(&self, message: impl std::fmt::Display) -> StateError {
@@ -87,7 +123,14 @@ impl StateStore {
         command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StateError> {
         let mut conn = self.connection()?;
-        command(&mut conn).map_err(|e| self.error(format!("{what}: {}", describe(&e))))
+        command(&mut conn.redis).map_err(|e| {
+            // A replica (a demoted master after a failover): the pool drops this
+            // connection, and the next one asks the sentinels again.
+            if is_replica_answer(&e) {
+                conn.replica = true;
+            }
+            self.error(format!("{what}: {}", describe(&e)))
+        })
     }
 
     /// Answers PING and reports the server version.
@@ -229,10 +272,18 @@ fn push_bulk(out: &mut Vec<u8>, parts: &[&[u8]]) {
 /// A Redis error in words, without the URL or credentials the crate might add; told
 /// apart by the crate's error kind and the server's error code, never by its words.
 fn describe(error: &redis::RedisError) -> String {
+    let text = error.to_string();
     let refused_login = error.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(error.code(), Some("WRONGPASS" | "NOAUTH"));
-    if refused_login {
+    if let Some(search) = sentinel::describe_no_master(&text) {
+        search
+    } else if refused_login {
         AUTH_FAILED.into()
+    } else if is_replica_answer(error) {
+        "READONLY: this node is a replica now (a failover?); nothing was written".into()
+    } else if text.contains("certificate") {
+        // rustls' words (`invalid peer certificate: UnknownIssuer`) say what to fix.
+        format!("TLS handshake failed: {text}")
     } else if error.is_timeout() {
         "timed out".into()
     } else if error.is_connection_refusal() {
@@ -240,8 +291,13 @@ fn describe(error: &redis::RedisError) -> String {
     } else if error.is_connection_dropped() || error.is_io_error() {
         "connection lost".into()
     } else {
-        error.to_string()
+        text
     }
+}
+
+/// A replica's answer to a write (READONLY).
+fn is_replica_answer(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
 }
 
 const AUTH_FAILED: &str =
@@ -259,7 +315,9 @@ fn describe_pool_error(error: &r2d2::Error) -> String {
         .iter()
         .any(|word| lower.contains(word));
     // Checked first: the pool retries a refused login until its timeout, then says so.
-    if refused_login {
+    if let Some(search) = sentinel::describe_no_master(&text) {
+        search
+    } else if refused_login {
         AUTH_FAILED.into()
     } else if lower.contains("refused") {
         "connection refused".into()
@@ -270,30 +328,76 @@ fn describe_pool_error(error: &r2d2::Error) -> String {
     }
 }
 
-/// Makes pooled connections with connect, read and write timeouts, which the redis
-/// crate's own r2d2 support does not set: a hung Redis must fail a pass, not stall it.
+/// A client for `info`; with TLS and a CA (`--redis-ca-file`), one that trusts that CA.
+fn client(
+    info: impl redis::IntoConnectionInfo,
+    tls: bool,
+    root_cert: Option<&[u8]>,
+) -> redis::RedisResult<redis::Client> {
+    match root_cert {
+        Some(root_cert) if tls => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert.to_vec()),
+            },
+        ),
+        _ => redis::Client::open(info),
+    }
+}
+
+/// A connection with connect, read and write timeouts, which the redis crate's own r2d2
+/// support does not set: a hung Redis must fail a pass, not stall it.
+fn open(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+    let conn = client.get_connection_with_timeout(timeout)?;
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))?;
+    Ok(conn)
+}
+
+/// Where connections go: the one configured Redis, or the master the sentinels name.
+#[derive(Clone)]
+enum Target {
+    Direct(Box<redis::Client>),
+    Sentinel(Arc<sentinel::Sentinels>),
+}
+
+/// Makes the pool's connections ([`open`]).
 struct RedisConnector {
-    client: redis::Client,
+    target: Target,
     timeout: Duration,
 }
 
+/// A pooled connection, and whether it turned out to reach a replica.
+struct StateConnection {
+    redis: redis::Connection,
+    /// Set on a READONLY answer, so the pool drops the connection.
+    replica: bool,
+}
+
 impl r2d2::ManageConnection for RedisConnector {
-    type Connection = redis::Connection;
+    type Connection = StateConnection;
     type Error = redis::RedisError;
 
-    fn connect(&self) -> Result<redis::Connection, redis::RedisError> {
-        let conn = self.client.get_connection_with_timeout(self.timeout)?;
-        conn.set_read_timeout(Some(self.timeout))?;
-        conn.set_write_timeout(Some(self.timeout))?;
-        Ok(conn)
+    fn connect(&self) -> Result<StateConnection, redis::RedisError> {
+        let redis = match &self.target {
+            Target::Direct(client) => open(client, self.timeout)?,
+            Target::Sentinel(sentinels) => sentinels.connect(self.timeout)?,
+        };
+        Ok(StateConnection {
+            redis,
+            replica: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut redis::Connection) -> Result<(), redis::RedisError> {
-        redis::cmd("PING").query::<String>(conn).map(drop)
+    fn is_valid(&self, conn: &mut StateConnection) -> Result<(), redis::RedisError> {
+        redis::cmd("PING")
+            .query::<String>(&mut conn.redis)
+            .map(drop)
     }
 
-    fn has_broken(&self, conn: &mut redis::Connection) -> bool {
-        !redis::ConnectionLike::is_open(conn)
+    fn has_broken(&self, conn: &mut StateConnection) -> bool {
+        conn.replica || !redis::ConnectionLike::is_open(&conn.redis)
     }
 }
 

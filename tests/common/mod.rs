@@ -124,6 +124,38 @@ pub fn unique_key_prefix() -> String {
     format!("{}:", unique_name("asgard-test"))
 }
 
+/// A folder of one test's own under the system's temporary folder, removed when it ends.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let dir = std::env::temp_dir().join(unique_name("asgard-scratch"));
+        std::fs::create_dir_all(&dir).expect("create a scratch folder");
+        Scratch(dir)
+    }
+
+    /// The names in the folder, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .expect("read the scratch folder")
+            .map(|e| {
+                e.expect("a folder entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redis
 
@@ -136,6 +168,10 @@ pub struct RedisServer {
     /// With [`RedisServer::durable`]: the directory of its append-only file, which a
     /// restart reads back.
     data_dir: Option<PathBuf>,
+    /// More arguments of redis-server (a replica's `--replicaof`).
+    extra: Vec<String>,
+    /// The dump file of the running server, if it writes one (a replica does).
+    dump: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -155,20 +191,26 @@ impl RedisServer {
     pub fn durable() -> RedisServer {
         let dir = std::env::temp_dir().join(unique_name("asgard-redis"));
         std::fs::create_dir_all(&dir).expect("create the Redis data directory");
-        RedisServer::start_in(None, Some(dir))
+        RedisServer::start_in(None, Some(dir), Vec::new())
     }
 
     fn start_with(password: Option<String>) -> RedisServer {
-        RedisServer::start_in(password, None)
+        RedisServer::start_in(password, None, Vec::new())
     }
 
-    fn start_in(password: Option<String>, data_dir: Option<PathBuf>) -> RedisServer {
+    fn start_in(
+        password: Option<String>,
+        data_dir: Option<PathBuf>,
+        extra: Vec<String>,
+    ) -> RedisServer {
         for _ in 0..5 {
             let mut server = RedisServer {
                 child: None,
                 port: free_port(),
                 password: password.clone(),
                 data_dir: data_dir.clone(),
+                extra: extra.clone(),
+                dump: None,
             };
             if server.spawn() {
                 return server;
@@ -178,11 +220,44 @@ impl RedisServer {
         panic!("redis-server did not come up after 5 attempts");
     }
 
+    /// A replica of `master` (`--replicaof`), with its password.
+    pub fn replica_of(master: &RedisServer) -> RedisServer {
+        RedisServer::replica_at(master, master.port(), Vec::new())
+    }
+
+    /// A replica of `master` reached on `port`, with its password and these arguments.
+    fn replica_at(master: &RedisServer, port: u16, mut args: Vec<String>) -> RedisServer {
+        args.extend([
+            "--replicaof".to_string(),
+            "127.0.0.1".to_string(),
+            port.to_string(),
+        ]);
+        if let Some(password) = &master.password {
+            args.extend(["--masterauth".to_string(), password.clone()]);
+        }
+        let replica = RedisServer::start_in(master.password.clone(), None, args);
+        wait_until("the replica is in sync", Duration::from_secs(30), || {
+            redis::cmd("INFO")
+                .arg("replication")
+                .query::<String>(&mut replica.conn())
+                .is_ok_and(|info| info.contains("master_link_status:up"))
+        });
+        replica
+    }
+
     /// Spawns redis-server on `self.port`; true once it answers PING.
     fn spawn(&mut self) -> bool {
+        // A replica writes what its master sends to its dump file, and any server loads
+        // that file when it starts: each run gets a file of its own, out of the working
+        // folder and removed when it stops.
+        let dump = unique_name("asgard-redis") + ".rdb";
+        let dir = std::env::temp_dir();
+        self.dump = Some(dir.join(&dump));
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--daemonize", "no"])
+            // A replica's first sync starts at once, not after the default 5 s.
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(match &self.data_dir {
                 Some(dir) => vec![
                     "--appendonly".to_string(),
@@ -192,13 +267,20 @@ impl RedisServer {
                     "--dir".to_string(),
                     dir.to_string_lossy().into_owned(),
                 ],
-                None => vec!["--appendonly".to_string(), "no".to_string()],
+                None => vec![
+                    "--appendonly".to_string(),
+                    "no".to_string(),
+                    "--dir".to_string(),
+                    dir.to_string_lossy().into_owned(),
+                ],
             })
+            .args(["--dbfilename", &dump])
             .args(
                 self.password
                     .iter()
                     .flat_map(|p| ["--requirepass", p.as_str()]),
             )
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -257,6 +339,9 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if let Some(dump) = self.dump.take() {
+            let _ = std::fs::remove_file(dump);
+        }
     }
 
     /// Starts the server again on the same port after `stop()`: empty, or with its data
@@ -277,6 +362,317 @@ impl Drop for RedisServer {
         if let Some(dir) = &self.data_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+/// Redis under Sentinel, all on loopback and private to one test: a master, a replica and
+/// three sentinels (`redis-server --sentinel` with a generated configuration) watching
+/// them as [`SentinelGroup::NAME`], quick to fail over (down after 1 s). Killed on drop.
+pub struct SentinelGroup {
+    /// The data nodes: the master and the replica at the start, in either role later.
+    pub nodes: Vec<RedisServer>,
+    sentinels: Vec<Child>,
+    pub sentinel_ports: Vec<u16>,
+    /// The nodes' password (`requirepass`, `masterauth`), if any.
+    password: Option<String>,
+    /// The sentinels' own password, if any.
+    sentinel_password: Option<String>,
+    /// The port the sentinels know each node by: its TLS port with TLS, else its port.
+    known_ports: Vec<u16>,
+    /// redis-server's TLS arguments (certificate, key, CA; TLS replication), with TLS.
+    tls: Option<Vec<String>>,
+    /// The sentinels' TLS ports, with TLS.
+    sentinel_tls_ports: Vec<u16>,
+    /// Where the sentinels keep the configuration they rewrite.
+    dir: PathBuf,
+}
+
+impl SentinelGroup {
+    pub const NAME: &'static str = "asgard-master";
+
+    /// A group without passwords.
+    pub fn start() -> SentinelGroup {
+        SentinelGroup::with_passwords(None, None)
+    }
+
+    /// A group whose nodes want `password` and whose sentinels want `sentinel_password`;
+    /// returns once the sentinels know the replica and each other.
+    pub fn with_passwords(
+        password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> SentinelGroup {
+        SentinelGroup::build(password, sentinel_password, false)
+    }
+
+    /// A group whose nodes and sentinels speak TLS to each other and to clients (on ports
+    /// of their own, beside the plain ones the test's own connections use), with a
+    /// certificate for 127.0.0.1 from a CA of its own.
+    pub fn with_tls() -> SentinelGroup {
+        SentinelGroup::build(None, None, true)
+    }
+
+    fn build(password: Option<&str>, sentinel_password: Option<&str>, tls: bool) -> SentinelGroup {
+        let dir = std::env::temp_dir().join(unique_name("asgard-sentinel"));
+        std::fs::create_dir_all(&dir).expect("create the sentinels' folder");
+        let tls = tls.then(|| {
+            let certificates = TestCertificates::new(&["localhost"], &[[127, 0, 0, 1].into()]);
+            let mut args = Vec::new();
+            for (flag, name, pem) in [
+                ("--tls-cert-file", "cert.pem", &certificates.cert_pem),
+                ("--tls-key-file", "key.pem", &certificates.key_pem),
+                ("--tls-ca-cert-file", "ca.pem", &certificates.ca_pem),
+            ] {
+                let file = dir.join(name);
+                std::fs::write(&file, pem).expect("write a TLS file");
+                args.extend([flag.to_string(), file.display().to_string()]);
+            }
+            args.extend(["--tls-auth-clients", "no", "--tls-replication", "yes"].map(String::from));
+            args
+        });
+        let tls_port = |args: &Vec<String>| {
+            let port = free_port();
+            let mut args = args.clone();
+            args.extend(["--tls-port".to_string(), port.to_string()]);
+            (port, args)
+        };
+        let password = password.map(str::to_string);
+        let (master, replica, known_ports) = match &tls {
+            None => {
+                let master = RedisServer::start_with(password.clone());
+                let replica = RedisServer::replica_of(&master);
+                let ports = vec![master.port(), replica.port()];
+                (master, replica, ports)
+            }
+            Some(args) => {
+                let (master_port, master_args) = tls_port(args);
+                let master = RedisServer::start_in(password.clone(), None, master_args);
+                let (replica_port, replica_args) = tls_port(args);
+                let replica = RedisServer::replica_at(&master, master_port, replica_args);
+                (master, replica, vec![master_port, replica_port])
+            }
+        };
+        let mut group = SentinelGroup {
+            nodes: vec![master, replica],
+            sentinels: Vec::new(),
+            sentinel_ports: Vec::new(),
+            password,
+            sentinel_password: sentinel_password.map(str::to_string),
+            known_ports,
+            tls,
+            sentinel_tls_ports: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            group.spawn_sentinel();
+        }
+        group.wait_until_ready();
+        group
+    }
+
+    /// The CA that signed the nodes' and sentinels' certificate, with TLS.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// The port the sentinels know the node at `index` by (its TLS port with TLS).
+    pub fn port_of(&self, index: usize) -> u16 {
+        self.known_ports[index]
+    }
+
+    fn spawn_sentinel(&mut self) {
+        let port = free_port();
+        let master_port = self.known_ports[0];
+        let name = SentinelGroup::NAME;
+        let mut config = format!(
+            "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
+             sentinel monitor {name} 127.0.0.1 {master_port} 2\n\
+             sentinel down-after-milliseconds {name} 1000\n\
+             sentinel failover-timeout {name} 10000\n\
+             sentinel parallel-syncs {name} 1\n",
+            dir = self.dir.display()
+        );
+        if let Some(password) = &self.password {
+            config.push_str(&format!("sentinel auth-pass {name} {password}\n"));
+        }
+        if let Some(password) = &self.sentinel_password {
+            config.push_str(&format!(
+                "requirepass {password}\nsentinel sentinel-pass {password}\n"
+            ));
+        }
+        if let Some(args) = &self.tls {
+            // The same settings as the nodes', in the file's form (no leading `--`).
+            let tls_port = free_port();
+            config.push_str(&format!("tls-port {tls_port}\n"));
+            for pair in args.chunks(2) {
+                config.push_str(&format!(
+                    "{} {}\n",
+                    pair[0].trim_start_matches("--"),
+                    pair[1]
+                ));
+            }
+            self.sentinel_tls_ports.push(tls_port);
+        }
+        let file = self.dir.join(format!("sentinel-{port}.conf"));
+        std::fs::write(&file, config).expect("write a sentinel's configuration");
+        let child = Command::new("redis-server")
+            .arg(&file)
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server --sentinel");
+        self.sentinels.push(child);
+        self.sentinel_ports.push(port);
+    }
+
+    fn sentinel_answer(&self, port: u16, command: &[&str]) -> redis::RedisResult<redis::Value> {
+        let login = self
+            .sentinel_password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
+        let mut conn = redis::Client::open(format!("redis://{login}127.0.0.1:{port}"))?
+            .get_connection_with_timeout(Duration::from_secs(2))?;
+        redis::cmd("SENTINEL").arg(command).query(&mut conn)
+    }
+
+    /// The port of the master sentinel `port` names now.
+    pub fn named_by(&self, port: u16) -> Option<u16> {
+        let answer = self
+            .sentinel_answer(port, &["get-master-addr-by-name", SentinelGroup::NAME])
+            .ok()?;
+        let (_, port): (String, u16) = redis::FromRedisValue::from_redis_value(answer).ok()?;
+        Some(port)
+    }
+
+    /// Waits (up to 60 s) until every sentinel knows the replica and the two other
+    /// sentinels, so that a failover can happen.
+    fn wait_until_ready(&self) {
+        let ready = || {
+            self.sentinel_ports.iter().all(|&port| {
+                let count =
+                    |what: &str| match self.sentinel_answer(port, &[what, SentinelGroup::NAME]) {
+                        Ok(redis::Value::Array(items)) => items.len(),
+                        _ => 0,
+                    };
+                count("replicas") == 1 && count("sentinels") == 2
+            })
+        };
+        wait_until(
+            "the sentinels know each other",
+            Duration::from_secs(60),
+            ready,
+        );
+    }
+
+    /// The sentinels' URL for the collector: every sentinel, the nodes' password, the
+    /// sentinels' own as a query parameter.
+    pub fn url(&self) -> String {
+        let login = self
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
+        let ports = match self.tls {
+            Some(_) => &self.sentinel_tls_ports,
+            None => &self.sentinel_ports,
+        };
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let query = self
+            .sentinel_password
+            .as_ref()
+            .map(|p| format!("?sentinel_password={p}"))
+            .unwrap_or_default();
+        let scheme = match self.tls {
+            Some(_) => "rediss",
+            None => "redis",
+        };
+        format!(
+            "{scheme}+sentinel://{login}{}/{}/0{query}",
+            hosts.join(","),
+            SentinelGroup::NAME
+        )
+    }
+
+    /// The node the first sentinel names as master.
+    pub fn master(&self) -> &RedisServer {
+        &self.nodes[self.master_index()]
+    }
+
+    /// The index in `nodes` of the master the first sentinel names.
+    pub fn master_index(&self) -> usize {
+        let port = self
+            .named_by(self.sentinel_ports[0])
+            .expect("a sentinel names the master");
+        self.known_ports
+            .iter()
+            .position(|&p| p == port)
+            .expect("the master is one of the group's nodes")
+    }
+
+    /// Waits until the master's writes reached the replica (`WAIT 1`).
+    pub fn wait_replicated(&self) {
+        let replicas: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(10_000)
+            .query(&mut self.master().conn())
+            .expect("WAIT");
+        assert_eq!(replicas, 1, "the replica acknowledged the writes");
+    }
+
+    /// Asks the first sentinel for a failover (`SENTINEL FAILOVER`); returns without
+    /// waiting for it.
+    pub fn start_failover(&self) {
+        self.sentinel_answer(self.sentinel_ports[0], &["failover", SentinelGroup::NAME])
+            .expect("SENTINEL FAILOVER");
+    }
+
+    /// Waits (up to 60 s) until every sentinel names another node than the one at index
+    /// `old` and that node says it is the master; returns its index.
+    pub fn wait_for_new_master(&self, old: usize) -> usize {
+        let new = 1 - old;
+        let port = self.known_ports[new];
+        wait_until(
+            "the sentinels name the new master",
+            Duration::from_secs(60),
+            || {
+                let named = self
+                    .sentinel_ports
+                    .iter()
+                    .all(|&s| self.named_by(s) == Some(port));
+                named && self.role(new).as_deref() == Some("master")
+            },
+        );
+        new
+    }
+
+    /// What the node at `index` says it is (`master`, `slave`), if it answers.
+    pub fn role(&self, index: usize) -> Option<String> {
+        let client = redis::Client::open(self.nodes[index].url()).ok()?;
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .ok()?;
+        let role: redis::Value = redis::cmd("ROLE").query(&mut conn).ok()?;
+        match role {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::BulkString(word)) => {
+                    Some(String::from_utf8_lossy(word).into_owned())
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+impl Drop for SentinelGroup {
+    fn drop(&mut self) {
+        for child in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -1309,6 +1705,73 @@ impl Drop for Running {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A way to feed a secret: its name, the exit codes of `collect`, `collect --dry-run` and
+/// `check` with it, and the settings it changes (an empty value removes the setting).
+pub type SecretCase = (&'static str, (i32, i32, i32), Vec<(&'static str, String)>);
+
+/// Runs every case through `collect`, `collect --dry-run` and `check`, in both log
+/// formats at the most verbose level, on the collector `base` makes (a setting the case
+/// gives as empty is removed): none of `forms` (a secret, its encodings) shows anywhere,
+/// and each run exits as its case says.
+#[track_caller]
+pub fn assert_no_secret_in_any_output(
+    base: impl Fn() -> Collector,
+    cases: &[SecretCase],
+    forms: &[String],
+) {
+    for (case, codes, overrides) in cases {
+        for command in [&["collect"][..], &["collect", "--dry-run"], &["check"]] {
+            for format in ["text", "json"] {
+                let run = base()
+                    .env("RUST_LOG", "trace")
+                    .env("STATS_COLLECTOR_LOG_FORMAT", format)
+                    .envs(
+                        overrides
+                            .iter()
+                            .filter(|(_, v)| !v.is_empty())
+                            .map(|(k, v)| (*k, v.as_str())),
+                    )
+                    .args(command);
+                let run = overrides
+                    .iter()
+                    .filter(|(_, v)| v.is_empty())
+                    .fold(run, |run, (k, _)| run.env_remove(k))
+                    .run();
+                for form in forms {
+                    assert!(
+                        !run.stdout.contains(form.as_str()) && !run.stderr.contains(form.as_str()),
+                        "{case}, {command:?}, {format}: {form:?} leaked\n{run}"
+                    );
+                }
+                // Each case got as far as it should: the secret was really handled.
+                let expected = match command {
+                    ["collect"] => codes.0,
+                    ["collect", "--dry-run"] => codes.1,
+                    _ => codes.2,
+                };
+                assert_eq!(run.status, Some(expected), "{case}, {command:?}: {run}");
+            }
+        }
+    }
+}
+
+/// What `asgard-stats --help`, `collect --help` and `check --help` print: every flag and
+/// variable the binary knows.
+pub fn help_texts() -> Vec<String> {
+    [
+        &["--help"][..],
+        &["collect", "--help"],
+        &["check", "--help"],
+    ]
+    .into_iter()
+    .map(|args| {
+        let run = collector().args(args).run();
+        run.assert_success();
+        run.stdout
+    })
+    .collect()
 }
 
 /// The collector's environment for one test: cluster masters, the test's Redis, a broker, the
