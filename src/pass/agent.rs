@@ -11,7 +11,7 @@ use crate::pass::shared::Shared;
 use crate::pass::stop::StopReason;
 use crate::pass::workers::{self, Ended, Limits, Worker};
 use crate::state::layout;
-use crate::stats::reading::{parse_answer, parse_entry, Reading};
+use crate::stats::reading::{parse_answer, parse_entry, Entries, Reading};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -118,7 +118,12 @@ pub(crate) fn read_agent(
             return None;
         }
     };
-    let answer = match parse_answer(&body) {
+    let entries = if shared.include_raw_metrics {
+        Entries::Kept
+    } else {
+        Entries::Dropped
+    };
+    let answer = match parse_answer(&body, entries) {
         Ok(answer) => answer,
         Err(e) => {
             failed(Reason::BadAnswer, &e);

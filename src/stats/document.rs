@@ -614,7 +614,7 @@ mod reference_cases {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::stats::reading::parse_answer;
+    use crate::stats::reading::{parse_answer, Entries};
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
@@ -748,7 +748,8 @@ mod properties {
 
         #[test]
         fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = parse_answer(&bytes);
+            let _ = parse_answer(&bytes, Entries::Kept);
+            let _ = parse_answer(&bytes, Entries::Dropped);
         }
 
         #[test]
@@ -756,9 +757,13 @@ mod properties {
             entries in proptest::collection::vec(entry(), 0..6),
             later in proptest::collection::vec(entry(), 0..6),
         ) {
-            let first = parse_answer(Value::Array(entries.clone()).to_string().as_bytes())
+            let text = Value::Array(entries.clone()).to_string();
+            let first = parse_answer(text.as_bytes(), Entries::Kept)
                 .expect("an array is always an answer");
-            let second = parse_answer(Value::Array(later).to_string().as_bytes())
+            let dropped = parse_answer(text.as_bytes(), Entries::Dropped)
+                .expect("an array is always an answer");
+            crate::stats::reading::tests::assert_same(&first, &dropped);
+            let second = parse_answer(Value::Array(later).to_string().as_bytes(), Entries::Kept)
                 .expect("an array is always an answer");
             prop_assert_eq!(first.readings.len() + first.skipped, entries.len());
             for before in &first.readings {

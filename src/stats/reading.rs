@@ -1,12 +1,14 @@
 //! Parses an agent's `/monitor/statistics` answer (and readings stored in Redis) into
 //! [`Reading`]s, without ever panicking or giving up on a whole agent for one bad entry.
 //!
-//! Each reading keeps the agent's entry byte for byte, so what Redis stores and what raw
-//! metrics show is exactly what the agent sent (floats keep every digit, integers past
-//! 2^53 stay integers); the numbers the arithmetic needs are parsed beside it.
+//! With raw metrics, each reading keeps the agent's entry byte for byte, so what Redis
+//! stores and what raw metrics show is exactly what the agent sent (floats keep every
+//! digit, integers past 2^53 stay integers); the numbers the arithmetic needs are parsed
+//! beside it. Without them the entry is read in the same scan as the array and only the
+//! numbers are kept.
 
-use crate::stats::json::{Object, Scalar};
-use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use crate::stats::json::Scalar;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
@@ -15,7 +17,8 @@ use std::fmt;
 #[derive(Debug, Clone)]
 pub(crate) struct Reading {
     pub(crate) executor_id: String,
-    /// The whole entry as the agent sent it (valid JSON); this is what Redis stores.
+    /// The whole entry as the agent sent it (valid JSON), kept for raw metrics only
+    /// ([`Entries`]); empty otherwise.
     pub(crate) entry: Box<str>,
     pub(crate) sample: Sample,
     /// Names of fields that held something other than a usable number; treated as missing.
@@ -92,11 +95,22 @@ impl Answer {
     }
 }
 
+/// Whether each reading keeps its entry's text. Only raw metrics need it (and the
+/// previous release's stored entries, which are text anyway); without it an entry is read
+/// in the same scan as the array and never copied, which halves the cost of reading an
+/// answer (docs/scale.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entries {
+    Kept,
+    Dropped,
+}
+
 /// Reads an agent's whole answer: a JSON array of executor entries, read entry by entry
-/// from the body, so only the readings are kept (each entry copied once, into its reading).
-pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
+/// from the body, so only the readings are kept.
+pub(crate) fn parse_answer(body: &[u8], entries: Entries) -> Result<Answer, AnswerError> {
     let visitor = AnswerVisitor {
         expected_readings: body.len() / SMALL_ENTRY_BYTES,
+        entries,
     };
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     deserializer
@@ -117,6 +131,7 @@ const SMALL_ENTRY_BYTES: usize = 256;
 /// Reads the executors array entry by entry, keeping only readings and what was skipped.
 struct AnswerVisitor {
     expected_readings: usize,
+    entries: Entries,
 }
 
 impl<'de> Visitor<'de> for AnswerVisitor {
@@ -131,16 +146,22 @@ impl<'de> Visitor<'de> for AnswerVisitor {
             ..Answer::default()
         };
         let mut position = 0;
-        while let Some(entry) = seq.next_element::<&'de RawValue>()? {
-            match read_entry(entry.get()) {
-                Ok(fields) => answer
-                    .readings
-                    .push(fields.into_reading(entry.get().into())),
-                Err(why) => answer.skip(position, why),
+        loop {
+            let read = match self.entries {
+                Entries::Kept => seq.next_element::<&'de RawValue>()?.map(|entry| {
+                    read_entry(entry.get()).map(|f| f.into_reading(entry.get().into()))
+                }),
+                Entries::Dropped => seq
+                    .next_element_seed(EntryVisitor)?
+                    .map(|read| read.map(|f| f.into_reading(Box::default()))),
+            };
+            match read {
+                Some(Ok(reading)) => answer.readings.push(reading),
+                Some(Err(why)) => answer.skip(position, why),
+                None => return Ok(answer),
             }
             position += 1;
         }
-        Ok(answer)
     }
 }
 
@@ -171,17 +192,150 @@ impl ReadFields {
 
 /// Reads an entry's text without keeping it, so a skipped entry is never copied.
 fn read_entry(entry: &str) -> Result<ReadFields, EntryError> {
-    // Serde would also read a struct from an array; only an object is an entry.
-    if !entry.trim_start().starts_with('{') {
+    let mut deserializer = serde_json::Deserializer::from_str(entry);
+    EntryVisitor
+        .deserialize(&mut deserializer)
+        .and_then(|read| deserializer.end().map(|()| read))
+        .unwrap_or(Err(EntryError::NotAnObject))
+}
+
+/// Reads one entry of any JSON type in one scan: an object with a string `executor_id`
+/// and a `statistics` object is a reading, anything else a reason to skip it. Only a
+/// broken JSON text is an error (which ends the whole answer): a bad entry never is, so
+/// nothing here may fail on a value of an unexpected type or a repeated key.
+struct EntryVisitor;
+
+impl<'de> DeserializeSeed<'de> for EntryVisitor {
+    type Value = Result<ReadFields, EntryError>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// The fields of an entry or of its statistics, by name.
+#[derive(Clone, Copy)]
+enum Key {
+    ExecutorId,
+    Statistics,
+    /// A statistics field the document uses, by its index in [`SampleFields`].
+    Sample(usize),
+    Other,
+}
+
+/// The statistics fields the document uses, in [`SampleFields`] order.
+const SAMPLE_FIELDS: [&str; 9] = [
+    "timestamp",
+    "cpus_limit",
+    "cpus_soft_limit",
+    "cpus_user_time_secs",
+    "cpus_system_time_secs",
+    "cpus_throttled_time_secs",
+    "mem_rss_bytes",
+    "mem_limit_bytes",
+    "mem_soft_limit_bytes",
+];
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl Visitor<'_> for KeyVisitor {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E>(self, name: &str) -> Result<Key, E> {
+        Ok(match name {
+            "executor_id" => Key::ExecutorId,
+            "statistics" => Key::Statistics,
+            _ => SAMPLE_FIELDS
+                .iter()
+                .position(|&field| field == name)
+                .map_or(Key::Other, Key::Sample),
+        })
+    }
+}
+
+/// Drains the rest of a sequence or map that is no entry (or no statistics).
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+impl<'de> Visitor<'de> for EntryVisitor {
+    type Value = Result<ReadFields, EntryError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an executor entry")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut executor_id = None;
+        let mut statistics = None;
+        // Serde's derived structs refuse a repeated field, and so the entry: kept as it was.
+        let mut repeated = false;
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::ExecutorId if executor_id.is_none() => {
+                    executor_id = Some(map.next_value::<Scalar>()?);
+                }
+                Key::Statistics if statistics.is_none() => {
+                    statistics = Some(map.next_value::<Statistics>()?);
+                }
+                Key::ExecutorId | Key::Statistics => {
+                    repeated = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Key::Sample(_) | Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields_of(repeated, executor_id, statistics))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain_seq(seq).map(|()| Err(EntryError::NotAnObject))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(EntryError::NotAnObject))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err(EntryError::NotAnObject))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err(EntryError::NotAnObject))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err(EntryError::NotAnObject))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err(EntryError::NotAnObject))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Err(EntryError::NotAnObject))
+    }
+}
+
+/// What an entry's two fields make of it.
+fn fields_of(
+    repeated: bool,
+    executor_id: Option<Scalar>,
+    statistics: Option<Statistics>,
+) -> Result<ReadFields, EntryError> {
+    let statistics_repeated = matches!(statistics, Some(Statistics::Repeated));
+    if repeated || statistics_repeated {
         return Err(EntryError::NotAnObject);
     }
-    let fields: EntryFields = serde_json::from_str(entry).map_err(|_| EntryError::NotAnObject)?;
-    let executor_id = fields
-        .executor_id
-        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
-        .filter(|id| !id.is_empty())
-        .ok_or(EntryError::NoExecutorId)?;
-    let Some(Object::Is(statistics)) = fields.statistics else {
+    let executor_id = match executor_id {
+        Some(Scalar::Text(id)) if !id.is_empty() => id,
+        _ => return Err(EntryError::NoExecutorId),
+    };
+    let Some(Statistics::Is(statistics)) = statistics else {
         return Err(EntryError::NoStatistics);
     };
     let (sample, malformed_fields) = statistics.into_sample()?;
@@ -192,16 +346,88 @@ fn read_entry(entry: &str) -> Result<ReadFields, EntryError> {
     })
 }
 
-/// The two parts of an entry this program reads; everything else is kept only as raw JSON.
-#[derive(Deserialize)]
-struct EntryFields<'a> {
-    #[serde(borrow, default)]
-    executor_id: Option<&'a RawValue>,
-    #[serde(default)]
-    statistics: Option<Object<SampleFields>>,
+/// An entry's `statistics` value: the fields the document uses when it is an object.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one lives on the stack while its entry is read; boxing would allocate per entry"
+)]
+enum Statistics {
+    Is(SampleFields),
+    NotAnObject,
+    /// An object that names one of the fields twice.
+    Repeated,
 }
 
-/// The two parts again, with `statistics` kept raw, for raw metrics.
+impl<'de> Deserialize<'de> for Statistics {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StatisticsVisitor)
+    }
+}
+
+struct StatisticsVisitor;
+
+impl<'de> Visitor<'de> for StatisticsVisitor {
+    type Value = Statistics;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a statistics object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Statistics, A::Error> {
+        let mut fields: [Option<Scalar>; SAMPLE_FIELDS.len()] = Default::default();
+        let mut repeated = false;
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Sample(i) if fields[i].is_none() => fields[i] = Some(map.next_value()?),
+                Key::Sample(_) => {
+                    repeated = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Key::ExecutorId | Key::Statistics | Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if repeated {
+            return Ok(Statistics::Repeated);
+        }
+        let [timestamp, cpus_limit, cpus_soft_limit, cpus_user_time_secs, cpus_system_time_secs, cpus_throttled_time_secs, mem_rss_bytes, mem_limit_bytes, mem_soft_limit_bytes] =
+            fields.map(Option::unwrap_or_default);
+        Ok(Statistics::Is(SampleFields {
+            timestamp,
+            cpus_limit,
+            cpus_soft_limit,
+            cpus_user_time_secs,
+            cpus_system_time_secs,
+            cpus_throttled_time_secs,
+            mem_rss_bytes,
+            mem_limit_bytes,
+            mem_soft_limit_bytes,
+        }))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Statistics, A::Error> {
+        drain_seq(seq).map(|()| Statistics::NotAnObject)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
+    fn visit_unit<E>(self) -> Result<Statistics, E> {
+        Ok(Statistics::NotAnObject)
+    }
+}
+
+/// An entry's `statistics` kept raw, for raw metrics.
 #[derive(Deserialize)]
 struct EntryHead<'a> {
     #[serde(borrow)]
@@ -209,8 +435,6 @@ struct EntryHead<'a> {
 }
 
 /// The statistics fields the document uses, each as loosely typed as agents send them.
-#[derive(Deserialize, Default)]
-#[serde(default)]
 struct SampleFields {
     timestamp: Scalar,
     cpus_limit: Scalar,
@@ -267,11 +491,40 @@ impl SampleFields {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// The answer read with its entries kept, after checking that reading it in one scan
+    /// (entries dropped) finds the same readings and skips the same entries.
     fn answer(text: &str) -> Answer {
-        parse_answer(text.as_bytes()).expect("answer parses")
+        let kept = parse_answer(text.as_bytes(), Entries::Kept).expect("answer parses");
+        let dropped = parse_answer(text.as_bytes(), Entries::Dropped).expect("answer parses");
+        assert_same(&kept, &dropped);
+        assert!(dropped.readings.iter().all(|r| r.entry.is_empty()));
+        kept
+    }
+
+    pub(crate) fn assert_same(kept: &Answer, dropped: &Answer) {
+        assert_eq!(kept.skipped, dropped.skipped);
+        assert_eq!(kept.first_skipped, dropped.first_skipped);
+        let fields = |a: &Answer| -> Vec<_> {
+            a.readings
+                .iter()
+                .map(|r| (r.executor_id.clone(), r.sample, r.malformed_fields.clone()))
+                .collect()
+        };
+        assert_eq!(fields(kept), fields(dropped));
+    }
+
+    /// Both ways of reading give the same error for a whole answer.
+    fn answer_error(text: &[u8]) -> AnswerError {
+        let kept = parse_answer(text, Entries::Kept).expect_err("not an answer");
+        let dropped = parse_answer(text, Entries::Dropped).expect_err("not an answer");
+        assert_eq!(
+            std::mem::discriminant(&kept),
+            std::mem::discriminant(&dropped)
+        );
+        kept
     }
 
     #[test]
@@ -294,20 +547,14 @@ mod tests {
 
     #[test]
     fn whole_answers_that_are_not_arrays_are_errors() {
+        assert!(matches!(answer_error(b"<html>"), AnswerError::NotJson(_)));
+        assert!(matches!(answer_error(b"[{\"a\":"), AnswerError::NotJson(_)));
+        assert!(matches!(answer_error(b""), AnswerError::NotJson(_)));
         assert!(matches!(
-            parse_answer(b"<html>"),
-            Err(AnswerError::NotJson(_))
+            answer_error(b"{\"executor_id\":\"x\"}"),
+            AnswerError::NotAnArray
         ));
-        assert!(matches!(
-            parse_answer(b"[{\"a\":"),
-            Err(AnswerError::NotJson(_))
-        ));
-        assert!(matches!(parse_answer(b""), Err(AnswerError::NotJson(_))));
-        assert!(matches!(
-            parse_answer(b"{\"executor_id\":\"x\"}"),
-            Err(AnswerError::NotAnArray)
-        ));
-        assert!(matches!(parse_answer(b"42"), Err(AnswerError::NotAnArray)));
+        assert!(matches!(answer_error(b"42"), AnswerError::NotAnArray));
         assert_eq!(answer("[]").readings.len(), 0);
     }
 
@@ -343,6 +590,30 @@ mod tests {
         assert_eq!(a.readings.len(), 1);
         assert_eq!(a.readings[0].executor_id, "ok");
         assert_eq!(a.readings[0].sample.timestamp, 2.5);
+    }
+
+    #[test]
+    fn an_entry_naming_a_field_twice_is_skipped_and_the_answer_kept() {
+        let a = answer(
+            r#"[{"executor_id":"a","executor_id":"b","statistics":{"timestamp":1}},
+               {"executor_id":"c","statistics":{"timestamp":1},"statistics":{"timestamp":2}},
+               {"executor_id":"d","statistics":{"timestamp":1,"timestamp":2}},
+               {"executor_id":"e","x":1,"x":2,"statistics":{"timestamp":3,"y":1,"y":2}}]"#,
+        );
+        let reasons: Vec<_> = a.first_skipped.iter().map(|(_, why)| *why).collect();
+        assert_eq!(reasons, [EntryError::NotAnObject; 3]);
+        assert_eq!(a.readings.len(), 1, "unused fields may repeat");
+        assert_eq!(a.readings[0].sample.timestamp, 3.0);
+    }
+
+    #[test]
+    fn escaped_names_and_ids_read_as_their_text() {
+        let a = answer(
+            r#"[{"executor_\u0069d":"a\"b","statistics":{"timest\u0061mp":5,"cpus_limit":1}}]"#,
+        );
+        assert_eq!(a.readings[0].executor_id, "a\"b");
+        assert_eq!(a.readings[0].sample.timestamp, 5.0);
+        assert_eq!(a.readings[0].sample.cpus_limit, Some(1.0));
     }
 
     #[test]
