@@ -123,6 +123,7 @@ where
         most_alive: AtomicUsize::new(0),
         stalled: AtomicUsize::new(0),
         next: AtomicUsize::new(0),
+        finished: AtomicUsize::new(0),
     });
     let crew = Crew {
         context: Arc::clone(context),
@@ -171,7 +172,11 @@ where
         stopped: None,
     };
     let mut end = pool.deadline;
-    while tally.finished < tally.handed_out {
+    loop {
+        tally.finished = pool.finished.load(SeqCst);
+        if tally.finished >= tally.handed_out {
+            break;
+        }
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return tally.ended(true);
@@ -187,14 +192,13 @@ where
         crew.top_up(done_tx, handles);
         if pool.alive.load(SeqCst) == 0 {
             // No thread is left to finish a job (none could start, or one panicked):
-            // whatever they reported before leaving is already in the channel.
-            tally.finished += done_rx.try_iter().count();
+            // whatever they finished before leaving is already counted.
+            tally.finished = pool.finished.load(SeqCst);
             return tally.ended(false);
         }
-        // Never disconnected: this thread holds a sender to start threads with.
-        if done_rx.recv_timeout(left.min(TICK)).is_ok() {
-            tally.finished += 1;
-        }
+        // Never disconnected: this thread holds a sender to start threads with. Woken by
+        // the tick, or by the job that finishes the run.
+        let _ = done_rx.recv_timeout(left.min(TICK));
     }
     tally.ended(false)
 }
@@ -240,6 +244,9 @@ struct Pool {
     stalled: AtomicUsize,
     /// The next job to take.
     next: AtomicUsize,
+    /// Jobs finished. Only the last one wakes the supervisor (its tick sees the others):
+    /// a wake per job was a thread switch per agent for nothing.
+    finished: AtomicUsize,
 }
 
 impl Pool {
@@ -375,8 +382,10 @@ where
                         break;
                     }
                     work(&context, &Worker { pool: &pool, slot }, &jobs[index]);
-                    // The supervisor may have stopped waiting at the deadline.
-                    let _ = done_tx.send(());
+                    if pool.finished.fetch_add(1, SeqCst) + 1 == jobs.len() {
+                        // The supervisor may have stopped waiting at the deadline.
+                        let _ = done_tx.send(());
+                    }
                 }
             })
     }

@@ -13,8 +13,10 @@ pub(crate) fn appname(task_id: &str) -> String {
     let id = id.strip_prefix("instance-").unwrap_or(id);
     let app = app_part(id);
     let mut name = String::with_capacity(app.len() + 1);
-    name.push('/');
-    name.extend(app.chars().map(|c| if c == '_' { '/' } else { c }));
+    for segment in app.split('_') {
+        name.push('/');
+        name.push_str(segment);
+    }
     name
 }
 
@@ -23,30 +25,34 @@ pub(crate) fn appname(task_id: &str) -> String {
 /// Segments may themselves hold dots (`certbot-public-afiliados.com.br`), so the id is cut
 /// before the first dot-separated component that is a UUID or `instance-<uuid>`; ids with
 /// no such component are cut at their last dot, and ids without a dot are used whole.
+/// (Read byte by byte: this runs for every document, and the dots are ASCII, so every
+/// cut is on a character boundary.)
 fn app_part(id: &str) -> &str {
-    let mut search_from = 0;
-    while let Some(offset) = id[search_from..].find('.') {
-        let dot = search_from + offset;
-        let rest = &id[dot + 1..];
-        let component = rest.split('.').next().unwrap_or(rest);
-        let run_id = component.strip_prefix("instance-").unwrap_or(component);
+    let bytes = id.as_bytes();
+    let mut last_dot = None;
+    for (dot, _) in bytes.iter().enumerate().filter(|&(_, &b)| b == b'.') {
+        let rest = &bytes[dot + 1..];
+        let component = rest.split(|&b| b == b'.').next().unwrap_or(rest);
+        let run_id = component.strip_prefix(b"instance-").unwrap_or(component);
         if is_uuid(run_id) {
             return &id[..dot];
         }
-        search_from = dot + 1;
+        last_dot = Some(dot);
     }
-    id.rsplit_once('.').map_or(id, |(app, _)| app)
+    last_dot.map_or(id, |dot| &id[..dot])
 }
 
 /// True for the 8-4-4-4-12 hexadecimal form Marathon uses in task ids.
-fn is_uuid(s: &str) -> bool {
-    const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
-    let mut parts = s.split('-');
-    GROUPS.iter().all(|&len| {
-        parts
-            .next()
-            .is_some_and(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_hexdigit()))
-    }) && parts.next().is_none()
+fn is_uuid(s: &[u8]) -> bool {
+    const DASHES: [usize; 4] = [8, 13, 18, 23];
+    s.len() == 36
+        && s.iter().enumerate().all(|(i, &b)| {
+            if DASHES.contains(&i) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
 }
 
 #[cfg(test)]
@@ -106,9 +112,46 @@ mod tests {
 
     #[test]
     fn uuid_recognition() {
-        assert!(is_uuid(UUID));
-        assert!(!is_uuid("8f91eac8-e2b6-11e8-ad9b-de0cd2503c7d-1"));
-        assert!(!is_uuid("8f91eac8e2b611e8ad9bde0cd2503c7d"));
-        assert!(!is_uuid(""));
+        assert!(is_uuid(UUID.as_bytes()));
+        assert!(!is_uuid(b"8f91eac8-e2b6-11e8-ad9b-de0cd2503c7d-1"));
+        assert!(!is_uuid(b"8f91eac8e2b611e8ad9bde0cd2503c7d"));
+        assert!(!is_uuid(b"8f91eac8-e2b6-11e8-ad9b-de0cd2503c7-d"));
+        assert!(!is_uuid(b"8f91eac8-e2b6-11e8-ad9b-de0cd2503c7g"));
+        assert!(!is_uuid(b""));
+    }
+
+    /// The first, plainer form of the same rules, char by char: the fast one must agree
+    /// with it on any id.
+    fn appname_oracle(task_id: &str) -> String {
+        let id = task_id.strip_prefix("marathon-").unwrap_or(task_id);
+        let id = id.strip_prefix("instance-").unwrap_or(id);
+        let mut app = id.rsplit_once('.').map_or(id, |(app, _)| app);
+        let mut search_from = 0;
+        while let Some(offset) = id[search_from..].find('.') {
+            let dot = search_from + offset;
+            let component = id[dot + 1..].split('.').next().unwrap_or("");
+            let run_id = component.strip_prefix("instance-").unwrap_or(component);
+            let groups: Vec<&str> = run_id.split('-').collect();
+            let uuid = groups.len() == 5
+                && groups
+                    .iter()
+                    .zip([8, 4, 4, 4, 12])
+                    .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()));
+            if uuid {
+                app = &id[..dot];
+                break;
+            }
+            search_from = dot + 1;
+        }
+        format!("/{}", app.replace('_', "/"))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_the_plain_rules_on_any_id(
+            id in "(marathon-|instance-)?[a-zé_.-]{0,12}(\\.(instance-)?[0-9a-fA-F]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{11,12})?[a-z_.0-9-]{0,8}"
+        ) {
+            proptest::prop_assert_eq!(appname(&id), appname_oracle(&id));
+        }
     }
 }

@@ -95,7 +95,14 @@ impl Document<'_> {
     /// The message id, `<executor_id>@<timestamp>`, that lets a consumer drop repeats;
     /// publishing fits it to what AMQP can carry (`broker::message_id`).
     pub(crate) fn message_id(&self) -> String {
-        format!("{}@{}", self.taskname, self.timestamp)
+        use std::fmt::Write;
+        // Sized for the usual timestamp (`1541084157.12885`), so it is never grown.
+        let mut id = String::with_capacity(self.taskname.len() + 24);
+        id.push_str(self.taskname);
+        id.push('@');
+        // Writing to a String never fails.
+        let _ = write!(id, "{}", self.timestamp);
+        id
     }
 }
 
