@@ -169,11 +169,60 @@ impl Document<'_> {
 /// crate serde_json itself calls), `null` for NaN and infinities (which `round5` and
 /// `compute` never let into a document).
 fn write_f64(out: &mut Vec<u8>, value: f64) {
-    if value.is_finite() {
-        out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
-    } else {
+    if !value.is_finite() {
         out.extend_from_slice(b"null");
+    } else if !write_five_decimals(out, value) {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
     }
+}
+
+/// The fast path of [`write_f64`], for the values `round5` makes (and zero): about four
+/// times cheaper than zmij, with the same text. Writes nothing and returns false unless
+/// `value` is the double nearest to k·10⁻⁵ for an integer 1 ≤ k < 10¹⁵.
+///
+/// Why the text is zmij's: below 10¹⁰ two doubles are at most 2⁻¹⁹ apart, less than
+/// 10⁻⁵, so no other decimal of at most as many digits as k (trailing zeros dropped)
+/// reads back as `value`: k's digits are the shortest, which is what zmij prints, in
+/// plain notation for leading digits from 10⁻⁵ to 10¹⁵ (`0.00001`, `12.5`, `3.0`).
+/// The `properties` tests compare both on such values.
+fn write_five_decimals(out: &mut Vec<u8>, value: f64) -> bool {
+    if value == 0.0 {
+        out.extend_from_slice(if value.is_sign_negative() {
+            b"-0.0"
+        } else {
+            b"0.0"
+        });
+        return true;
+    }
+    let magnitude = value.abs();
+    let scaled = (magnitude * 1e5).round();
+    // k and 1e5 are exact doubles, so the division rounds k·10⁻⁵ once, to its nearest.
+    if !((1.0..1e15).contains(&scaled) && scaled / 1e5 == magnitude) {
+        return false;
+    }
+    // Exact: `scaled` is an integer below 10¹⁵.
+    let units = scaled as u64;
+    if value < 0.0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(itoa::Buffer::new().format(units / 100_000).as_bytes());
+    out.push(b'.');
+    let (mut fraction, mut digits) = (units % 100_000, 5);
+    if fraction == 0 {
+        out.push(b'0');
+        return true;
+    }
+    while fraction % 10 == 0 {
+        fraction /= 10;
+        digits -= 1;
+    }
+    let mut text = [b'0'; 5];
+    for at in (0..digits).rev() {
+        text[at] = b'0' + (fraction % 10) as u8;
+        fraction /= 10;
+    }
+    out.extend_from_slice(&text[..digits]);
+    true
 }
 
 /// A string as serde_json writes one: quoted, with `"`, `\` and the control characters
@@ -866,6 +915,11 @@ mod properties {
             4 => any::<f64>().prop_filter("finite", |x| x.is_finite()),
             2 => -1e6f64..1e6,
             2 => (-1e6f64..1e6).prop_map(|x| (x * 1e5).round() / 1e5),
+            // What `round5` makes, over the whole range of `write_five_decimals` and past.
+            4 => (any::<bool>(), 0u64..2_000_000_000_000_000)
+                .prop_map(|(negative, k)| if negative { -(k as f64) } else { k as f64 } / 1e5),
+            1 => (1u64..100_000_000, 0i32..12)
+                .prop_map(|(k, shift)| k as f64 * 10f64.powi(shift) / 1e5),
             1 => any::<i64>().prop_map(|n| n as f64),
             1 => any::<u64>().prop_map(|n| (n >> (n % 64)) as f64),
             1 => -1e-300f64..1e-300,
@@ -878,6 +932,12 @@ mod properties {
                 Just(1e16),
                 Just(1e15),
                 Just(1.5e-7),
+                Just(1e-5),
+                Just(9.99999e-6),
+                Just(9_999_999_999.999_99),
+                Just(10_000_000_000.000_01),
+                Just(1541084157.12885),
+                Just(0.1 + 0.2),
                 Just(f64::NAN),
                 Just(f64::INFINITY),
                 Just(f64::NEG_INFINITY),
