@@ -10,7 +10,7 @@ use crate::pass::reason::Reason;
 use crate::pass::shared::Shared;
 use crate::pass::stop::StopReason;
 use crate::pass::workers::{self, Ended, Limits, Worker};
-use crate::state::layout;
+use crate::state::{layout, StateError, StoreOwner};
 use crate::stats::reading::{parse_answer, parse_entry, Entries, Reading};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -300,15 +300,40 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     shared.tally.agent_answered(readings.len());
 }
 
-/// Writes the agent's new value and clears its write-ahead, in one round trip.
+/// Sends the agent's new value and the delete of its write-ahead; a failure their
+/// replies tell is reported once the workers are done ([`report_failed_stores`]).
 fn store(shared: &Shared, agent: &Agent, value: Option<&[u8]>, tasks: usize) {
     let Some(state) = &shared.state else {
         return;
     };
-    if let Err(e) = state.store_agent(&agent.id, value) {
-        if shared.tally.may_note_agent() {
-            log::error!(agent = agent.address.as_str(); "agent {}: {tasks} readings not stored: {e}", agent.address);
-        }
-        shared.tally.unstored(tasks);
+    let owner = StoreOwner {
+        agent: agent.address.clone(),
+        tasks,
+    };
+    if let Err(e) = state.store_agent(&agent.id, value, owner) {
+        unstored(shared, &agent.address, tasks, &e);
+    }
+}
+
+fn unstored(shared: &Shared, address: &str, tasks: usize, e: &StateError) {
+    if shared.tally.may_note_agent() {
+        log::error!(agent = address; "agent {address}: {tasks} readings not stored: {e}");
+    }
+    shared.tally.unstored(tasks);
+}
+
+/// Reads the replies of the stores not read yet and reports those that failed: called
+/// once the workers are done, before the summary.
+pub(crate) fn report_failed_stores(shared: &Shared) {
+    let Some(state) = &shared.state else {
+        return;
+    };
+    for failed in state.settle_stores() {
+        unstored(
+            shared,
+            &failed.owner.agent,
+            failed.owner.tasks,
+            &failed.error,
+        );
     }
 }

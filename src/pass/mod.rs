@@ -24,7 +24,7 @@ use crate::broker::printer::{OutputFormat, Printer};
 use crate::broker::{self, AmqpPublisher, Publisher};
 use crate::config::Config;
 use crate::mesos::{self, MesosClient, Scheme, Unusable};
-use crate::pass::agent::{collect_agent, run_workers, unix_now, Round};
+use crate::pass::agent::{collect_agent, report_failed_stores, run_workers, unix_now, Round};
 use crate::pass::dry_run::Rereads;
 pub(crate) use crate::pass::error::PassError;
 use crate::pass::shared::{RememberUnusable, Shared};
@@ -160,6 +160,7 @@ fn collect(
         remember_unusable,
     });
     let finished = run_workers(&shared, agents, limits, Round::First, collect_agent);
+    report_failed_stores(&shared);
     if let Mode::DryRun { interval, .. } = mode {
         if finished {
             dry_run::read_again(&shared, &rereads, limits, interval);

@@ -26,6 +26,7 @@ use crate::state::layout::{AgentState, Encoder, StoredTask};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// Most pending readings a task carries: ten one-minute passes, the default TTL.
 pub(crate) const MAX_PENDING: usize = 10;
@@ -47,8 +48,9 @@ struct Chain<'a> {
     base: Option<&'a Reading>,
     stored_at: u64,
     /// The readings after the base, in order, each with its document in the batch if it
-    /// has one; all become pending from the first whose document is not confirmed.
-    steps: Vec<Step<'a>>,
+    /// has one; all become pending from the first whose document is not confirmed. (A
+    /// range of the report's `steps`: one vector for the agent, not one per task.)
+    steps: Range<usize>,
     /// Whether the chain took this pass's reading.
     took_new: bool,
 }
@@ -70,6 +72,7 @@ enum Source {
 /// One agent's tasks this pass: their chains and the documents to publish, in order.
 pub(crate) struct Report<'a> {
     chains: Vec<Chain<'a>>,
+    steps: Vec<Step<'a>>,
     pub(crate) outgoing: Vec<Outgoing>,
     /// This pass's readings that gave no document (for the dry run's second reading).
     pub(crate) unusable: Vec<&'a Reading>,
@@ -88,15 +91,11 @@ impl<'a> Report<'a> {
     ) -> Report<'a> {
         let mut report = Report {
             chains: Vec::with_capacity(readings.len()),
+            steps: Vec::with_capacity(readings.len()),
             outgoing: Vec::new(),
             unusable: Vec::new(),
         };
-        let mut stored: HashMap<&str, &StoredTask> = previous
-            .state
-            .tasks
-            .iter()
-            .map(|t| (t.base.executor_id.as_str(), t))
-            .collect();
+        let mut stored = StoredTasks::new(&previous.state.tasks);
         let unfinished: HashMap<&str, &Reading> = previous
             .unfinished
             .iter()
@@ -122,7 +121,7 @@ impl<'a> Report<'a> {
         };
         for (position, now_reading) in readings.iter().enumerate() {
             let id = now_reading.executor_id.as_str();
-            let task = stored.remove(id);
+            let task = stored.take(position, id);
             let legacy = previous.legacy.get(position).and_then(Option::as_ref);
             let base = task.map(|t| &t.base).or(legacy);
             let stored_at = task.map_or(now, |t| t.stored_at);
@@ -131,9 +130,9 @@ impl<'a> Report<'a> {
             report.walk(shared, base, stored_at, chain);
         }
         let ttl = shared.state_ttl.as_secs();
-        for task in &previous.state.tasks {
+        for task in stored.left() {
             let id = task.base.executor_id.as_str();
-            if stored.contains_key(id) && now.saturating_sub(task.stored_at) < ttl {
+            if now.saturating_sub(task.stored_at) < ttl {
                 report.walk(
                     shared,
                     Some(&task.base),
@@ -152,16 +151,12 @@ impl<'a> Report<'a> {
         stored_at: u64,
         chain: impl Iterator<Item = (&'a Reading, &'a str, Source)>,
     ) {
-        let mut walked = Chain {
-            base,
-            stored_at,
-            steps: Vec::new(),
-            took_new: false,
-        };
+        let first = self.steps.len();
+        let mut took_new = false;
         let mut before = base;
         for (reading, host, source) in chain {
             let new = source == Source::New;
-            if new && walked.steps.len() >= MAX_PENDING {
+            if new && self.steps.len() - first >= MAX_PENDING {
                 shared.tally.outbox_full();
                 continue;
             }
@@ -215,11 +210,16 @@ impl<'a> Report<'a> {
                     continue;
                 }
             };
-            walked.steps.push(Step { reading, document });
-            walked.took_new |= new;
+            self.steps.push(Step { reading, document });
+            took_new |= new;
             before = Some(reading);
         }
-        self.chains.push(walked);
+        self.chains.push(Chain {
+            base,
+            stored_at,
+            steps: first..self.steps.len(),
+            took_new,
+        });
     }
 
     /// The agent's new value once the broker answered for `outgoing` (`results` in its
@@ -234,15 +234,15 @@ impl<'a> Report<'a> {
         let mut encoder = Encoder::new(host, self.chains.len(), raw);
         let mut any = false;
         for chain in &self.chains {
-            let confirmed = chain
-                .steps
+            let steps = &self.steps[chain.steps.clone()];
+            let confirmed = steps
                 .iter()
                 .take_while(|step| {
                     step.document
                         .is_none_or(|i| results.get(i).is_some_and(Result::is_ok))
                 })
                 .count();
-            let base = chain.steps[..confirmed]
+            let base = steps[..confirmed]
                 .last()
                 .map(|step| step.reading)
                 .or(chain.base);
@@ -251,12 +251,64 @@ impl<'a> Report<'a> {
             };
             let renewed = confirmed > 0 || chain.took_new;
             let stored_at = if renewed { now } else { chain.stored_at };
-            let pending: Vec<&Reading> =
-                chain.steps[confirmed..].iter().map(|s| s.reading).collect();
+            let pending: Vec<&Reading> = steps[confirmed..].iter().map(|s| s.reading).collect();
             encoder.task(base, false, stored_at, &pending);
             any = true;
         }
         any.then(|| encoder.finish())
+    }
+}
+
+/// An agent's stored tasks, each found by the executor id of one of this pass's readings
+/// at most once. An agent lists its executors in the same order pass after pass, so the
+/// task stored at a reading's position is looked at first, and the ids are hashed only
+/// when that misses.
+struct StoredTasks<'a> {
+    tasks: &'a [StoredTask],
+    taken: Vec<bool>,
+    by_id: Option<HashMap<&'a str, usize>>,
+}
+
+impl<'a> StoredTasks<'a> {
+    fn new(tasks: &'a [StoredTask]) -> StoredTasks<'a> {
+        StoredTasks {
+            tasks,
+            taken: vec![false; tasks.len()],
+            by_id: None,
+        }
+    }
+
+    /// The task stored for `id`, the executor id of the reading at `position`, unless
+    /// already taken.
+    fn take(&mut self, position: usize, id: &str) -> Option<&'a StoredTask> {
+        let tasks = self.tasks;
+        let index = match tasks.get(position) {
+            Some(task) if task.base.executor_id == id => position,
+            _ => *self
+                .by_id
+                .get_or_insert_with(|| {
+                    tasks
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| (t.base.executor_id.as_str(), i))
+                        .collect()
+                })
+                .get(id)?,
+        };
+        let taken = self.taken.get_mut(index)?;
+        if std::mem::replace(taken, true) {
+            return None;
+        }
+        tasks.get(index)
+    }
+
+    /// The tasks no reading took, in their stored order.
+    fn left(&self) -> impl Iterator<Item = &'a StoredTask> + '_ {
+        self.tasks
+            .iter()
+            .zip(&self.taken)
+            .filter(|(_, taken)| !**taken)
+            .map(|(task, _)| task)
     }
 }
 
@@ -276,4 +328,50 @@ pub(crate) fn write_ahead(host: &str, readings: &[Reading], now: u64, raw: bool)
         encoder.task(reading, true, now, &[]);
     }
     encoder.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::reading::Sample;
+
+    fn task(id: &str) -> StoredTask {
+        StoredTask {
+            base: Reading {
+                executor_id: id.to_string(),
+                entry: Box::default(),
+                sample: Sample::default(),
+                malformed_fields: Vec::new(),
+            },
+            stored_at: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    fn ids<'a>(tasks: impl Iterator<Item = &'a StoredTask>) -> Vec<&'a str> {
+        tasks.map(|t| t.base.executor_id.as_str()).collect()
+    }
+
+    #[test]
+    fn stored_tasks_are_found_in_any_order_once_each_and_the_rest_left() {
+        let tasks: Vec<StoredTask> = ["a", "b", "c", "d"].into_iter().map(task).collect();
+        let mut stored = StoredTasks::new(&tasks);
+        // Same place, moved, new, and asked again.
+        let found: Vec<Option<&str>> = [(0, "a"), (1, "c"), (2, "x"), (3, "a"), (4, "b")]
+            .into_iter()
+            .map(|(position, id)| {
+                stored
+                    .take(position, id)
+                    .map(|t| t.base.executor_id.as_str())
+            })
+            .collect();
+        assert_eq!(found, [Some("a"), Some("c"), None, None, Some("b")]);
+        assert_eq!(ids(stored.left()), ["d"]);
+        let mut in_order = StoredTasks::new(&tasks);
+        for (position, id) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            assert!(in_order.take(position, id).is_some());
+        }
+        assert!(in_order.by_id.is_none(), "the same order needs no hashing");
+        assert_eq!(ids(in_order.left()), Vec::<&str>::new());
+    }
 }

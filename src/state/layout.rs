@@ -1,5 +1,5 @@
 //! The compact layout of the readings in Redis (docs/state.md), and the Redis commands
-//! that load and store one agent's readings in one round trip each.
+//! that load one agent's readings in one round trip and store them in one write.
 //!
 //! One key per agent, `<prefix>agent/<agent id>`, holds every task of that agent in one
 //! versioned binary value, rewritten whole by each pass with `SET … EX <ttl>`. Per task it
@@ -19,7 +19,10 @@
 //! reading*`, a reading being `flags(u8) timestamp(f64 LE) [field]*`, the fields present
 //! as the flags say, in [`Field`] order.
 
-use super::{push_bulk, StateError, StateStore};
+use super::{push_bulk, StateError, StateStore, StoreOwner};
+
+/// How many replies a store gets: one for the value, one for the write-ahead's delete.
+pub(super) const STORE_REPLIES: usize = 2;
 use crate::stats::reading::{Reading, Sample};
 
 /// Starts every value of this layout: a tag and the format's version.
@@ -141,10 +144,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<AgentState> {
     while cursor.at < bytes.len() {
         let executor_id = cursor.string()?;
         let stored_at = cursor.varint()?;
-        let base = cursor.reading(&executor_id)?;
+        let base = cursor.reading(executor_id)?;
         let count = cursor.byte()?;
         let pending = (0..count)
-            .map(|_| cursor.reading(&executor_id))
+            .map(|_| cursor.reading(base.executor_id.clone()))
             .collect::<Option<Vec<_>>>()?;
         tasks.push(StoredTask {
             base,
@@ -189,7 +192,7 @@ impl Cursor<'_> {
         let len = usize::try_from(self.varint()?).ok()?;
         String::from_utf8(self.take(len)?.to_vec()).ok()
     }
-    fn reading(&mut self, executor_id: &str) -> Option<Reading> {
+    fn reading(&mut self, executor_id: String) -> Option<Reading> {
         let flags = self.byte()?;
         let timestamp = self.f64()?;
         // Struct fields are read in the order written, which is the encoding's.
@@ -206,7 +209,7 @@ impl Cursor<'_> {
             .optional(flags, Field::Raw, Cursor::string)?
             .unwrap_or_default();
         Some(Reading {
-            executor_id: executor_id.to_string(),
+            executor_id,
             entry: entry.into_boxed_str(),
             sample,
             malformed_fields: Vec::new(),
@@ -345,12 +348,16 @@ impl StateStore {
         })
     }
 
-    /// Stores an agent in one round trip: its new value with the TTL (or none, when it
-    /// has no task left), and its write-ahead deleted, now that the value holds it all.
+    /// Sends an agent's store: its new value with the TTL (or none, when it has no task
+    /// left), and its write-ahead deleted, now that the value holds it all. Nothing
+    /// waits for the [`STORE_REPLIES`] replies: the connection owes them to its next
+    /// command, and a failure they tell is reported by [`StateStore::settle_stores`]
+    /// under `owner`. An error here is a store that could not even be sent.
     pub(crate) fn store_agent(
         &self,
         agent_id: &str,
         value: Option<&[u8]>,
+        owner: StoreOwner,
     ) -> Result<(), StateError> {
         let ttl = self.settings.state_ttl.as_secs().max(1).to_string();
         let (agent_key, wal_key) = (self.agent_key(agent_id), self.wal_key(agent_id));
@@ -369,13 +376,14 @@ impl StateStore {
             None => push_command(&mut commands, &[&[b"DEL"], &[&agent_key]]),
         }
         push_command(&mut commands, &[&[b"DEL"], &[&wal_key]]);
-        self.run("store", |c| {
-            let replies = redis::ConnectionLike::req_packed_commands(c, &commands, 0, 2)?;
-            replies.into_iter().try_for_each(|reply| match reply {
-                redis::Value::ServerError(e) => Err(redis::RedisError::from(e)),
-                _ => Ok(()),
-            })
-        })
+        let mut conn = self.connection()?;
+        if let Err(e) = conn.redis.send_packed_command(&commands) {
+            // Part of the commands may be on the wire: the connection is not reused.
+            conn.unusable = true;
+            return Err(self.error(format!("store: {}", super::describe(&e))));
+        }
+        conn.owed = Some(owner);
+        Ok(())
     }
 
     /// Whether this pass still reads the previous release's per-task keys: until the

@@ -12,7 +12,7 @@ pub(crate) use sentinel::Located;
 
 use crate::config::{RedisSettings, Shard};
 use r2d2::{Pool, PooledConnection};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Deletes the lock only if it still holds our token, so a pass never frees another's.
@@ -44,6 +44,24 @@ pub(crate) struct StateStore {
     pool: Pool<RedisConnector>,
     settings: RedisSettings,
     target: Target,
+    /// Stores whose replies, read after they were sent (see [`StateConnection::owed`]),
+    /// said they failed; the pass reports them ([`StateStore::settle_stores`]).
+    failed_stores: Arc<Mutex<Vec<FailedStore>>>,
+}
+
+/// Whose readings a store writes: named in the report if its replies say it failed.
+#[derive(Debug)]
+pub(crate) struct StoreOwner {
+    /// The agent's address, as the pass's log lines name agents.
+    pub(crate) agent: String,
+    pub(crate) tasks: usize,
+}
+
+/// A store found to have failed when its replies were read.
+#[derive(Debug)]
+pub(crate) struct FailedStore {
+    pub(crate) owner: StoreOwner,
+    pub(crate) error: StateError,
 }
 
 impl StateStore {
@@ -92,6 +110,7 @@ impl StateStore {
             pool,
             settings: settings.clone(),
             target,
+            failed_stores: Arc::default(),
         })
     }
 
@@ -111,10 +130,64 @@ impl StateStore {
         }
     }
 
+    /// A connection from the pool, the replies of the store last sent on it read first.
+    /// One that those replies show unusable is dropped and another taken: each such
+    /// connection leaves the pool, so this ends.
     fn connection(&self) -> Result<PooledConnection<RedisConnector>, StateError> {
-        self.pool
-            .get()
-            .map_err(|e| self.error(format!("cannot connect: {}", describe_pool_error(&e))))
+        loop {
+            let mut conn = self
+                .pool
+                .get()
+                .map_err(|e| self.error(format!("cannot connect: {}", describe_pool_error(&e))))?;
+            if self.settle(&mut conn) {
+                return Ok(conn);
+            }
+        }
+    }
+
+    /// Reads the replies of the store last sent on `conn`, keeping a failure for the
+    /// pass to report; false when the connection is of no further use.
+    fn settle(&self, conn: &mut StateConnection) -> bool {
+        let Some(owner) = conn.owed.take() else {
+            return true;
+        };
+        // Every reply is read, even after an error, so the next command reads its own.
+        let mut failure = None;
+        for _ in 0..layout::STORE_REPLIES {
+            let error = match conn.redis.recv_response() {
+                Ok(redis::Value::ServerError(e)) => redis::RedisError::from(e),
+                Ok(_) => continue,
+                Err(e) => e,
+            };
+            conn.note_failure(&error);
+            failure.get_or_insert(error);
+        }
+        if let Some(e) = failure {
+            let error = self.error(format!("store: {}", describe(&e)));
+            self.failed_stores
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(FailedStore { owner, error });
+        }
+        !conn.unusable
+    }
+
+    /// Reads the replies of every store still owed by an idle connection, and returns
+    /// the stores that failed since the last call. The pass calls it once its workers
+    /// are done, before its summary.
+    pub(crate) fn settle_stores(&self) -> Vec<FailedStore> {
+        let mut settled = Vec::new();
+        while let Some(mut conn) = self.pool.try_get() {
+            self.settle(&mut conn);
+            settled.push(conn);
+        }
+        drop(settled);
+        std::mem::take(
+            &mut *self
+                .failed_stores
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     fn run<T>(
@@ -124,11 +197,7 @@ impl StateStore {
     ) -> Result<T, StateError> {
         let mut conn = self.connection()?;
         command(&mut conn.redis).map_err(|e| {
-            // A replica (a demoted master after a failover): the pool drops this
-            // connection, and the next one asks the sentinels again.
-            if is_replica_answer(&e) {
-                conn.replica = true;
-            }
+            conn.note_failure(&e);
             self.error(format!("{what}: {}", describe(&e)))
         })
     }
@@ -368,11 +437,25 @@ struct RedisConnector {
     timeout: Duration,
 }
 
-/// A pooled connection, and whether it turned out to reach a replica.
+/// A pooled connection, and what the pool must know of it.
 struct StateConnection {
     redis: redis::Connection,
-    /// Set on a READONLY answer, so the pool drops the connection.
-    replica: bool,
+    /// Set on a READONLY answer (a replica: a demoted master after a failover), so the
+    /// pool drops the connection and the next one asks the sentinels again.
+    unusable: bool,
+    /// A store sent on this connection whose replies are not read yet. A store is sent
+    /// once its documents are confirmed and nothing waits for its replies: they are
+    /// read by the next command on the connection (by then they have long arrived), or
+    /// at the end of the pass, which saves each agent a wait (docs/state.md).
+    owed: Option<StoreOwner>,
+}
+
+impl StateConnection {
+    fn note_failure(&mut self, error: &redis::RedisError) {
+        if is_replica_answer(error) {
+            self.unusable = true;
+        }
+    }
 }
 
 impl r2d2::ManageConnection for RedisConnector {
@@ -386,7 +469,8 @@ impl r2d2::ManageConnection for RedisConnector {
         };
         Ok(StateConnection {
             redis,
-            replica: false,
+            unusable: false,
+            owed: None,
         })
     }
 
@@ -397,7 +481,7 @@ impl r2d2::ManageConnection for RedisConnector {
     }
 
     fn has_broken(&self, conn: &mut StateConnection) -> bool {
-        conn.replica || !redis::ConnectionLike::is_open(&conn.redis)
+        conn.unusable || !redis::ConnectionLike::is_open(&conn.redis)
     }
 }
 
