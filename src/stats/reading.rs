@@ -112,14 +112,31 @@ pub(crate) fn parse_answer(body: &[u8], entries: Entries) -> Result<Answer, Answ
         expected_readings: body.len() / SMALL_ENTRY_BYTES,
         entries,
     };
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    deserializer
-        .deserialize_seq(visitor)
-        .and_then(|answer| deserializer.end().map(|()| answer))
-        .map_err(|err| match serde_json::from_slice::<IgnoredAny>(body) {
-            Ok(_) => AnswerError::NotAnArray,
-            Err(_) => AnswerError::NotJson(err),
-        })
+    // A body that is UTF-8 throughout (any real one) is checked once, in one fast scan,
+    // instead of string by string as each key is read (about 1.5 million keys a pass at
+    // 1000 x 50); any other is read as bytes, string by string, as before.
+    let read = match std::str::from_utf8(body) {
+        Ok(text) => read_answer(serde_json::Deserializer::from_str(text), visitor),
+        Err(_) => read_answer(serde_json::Deserializer::from_slice(body), visitor),
+    };
+    read.map_err(|err| {
+        // Other JSON than an array; an array that failed is no JSON at all, whatever a
+        // lenient skim says (it lets bytes that are not UTF-8 pass inside strings).
+        let array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+        match serde_json::from_slice::<IgnoredAny>(body) {
+            Ok(_) if !array => AnswerError::NotAnArray,
+            _ => AnswerError::NotJson(err),
+        }
+    })
+}
+
+fn read_answer<'de, R: serde_json::de::Read<'de>>(
+    mut deserializer: serde_json::Deserializer<R>,
+    visitor: AnswerVisitor,
+) -> Result<Answer, serde_json::Error> {
+    let answer = deserializer.deserialize_seq(visitor)?;
+    deserializer.end()?;
+    Ok(answer)
 }
 
 /// A real entry is larger than this (its statistics alone are ~400 bytes), so the readings
@@ -614,6 +631,27 @@ pub(crate) mod tests {
         assert_eq!(a.readings[0].executor_id, "a\"b");
         assert_eq!(a.readings[0].sample.timestamp, 5.0);
         assert_eq!(a.readings[0].sample.cpus_limit, Some(1.0));
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_throughout_reads_as_before() {
+        let good = br#"{"executor_id":"a","statistics":{"timestamp":1}}"#;
+        let mut body = b"[".to_vec();
+        body.extend_from_slice(br#"{"executor_id":"b","note":"bad "#);
+        body.push(0xff);
+        body.extend_from_slice(br#"","statistics":{"timestamp":2}},"#);
+        body.extend_from_slice(good);
+        body.push(b']');
+        let kept = parse_answer(&body, Entries::Kept);
+        let dropped = parse_answer(&body, Entries::Dropped).expect("bytes in an unused string");
+        assert_eq!(dropped.readings.len(), 2);
+        // Raw metrics keep entries as text, which such an entry is not.
+        assert!(matches!(kept, Err(AnswerError::NotJson(_))), "{kept:?}");
+        let mut bad_id = b"[".to_vec();
+        bad_id.extend_from_slice(br#"{"executor_id":"a"#);
+        bad_id.push(0xff);
+        bad_id.extend_from_slice(br#"","statistics":{"timestamp":1}}]"#);
+        assert!(matches!(answer_error(&bad_id), AnswerError::NotJson(_)));
     }
 
     #[test]
