@@ -7,7 +7,7 @@
 //! beside it. Without them the entry is read in the same scan as the array and only the
 //! numbers are kept.
 
-use crate::stats::json::Scalar;
+use crate::stats::json::{Object, Scalar};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -302,7 +302,7 @@ impl<'de> Visitor<'de> for EntryVisitor {
                     executor_id = Some(map.next_value::<Scalar>()?);
                 }
                 Key::Statistics if statistics.is_none() => {
-                    statistics = Some(map.next_value::<Statistics>()?);
+                    statistics = Some(map.next_value::<Object<StatisticsFields>>()?);
                 }
                 Key::ExecutorId | Key::Statistics => {
                     repeated = true;
@@ -342,9 +342,9 @@ impl<'de> Visitor<'de> for EntryVisitor {
 fn fields_of(
     repeated: bool,
     executor_id: Option<Scalar>,
-    statistics: Option<Statistics>,
+    statistics: Option<Object<StatisticsFields>>,
 ) -> Result<ReadFields, EntryError> {
-    let statistics_repeated = matches!(statistics, Some(Statistics::Repeated));
+    let statistics_repeated = matches!(&statistics, Some(Object::Is(s)) if s.repeated);
     if repeated || statistics_repeated {
         return Err(EntryError::NotAnObject);
     }
@@ -352,10 +352,10 @@ fn fields_of(
         Some(Scalar::Text(id)) if !id.is_empty() => id,
         _ => return Err(EntryError::NoExecutorId),
     };
-    let Some(Statistics::Is(statistics)) = statistics else {
+    let Some(Object::Is(statistics)) = statistics else {
         return Err(EntryError::NoStatistics);
     };
-    let (sample, malformed_fields) = statistics.into_sample()?;
+    let (sample, malformed_fields) = statistics.fields.into_sample()?;
     Ok(ReadFields {
         executor_id,
         sample,
@@ -363,33 +363,28 @@ fn fields_of(
     })
 }
 
-/// An entry's `statistics` value: the fields the document uses when it is an object.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one lives on the stack while its entry is read; boxing would allocate per entry"
-)]
-enum Statistics {
-    Is(SampleFields),
-    NotAnObject,
-    /// An object that names one of the fields twice.
-    Repeated,
+/// An object's statistics fields the document uses, and whether it named one twice
+/// (`json::Object` reads any other value as no object).
+struct StatisticsFields {
+    fields: SampleFields,
+    repeated: bool,
 }
 
-impl<'de> Deserialize<'de> for Statistics {
+impl<'de> Deserialize<'de> for StatisticsFields {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StatisticsVisitor)
+        deserializer.deserialize_map(StatisticsVisitor)
     }
 }
 
 struct StatisticsVisitor;
 
 impl<'de> Visitor<'de> for StatisticsVisitor {
-    type Value = Statistics;
+    type Value = StatisticsFields;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a statistics object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Statistics, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StatisticsFields, A::Error> {
         let mut fields: [Option<Scalar>; SAMPLE_FIELDS.len()] = Default::default();
         let mut repeated = false;
         while let Some(key) = map.next_key::<Key>()? {
@@ -404,43 +399,10 @@ impl<'de> Visitor<'de> for StatisticsVisitor {
                 }
             }
         }
-        if repeated {
-            return Ok(Statistics::Repeated);
-        }
-        let [timestamp, cpus_limit, cpus_soft_limit, cpus_user_time_secs, cpus_system_time_secs, cpus_throttled_time_secs, mem_rss_bytes, mem_limit_bytes, mem_soft_limit_bytes] =
-            fields.map(Option::unwrap_or_default);
-        Ok(Statistics::Is(SampleFields {
-            timestamp,
-            cpus_limit,
-            cpus_soft_limit,
-            cpus_user_time_secs,
-            cpus_system_time_secs,
-            cpus_throttled_time_secs,
-            mem_rss_bytes,
-            mem_limit_bytes,
-            mem_soft_limit_bytes,
-        }))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Statistics, A::Error> {
-        drain_seq(seq).map(|()| Statistics::NotAnObject)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
-    }
-    fn visit_unit<E>(self) -> Result<Statistics, E> {
-        Ok(Statistics::NotAnObject)
+        Ok(StatisticsFields {
+            fields: SampleFields::from_fields(fields),
+            repeated,
+        })
     }
 }
 
@@ -465,6 +427,23 @@ struct SampleFields {
 }
 
 impl SampleFields {
+    /// The fields found, in [`SAMPLE_FIELDS`] order; a missing one is `Scalar::Missing`.
+    fn from_fields(fields: [Option<Scalar>; SAMPLE_FIELDS.len()]) -> SampleFields {
+        let [timestamp, cpus_limit, cpus_soft_limit, cpus_user_time_secs, cpus_system_time_secs, cpus_throttled_time_secs, mem_rss_bytes, mem_limit_bytes, mem_soft_limit_bytes] =
+            fields.map(Option::unwrap_or_default);
+        SampleFields {
+            timestamp,
+            cpus_limit,
+            cpus_soft_limit,
+            cpus_user_time_secs,
+            cpus_system_time_secs,
+            cpus_throttled_time_secs,
+            mem_rss_bytes,
+            mem_limit_bytes,
+            mem_soft_limit_bytes,
+        }
+    }
+
     fn into_sample(self) -> Result<(Sample, Vec<&'static str>), EntryError> {
         let timestamp = self.timestamp.float().ok_or(EntryError::NoTimestamp)?;
         let mut malformed = Vec::new();
