@@ -151,13 +151,19 @@ impl StateStore {
         let Some(owner) = conn.owed.take() else {
             return true;
         };
-        // Every reply is read, even after an error, so the next command reads its own.
+        // Every reply is read, even after an error Redis answered, so the next command
+        // reads its own; after a lost connection or a timeout none is waited for again,
+        // and the pool drops the connection.
         let mut failure = None;
         for _ in 0..layout::STORE_REPLIES {
             let error = match conn.redis.recv_response() {
                 Ok(redis::Value::ServerError(e)) => redis::RedisError::from(e),
                 Ok(_) => continue,
-                Err(e) => e,
+                Err(e) => {
+                    conn.unusable = true;
+                    failure.get_or_insert(e);
+                    break;
+                }
             };
             conn.note_failure(&error);
             failure.get_or_insert(error);
