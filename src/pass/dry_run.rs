@@ -5,11 +5,9 @@
 //! Kept apart from `pass` because a collecting pass never reads an agent twice: it stores
 //! the first reading and reports from the next pass on.
 
-use crate::broker::message_id::fit_message_id;
-use crate::broker::Outgoing;
 use crate::mesos::Agent;
 use crate::pass::agent::{read_agent, run_workers, Round};
-use crate::pass::shared::{goes_out, Shared};
+use crate::pass::shared::{goes_out, outgoing, Shared};
 use crate::pass::workers::{Limits, Worker};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
@@ -73,7 +71,7 @@ fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
     let Some((readings, _held)) = read_agent(shared, worker, agent, Round::Again) else {
         return;
     };
-    let mut outgoing = Vec::new();
+    let mut batch = Vec::new();
     for before in &earlier.readings {
         let Some(now) = readings
             .iter()
@@ -90,17 +88,12 @@ fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
             if !goes_out(shared, &mut doc) {
                 continue;
             }
-            if let Ok(body) = doc.to_json() {
-                outgoing.push(Outgoing {
-                    message_id: fit_message_id(doc.message_id()),
-                    body,
-                });
-            }
+            batch.push(outgoing(&doc));
         }
     }
     let delivered = shared
         .publisher
-        .publish_batch(outgoing)
+        .publish_batch(batch)
         .iter()
         .filter(|r| r.is_ok())
         .count();

@@ -18,10 +18,9 @@
 //! is written again (its stored-at renewed) only when its base advanced or it took a new
 //! reading, so one whose documents keep failing expires with the TTL like any other.
 
-use crate::broker::message_id::fit_message_id;
 use crate::broker::{DeliveryError, Outgoing};
 use crate::mesos::Agent;
-use crate::pass::shared::{goes_out, Shared};
+use crate::pass::shared::{goes_out, outgoing, Shared};
 use crate::state::layout::{AgentState, Encoder, StoredTask};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
@@ -166,25 +165,11 @@ impl<'a> Report<'a> {
                         // Stored without a document: the next one computes from it.
                         None
                     } else {
-                        match doc.to_json() {
-                            Ok(body) => {
-                                self.outgoing.push(Outgoing {
-                                    message_id: fit_message_id(doc.message_id()),
-                                    body,
-                                });
-                                if !new {
-                                    shared.tally.resent();
-                                }
-                                Some(self.outgoing.len() - 1)
-                            }
-                            Err(e) => {
-                                log::error!(
-                                    "agent host {host}: cannot serialize the document of {}: {e}",
-                                    reading.executor_id
-                                );
-                                continue;
-                            }
+                        self.outgoing.push(outgoing(&doc));
+                        if !new {
+                            shared.tally.resent();
                         }
+                        Some(self.outgoing.len() - 1)
                     }
                 }
                 Outcome::FirstSighting => {

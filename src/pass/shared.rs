@@ -1,9 +1,10 @@
 //! What every worker of a pass shares ([`Shared`]: the clients of the outside systems,
-//! the tally, the settings the agent path reads), and the one rule both the agent path
-//! and the outbox apply to a computed document ([`goes_out`]). Apart from `agent.rs` so
+//! the tally, the settings the agent path reads), and what both the outbox and the dry
+//! run's second reading do with a computed document ([`goes_out`], [`outgoing`]). Apart from `agent.rs` so
 //! that the outbox, which `agent.rs` calls, needs nothing of it.
 
-use crate::broker::Publisher;
+use crate::broker::message_id::fit_message_id;
+use crate::broker::{Outgoing, Publisher};
 use crate::mesos::{Agent, MesosClient, Scheme};
 use crate::pass::stop::Stop;
 use crate::pass::tally::Tally;
@@ -50,4 +51,12 @@ pub(crate) fn goes_out(shared: &Shared, doc: &mut Document) -> bool {
     shared.tally.incomplete();
     doc.incomplete = !shared.store;
     doc.incomplete
+}
+
+/// A document as the broker takes it: its JSON, and its message id fitted to AMQP.
+pub(crate) fn outgoing(doc: &Document) -> Outgoing {
+    Outgoing {
+        message_id: fit_message_id(doc.message_id()),
+        body: doc.to_json(),
+    }
 }
