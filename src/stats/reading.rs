@@ -8,7 +8,7 @@
 //! numbers are kept.
 
 use crate::stats::json::{Object, Scalar};
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
@@ -169,8 +169,8 @@ impl<'de> Visitor<'de> for AnswerVisitor {
                     read_entry(entry.get()).map(|f| f.into_reading(entry.get().into()))
                 }),
                 Entries::Dropped => seq
-                    .next_element_seed(EntryVisitor)?
-                    .map(|read| read.map(|f| f.into_reading(Box::default()))),
+                    .next_element::<Object<EntryFields>>()?
+                    .map(|entry| fields_of(entry).map(|f| f.into_reading(Box::default()))),
             };
             match read {
                 Some(Ok(reading)) => answer.readings.push(reading),
@@ -209,26 +209,29 @@ impl ReadFields {
 
 /// Reads an entry's text without keeping it, so a skipped entry is never copied.
 fn read_entry(entry: &str) -> Result<ReadFields, EntryError> {
-    let mut deserializer = serde_json::Deserializer::from_str(entry);
-    EntryVisitor
-        .deserialize(&mut deserializer)
-        .and_then(|read| deserializer.end().map(|()| read))
-        .unwrap_or(Err(EntryError::NotAnObject))
+    serde_json::from_str::<Object<EntryFields>>(entry)
+        .map_or(Err(EntryError::NotAnObject), fields_of)
 }
 
-/// Reads one entry of any JSON type in one scan: an object with a string `executor_id`
-/// and a `statistics` object is a reading, anything else a reason to skip it. Only a
-/// broken JSON text is an error (which ends the whole answer): a bad entry never is, so
-/// nothing here may fail on a value of an unexpected type or a repeated key.
-struct EntryVisitor;
+/// An entry's two fields this program reads, and whether it named one twice. An entry
+/// is read whole in one scan, as `Object<EntryFields>`: any other JSON value is a
+/// reason to skip it (`json::Object`), never an error, and nothing here fails on a value
+/// of an unexpected type or a repeated key; only a broken JSON text is an error (which
+/// ends the whole answer).
+struct EntryFields {
+    executor_id: Option<Scalar>,
+    statistics: Option<Object<StatisticsFields>>,
+    /// Serde's derived structs refuse a repeated field, and so the entry: kept as it was.
+    repeated: bool,
+}
 
-impl<'de> DeserializeSeed<'de> for EntryVisitor {
-    type Value = Result<ReadFields, EntryError>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
+impl<'de> Deserialize<'de> for EntryFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EntryVisitor)
     }
 }
+
+struct EntryVisitor;
 
 /// The fields of an entry or of its statistics, by name.
 #[derive(Clone, Copy)]
@@ -279,22 +282,15 @@ impl Visitor<'_> for KeyVisitor {
     }
 }
 
-/// Drains the rest of a sequence or map that is no entry (or no statistics).
-fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(())
-}
-
 impl<'de> Visitor<'de> for EntryVisitor {
-    type Value = Result<ReadFields, EntryError>;
+    type Value = EntryFields;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an executor entry")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EntryFields, A::Error> {
         let mut executor_id = None;
         let mut statistics = None;
-        // Serde's derived structs refuse a repeated field, and so the entry: kept as it was.
         let mut repeated = false;
         while let Some(key) = map.next_key::<Key>()? {
             match key {
@@ -313,37 +309,24 @@ impl<'de> Visitor<'de> for EntryVisitor {
                 }
             }
         }
-        Ok(fields_of(repeated, executor_id, statistics))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        drain_seq(seq).map(|()| Err(EntryError::NotAnObject))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Err(EntryError::NotAnObject))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Err(EntryError::NotAnObject))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Err(EntryError::NotAnObject))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Err(EntryError::NotAnObject))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Err(EntryError::NotAnObject))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Err(EntryError::NotAnObject))
+        Ok(EntryFields {
+            executor_id,
+            statistics,
+            repeated,
+        })
     }
 }
 
-/// What an entry's two fields make of it.
-fn fields_of(
-    repeated: bool,
-    executor_id: Option<Scalar>,
-    statistics: Option<Object<StatisticsFields>>,
-) -> Result<ReadFields, EntryError> {
+/// What an entry makes of a reading, or why it is skipped.
+fn fields_of(entry: Object<EntryFields>) -> Result<ReadFields, EntryError> {
+    let Object::Is(EntryFields {
+        executor_id,
+        statistics,
+        repeated,
+    }) = entry
+    else {
+        return Err(EntryError::NotAnObject);
+    };
     let statistics_repeated = matches!(&statistics, Some(Object::Is(s)) if s.repeated);
     if repeated || statistics_repeated {
         return Err(EntryError::NotAnObject);
