@@ -14,6 +14,7 @@
 //! every waiting document fails and the pass starts no more agents ([`Publisher::halted`]).
 
 pub(crate) mod amqp;
+mod batch;
 pub(crate) mod message_id;
 pub(crate) mod printer;
 
@@ -23,15 +24,10 @@ use crate::config::{BrokerAddress, BrokerSettings};
 use rustls::ClientConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-/// A document ready to send: its AMQP message id and its JSON body.
-#[derive(Debug, Clone)]
-pub(crate) struct Outgoing {
-    pub(crate) message_id: String,
-    pub(crate) body: Vec<u8>,
-}
+pub(crate) use batch::Batch;
 
 /// Why a document was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,7 +52,7 @@ pub(crate) enum DeliveryError {
 pub(crate) trait Publisher: Send + Sync {
     /// Sends a batch and waits until each document is settled; one result per document,
     /// in order. Ok means the broker took responsibility for it.
-    fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Result<(), DeliveryError>>;
+    fn publish_batch(&self, batch: Batch) -> Vec<Result<(), DeliveryError>>;
 
     /// Finishes the pass: flushes what the implementation buffered and closes it.
     fn finish(self: Box<Self>) -> anyhow::Result<()>;
@@ -105,42 +101,25 @@ impl NoBroker {
     }
 }
 
-/// A batch handed to the publisher thread, with where to send its results.
+/// A batch handed to [`Deliveries`], with where to send its results.
 struct Job {
-    batch: Vec<Outgoing>,
+    batch: Batch,
     reply: SyncSender<Settled>,
-}
-
-/// What the publisher thread waits for: a batch from a worker, or what the broker sent
-/// (from the reader thread). One queue for both, so the thread waits in one place: a std
-/// channel parks a waiting thread at once, where a select over two crossbeam channels
-/// first spun and called `sched_yield`, which on a busy machine switches threads.
-enum Input {
-    Job(Job),
-    Events(Vec<Event>),
-    /// The publisher's handle is gone: no more batches come.
-    NoMoreJobs,
-}
-
-/// The workers' end of the publisher thread's queue; dropping it tells the thread that
-/// no more batches come (the reader thread's end stays open while the connection does).
-struct JobSender(Sender<Input>);
-
-impl Drop for JobSender {
-    fn drop(&mut self) {
-        let _ = self.0.send(Input::NoMoreJobs);
-    }
 }
 
 /// A batch's results, and its documents handed back so that the worker thread that
 /// allocated them also frees them (cheaper for the allocator than freeing here).
-type Settled = (Vec<Result<(), DeliveryError>>, Vec<Outgoing>);
+type Settled = (Vec<Result<(), DeliveryError>>, Batch);
 
-/// The RabbitMQ publisher: a handle to the thread that owns the connection.
+/// The RabbitMQ publisher: the channel's [`Deliveries`], shared by the workers (which
+/// write their batches), the reader thread (which settles them) and the watch thread
+/// (which enforces the timeouts and closes the connection at the end).
 pub(crate) struct AmqpPublisher {
-    jobs: JobSender,
-    thread: std::thread::JoinHandle<()>,
-    /// Set by the publisher thread when it halts: the alarm the broker named.
+    deliveries: Arc<Mutex<Deliveries>>,
+    /// Dropped by `finish`: tells the watch thread that no more batches come.
+    no_more_batches: Sender<()>,
+    watch: std::thread::JoinHandle<()>,
+    /// Set when delivery halts: the alarm the broker named.
     halted: Arc<OnceLock<String>>,
 }
 
@@ -163,62 +142,110 @@ impl AmqpPublisher {
             .enable_confirms()
             .map_err(|e| error(format!("cannot enable publisher confirms: {e}")))?;
         let (writer, mut reader) = session.split().map_err(|e| error(e.to_string()))?;
-        let (inputs, input_queue) = mpsc::channel::<Input>();
-        let events = inputs.clone();
-        std::thread::Builder::new()
-            .name("amqp-reader".into())
-            .spawn(move || loop {
-                let batch = reader.next_events();
-                let closed = matches!(batch.last(), Some(Event::Closed(_)));
-                if events.send(Input::Events(batch)).is_err() || closed {
-                    break;
-                }
-            })
-            .map_err(|e| error(format!("cannot start the reader thread: {e}")))?;
-        // Unbounded, yet never long: each worker waits for its batch before sending another.
-        let jobs = JobSender(inputs);
-        let worker = PublisherThread::new(
+        let deliveries = Deliveries::new(
             writer,
             settings.routing_key.clone(),
             settings.confirm_timeout,
             settings.blocked_timeout,
         );
-        let halted = Arc::clone(&worker.halted);
-        let thread = std::thread::Builder::new()
-            .name("publisher".into())
-            .spawn(move || worker.run(input_queue))
-            .map_err(|e| error(format!("cannot start the publisher thread: {e}")))?;
+        let halted = Arc::clone(&deliveries.halted);
+        let deliveries = Arc::new(Mutex::new(deliveries));
+        let (reader_done, reader_ended) = mpsc::channel::<()>();
+        let settler = Arc::clone(&deliveries);
+        std::thread::Builder::new()
+            .name("amqp-reader".into())
+            .spawn(move || {
+                // Read without the lock (a worker may be writing meanwhile), apply with it.
+                loop {
+                    let events = reader.next_events();
+                    let closed = matches!(events.last(), Some(Event::Closed(_)));
+                    let mut deliveries = lock(&settler);
+                    events
+                        .into_iter()
+                        .for_each(|event| deliveries.on_event(event));
+                    if closed {
+                        break;
+                    }
+                }
+                drop(reader_done);
+            })
+            .map_err(|e| error(format!("cannot start the reader thread: {e}")))?;
+        let (no_more_batches, batches_end) = mpsc::channel::<()>();
+        let watched = Arc::clone(&deliveries);
+        let watch = std::thread::Builder::new()
+            .name("amqp-watch".into())
+            .spawn(move || watch(&watched, &batches_end, &reader_ended))
+            .map_err(|e| error(format!("cannot start the watch thread: {e}")))?;
         Ok(AmqpPublisher {
-            jobs,
-            thread,
+            deliveries,
+            no_more_batches,
+            watch,
             halted,
         })
     }
 }
 
+/// The channel's state, whoever holds it. Nobody panics while holding the lock (no
+/// method of `Deliveries` unwraps), so a poisoned lock's state is as good as any.
+fn lock(deliveries: &Mutex<Deliveries>) -> MutexGuard<'_, Deliveries> {
+    deliveries.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The watch thread: every tick, halts delivery when the broker has blocked publishing
+/// too long and gives the connection up when a confirm is overdue (nothing else would
+/// notice: no event comes). Once no more batches come and every open batch is settled,
+/// closes the connection politely: asks the broker to close and waits a moment for the
+/// reader thread to see it closed, then ends the socket whatever happened.
+fn watch(deliveries: &Mutex<Deliveries>, batches_end: &Receiver<()>, reader_ended: &Receiver<()>) {
+    let tick = Duration::from_millis(100);
+    let mut batches_come = true;
+    loop {
+        if batches_come {
+            // Nothing is ever sent: the sender's drop (`finish`) ends the wait early.
+            if let Err(RecvTimeoutError::Disconnected) = batches_end.recv_timeout(tick) {
+                batches_come = false;
+            }
+        } else {
+            std::thread::sleep(tick);
+        }
+        let mut deliveries = lock(deliveries);
+        deliveries.halt_if_blocked_too_long();
+        deliveries.expire_overdue();
+        if !batches_come && deliveries.batches.is_empty() {
+            break;
+        }
+    }
+    if lock(deliveries).close() {
+        let _ = reader_ended.recv_timeout(Duration::from_secs(1));
+    }
+    lock(deliveries).writer.shutdown();
+}
+
 impl Publisher for AmqpPublisher {
-    fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Result<(), DeliveryError>> {
+    fn publish_batch(&self, batch: Batch) -> Vec<Result<(), DeliveryError>> {
         if batch.is_empty() {
             return Vec::new();
         }
         let size = batch.len();
         let (reply, answer) = mpsc::sync_channel(1);
-        let job = Job { batch, reply };
+        lock(&self.deliveries).publish(Job { batch, reply });
+        // Dropped unanswered only if a thread holding the lock panicked.
         let lost = || vec![Err(DeliveryError::ConnectionLost("publisher stopped".into())); size];
-        if self.jobs.0.send(Input::Job(job)).is_err() {
-            return lost();
-        }
         answer
             .recv()
             .map_or_else(|_| lost(), |(results, _docs)| results)
     }
 
     fn finish(self: Box<Self>) -> anyhow::Result<()> {
-        let AmqpPublisher { jobs, thread, .. } = *self;
-        drop(jobs);
-        thread
+        let AmqpPublisher {
+            no_more_batches,
+            watch,
+            ..
+        } = *self;
+        drop(no_more_batches);
+        watch
             .join()
-            .map_err(|_| anyhow::anyhow!("the publisher thread panicked"))
+            .map_err(|_| anyhow::anyhow!("the broker's watch thread panicked"))
     }
 
     fn halted(&self) -> Option<String> {
@@ -305,7 +332,7 @@ struct Pending {
 
 /// A batch whose documents are not all settled yet.
 struct OpenBatch {
-    docs: Vec<Outgoing>,
+    docs: Batch,
     results: Vec<Option<Result<(), DeliveryError>>>,
     unsettled: usize,
     reply: SyncSender<Settled>,
@@ -319,8 +346,11 @@ struct Blocked {
     reason: String,
 }
 
-/// The state of the thread that owns the writing half of the connection.
-struct PublisherThread {
+/// The channel's deliveries: the writing half of the connection, the delivery tags and
+/// the batches waiting for their confirms. Shared behind a mutex: a worker writes its
+/// batch itself and the reader thread settles batches and wakes their workers directly,
+/// with no thread in between (each hand-off would be one more thread switch per batch).
+struct Deliveries {
     writer: Writer,
     routing_key: String,
     confirm_timeout: Duration,
@@ -336,16 +366,19 @@ struct PublisherThread {
     /// only wait for the write timeout. Messages pushed meanwhile wait in the buffer.
     blocked: Option<Blocked>,
     halted: Arc<OnceLock<String>>,
+    /// Set once the connection is being closed at the end of the pass: its closing is
+    /// then expected, not a loss.
+    closing: bool,
 }
 
-impl PublisherThread {
+impl Deliveries {
     fn new(
         writer: Writer,
         routing_key: String,
         confirm_timeout: Duration,
         blocked_timeout: Duration,
-    ) -> PublisherThread {
-        PublisherThread {
+    ) -> Deliveries {
+        Deliveries {
             writer,
             routing_key,
             confirm_timeout,
@@ -357,33 +390,8 @@ impl PublisherThread {
             broken: None,
             blocked: None,
             halted: Arc::new(OnceLock::new()),
+            closing: false,
         }
-    }
-
-    fn run(mut self, inputs: Receiver<Input>) {
-        let tick = Duration::from_millis(100);
-        let mut jobs_open = true;
-        while jobs_open || !self.batches.is_empty() {
-            match inputs.recv_timeout(tick) {
-                Ok(Input::Job(job)) => self.publish(job),
-                Ok(Input::Events(batch)) => {
-                    batch.into_iter().for_each(|event| self.on_event(event))
-                }
-                Ok(Input::NoMoreJobs) => jobs_open = false,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    // The handle and the reader thread are both gone: nothing will settle
-                    // what is still pending.
-                    self.fail_all(DeliveryError::ConnectionLost(
-                        "the connection closed".into(),
-                    ));
-                    break;
-                }
-            }
-            self.halt_if_blocked_too_long();
-            self.expire_overdue();
-        }
-        self.close(&inputs);
     }
 
     fn publish(&mut self, job: Job) {
@@ -407,12 +415,14 @@ impl PublisherThread {
             return;
         }
         let mut refused = Vec::new();
-        let docs = self.batches.get(&batch_id).map_or(&[][..], |b| &b.docs[..]);
-        for (index, doc) in docs.iter().enumerate() {
+        let Some(open) = self.batches.get(&batch_id) else {
+            return;
+        };
+        for (index, doc) in open.docs.iter().enumerate() {
             let message = Message {
                 routing_key: &self.routing_key,
-                message_id: &doc.message_id,
-                body: &doc.body,
+                message_id: doc.message_id,
+                body: doc.body,
             };
             // A refused message is not sent, so it takes no delivery tag.
             if let Err(e) = self.writer.push(&message) {
@@ -453,6 +463,10 @@ impl PublisherThread {
             } => self.on_return(message_id, routing_key, reason),
             Event::Blocked(reason) => self.on_blocked(reason),
             Event::Unblocked => self.on_unblocked(),
+            Event::Closed(why) if self.closing => {
+                self.broken
+                    .get_or_insert(DeliveryError::ConnectionLost(why));
+            }
             Event::Closed(why) => self.fail_all(DeliveryError::ConnectionLost(why)),
         }
     }
@@ -520,7 +534,7 @@ impl PublisherThread {
 
     fn message_id_of(&self, pending: &Pending) -> Option<&str> {
         let doc = self.batches.get(&pending.batch)?.docs.get(pending.index)?;
-        Some(doc.message_id.as_str())
+        Some(doc.message_id)
     }
 
     fn on_confirm(&mut self, tag: u64, multiple: bool, acked: bool) {
@@ -588,22 +602,11 @@ impl PublisherThread {
         }
     }
 
-    /// Closes the connection politely: asks the broker to close and waits a moment for
-    /// its answer, then ends the socket whatever happened.
-    fn close(mut self, inputs: &Receiver<Input>) {
-        if self.broken.is_none() && self.blocked.is_none() && self.writer.close().is_ok() {
-            let deadline = Instant::now() + Duration::from_secs(1);
-            loop {
-                match inputs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(Input::Events(batch)) if matches!(batch.last(), Some(Event::Closed(_))) => {
-                        break
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        }
-        self.writer.shutdown();
+    /// Asks the broker to close the connection, unless it is given up or blocks (it
+    /// would not answer); true when asked, so the close is worth waiting for.
+    fn close(&mut self) -> bool {
+        self.closing = true;
+        self.broken.is_none() && self.blocked.is_none() && self.writer.close().is_ok()
     }
 }
 
@@ -652,32 +655,26 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
 
     /// A publisher thread writing to a socket whose other end is returned, unread.
-    fn publisher(
-        confirm_timeout: Duration,
-        blocked_timeout: Duration,
-    ) -> (PublisherThread, TcpStream) {
+    fn publisher(confirm_timeout: Duration, blocked_timeout: Duration) -> (Deliveries, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
         let writer = Writer::over(client);
-        let thread = PublisherThread::new(writer, "rk".into(), confirm_timeout, blocked_timeout);
+        let thread = Deliveries::new(writer, "rk".into(), confirm_timeout, blocked_timeout);
         (thread, server)
     }
 
-    fn relaxed() -> (PublisherThread, TcpStream) {
+    fn relaxed() -> (Deliveries, TcpStream) {
         publisher(Duration::from_secs(60), Duration::from_secs(60))
     }
 
     /// Hands the thread a batch of documents with these message ids.
-    fn publish(thread: &mut PublisherThread, ids: &[&str]) -> Receiver<Settled> {
+    fn publish(thread: &mut Deliveries, ids: &[&str]) -> Receiver<Settled> {
         let (reply, answer) = mpsc::sync_channel(1);
-        let batch = ids
-            .iter()
-            .map(|id| Outgoing {
-                message_id: id.to_string(),
-                body: b"{}".to_vec(),
-            })
-            .collect();
+        let mut batch = Batch::default();
+        for id in ids {
+            batch.push(|out| out.push_str(id), |out| out.extend_from_slice(b"{}"));
+        }
         thread.publish(Job { batch, reply });
         answer
     }

@@ -2,7 +2,7 @@
 //! broker, as JSON lines or as an aligned table sorted by `cpu_pct`, and every one counts
 //! as delivered. Nothing else in the pass changes, which is what makes a dry run honest.
 
-use crate::broker::{DeliveryError, Outgoing, Publisher};
+use crate::broker::{Batch, DeliveryError, Publisher};
 use serde_json::Value;
 use std::io::Write;
 use std::sync::Mutex;
@@ -33,17 +33,17 @@ impl Printer {
 }
 
 impl Publisher for Printer {
-    fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Result<(), DeliveryError>> {
+    fn publish_batch(&self, batch: Batch) -> Vec<Result<(), DeliveryError>> {
         match self.format {
             OutputFormat::Json => {
                 let mut out = std::io::stdout().lock();
-                for doc in &batch {
+                for doc in batch.iter() {
                     // A closed stdout (`| head`) is not a delivery failure of the pass.
-                    let _ = out.write_all(&doc.body).and_then(|()| out.write_all(b"\n"));
+                    let _ = out.write_all(doc.body).and_then(|()| out.write_all(b"\n"));
                 }
             }
             OutputFormat::Table => {
-                let rows = batch.iter().filter_map(|doc| Row::from_json(&doc.body));
+                let rows = batch.iter().filter_map(|doc| Row::from_json(doc.body));
                 lock(&self.rows).extend(rows);
             }
         }

@@ -5,9 +5,10 @@
 //! Kept apart from `pass` because a collecting pass never reads an agent twice: it stores
 //! the first reading and reports from the next pass on.
 
+use crate::broker::Batch;
 use crate::mesos::Agent;
 use crate::pass::agent::{read_agent, run_workers, Round};
-use crate::pass::shared::{goes_out, outgoing, Shared};
+use crate::pass::shared::{goes_out, push_document, Shared};
 use crate::pass::workers::{Limits, Worker};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
@@ -71,7 +72,7 @@ fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
     let Some((readings, _held)) = read_agent(shared, worker, agent, Round::Again) else {
         return;
     };
-    let mut batch = Vec::new();
+    let mut batch = Batch::default();
     for before in &earlier.readings {
         let Some(now) = readings
             .iter()
@@ -88,7 +89,7 @@ fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
             if !goes_out(shared, &mut doc) {
                 continue;
             }
-            batch.push(outgoing(&doc));
+            push_document(&mut batch, &doc);
         }
     }
     let delivered = shared

@@ -18,9 +18,9 @@
 //! is written again (its stored-at renewed) only when its base advanced or it took a new
 //! reading, so one whose documents keep failing expires with the TTL like any other.
 
-use crate::broker::{DeliveryError, Outgoing};
+use crate::broker::{Batch, DeliveryError};
 use crate::mesos::Agent;
-use crate::pass::shared::{goes_out, outgoing, Shared};
+use crate::pass::shared::{goes_out, push_document, Shared};
 use crate::state::layout::{AgentState, Encoder, StoredTask};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
@@ -72,7 +72,7 @@ enum Source {
 pub(crate) struct Report<'a> {
     chains: Vec<Chain<'a>>,
     steps: Vec<Step<'a>>,
-    pub(crate) outgoing: Vec<Outgoing>,
+    pub(crate) outgoing: Batch,
     /// This pass's readings that gave no document (for the dry run's second reading).
     pub(crate) unusable: Vec<&'a Reading>,
 }
@@ -91,7 +91,7 @@ impl<'a> Report<'a> {
         let mut report = Report {
             chains: Vec::with_capacity(readings.len()),
             steps: Vec::with_capacity(readings.len()),
-            outgoing: Vec::new(),
+            outgoing: Batch::default(),
             unusable: Vec::new(),
         };
         let mut stored = StoredTasks::new(&previous.state.tasks);
@@ -165,7 +165,7 @@ impl<'a> Report<'a> {
                         // Stored without a document: the next one computes from it.
                         None
                     } else {
-                        self.outgoing.push(outgoing(&doc));
+                        push_document(&mut self.outgoing, &doc);
                         if !new {
                             shared.tally.resent();
                         }

@@ -3,8 +3,7 @@
 //! run's second reading do with a computed document ([`goes_out`], [`outgoing`]). Apart from `agent.rs` so
 //! that the outbox, which `agent.rs` calls, needs nothing of it.
 
-use crate::broker::message_id::fit_message_id;
-use crate::broker::{Outgoing, Publisher};
+use crate::broker::{Batch, Publisher};
 use crate::mesos::{Agent, MesosClient, Scheme};
 use crate::pass::stop::Stop;
 use crate::pass::tally::Tally;
@@ -53,10 +52,7 @@ pub(crate) fn goes_out(shared: &Shared, doc: &mut Document) -> bool {
     doc.incomplete
 }
 
-/// A document as the broker takes it: its JSON, and its message id fitted to AMQP.
-pub(crate) fn outgoing(doc: &Document) -> Outgoing {
-    Outgoing {
-        message_id: fit_message_id(doc.message_id()),
-        body: doc.to_json(),
-    }
+/// Adds a document to the batch the broker takes: its message id and its JSON.
+pub(crate) fn push_document(batch: &mut Batch, doc: &Document) {
+    batch.push(|id| doc.write_message_id(id), |body| doc.write_json(body));
 }

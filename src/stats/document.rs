@@ -81,27 +81,26 @@ impl Document<'_> {
     /// The document as JSON, written field by field in one allocation: byte for byte what
     /// `serde_json::to_writer` makes of the derived `Serialize` (the `properties` tests
     /// compare them), without serde's generic machinery, which cost a tenth of a pass's
-    /// CPU (issue 18). It cannot fail: every value it writes has a JSON form.
-    pub(crate) fn to_json(&self) -> Vec<u8> {
+    /// CPU (issue 18), appended to `out` (a batch's buffer of bodies). It cannot fail:
+    /// every value it writes has a JSON form.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         // Keys, numbers and punctuation stay under 768 bytes; strings may double when
         // escaped, which only costs a regrowth.
         let raw_len = self
             .stats
             .as_ref()
             .map_or(0, |raw| raw.before.get().len() + raw.now.get().len() + 32);
-        let mut out = Vec::with_capacity(
-            768 + self.host.len() + self.taskname.len() + self.appname.len() + raw_len,
-        );
+        out.reserve(768 + self.host.len() + self.taskname.len() + self.appname.len() + raw_len);
         out.extend_from_slice(b"{\"timestamp\":");
-        write_f64(&mut out, self.timestamp);
+        write_f64(out, self.timestamp);
         out.extend_from_slice(b",\"host\":");
-        write_str(&mut out, self.host);
+        write_str(out, self.host);
         out.extend_from_slice(b",\"taskname\":");
-        write_str(&mut out, self.taskname);
+        write_str(out, self.taskname);
         out.extend_from_slice(b",\"appname\":");
-        write_str(&mut out, &self.appname);
+        write_str(out, &self.appname);
         out.extend_from_slice(b",\"period_secs\":");
-        write_f64(&mut out, self.period_secs);
+        write_f64(out, self.period_secs);
         let optional_floats: [(&[u8], Option<f64>); 12] = [
             (b",\"cpu_limit_raw\":", self.cpu_limit_raw),
             (b",\"cpu_limit\":", self.cpu_limit),
@@ -119,7 +118,7 @@ impl Document<'_> {
         for (key, value) in optional_floats {
             if let Some(value) = value {
                 out.extend_from_slice(key);
-                write_f64(&mut out, value);
+                write_f64(out, value);
             }
         }
         if let Some(bytes) = self.mem_bytes {
@@ -128,7 +127,7 @@ impl Document<'_> {
         }
         if let Some(pct) = self.mem_pct {
             out.extend_from_slice(b",\"mem_pct\":");
-            write_f64(&mut out, pct);
+            write_f64(out, pct);
         }
         if let Some(raw) = &self.stats {
             out.extend_from_slice(b",\"stats\":{\"before\":");
@@ -141,7 +140,6 @@ impl Document<'_> {
             out.extend_from_slice(b",\"incomplete\":true");
         }
         out.push(b'}');
-        out
     }
 
     /// Whether the document carries both `cpu_pct` and `mem_pct`. The consumers average
@@ -153,15 +151,15 @@ impl Document<'_> {
 
     /// The message id, `<executor_id>@<timestamp>`, that lets a consumer drop repeats;
     /// publishing fits it to what AMQP can carry (`broker::message_id`).
-    pub(crate) fn message_id(&self) -> String {
+    /// Appended to `id` (a batch's buffer of ids).
+    pub(crate) fn write_message_id(&self, id: &mut String) {
         use std::fmt::Write;
-        // Sized for the usual timestamp (`1541084157.12885`), so it is never grown.
-        let mut id = String::with_capacity(self.taskname.len() + 24);
+        // Room for the usual timestamp (`1541084157.12885`), so it is never grown.
+        id.reserve(self.taskname.len() + 24);
         id.push_str(self.taskname);
         id.push('@');
         // Writing to a String never fails.
         let _ = write!(id, "{}", self.timestamp);
-        id
     }
 }
 
@@ -663,7 +661,9 @@ mod tests {
         assert!(text.ends_with(
             r#""stats":{"before":{"timestamp": 1541084142.7118, "x": 2178.139999999},"now":{"timestamp":1541084157.12885,"big":18446744073709551615}}}"#
         ), "{text}");
-        assert_eq!(doc.message_id(), "t@1541084157.12885");
+        let mut id = String::from("before|");
+        doc.write_message_id(&mut id);
+        assert_eq!(id, "before|t@1541084157.12885");
         let Outcome::Publish(doc) = compute(Some(&b), &n, "h", false) else {
             panic!("expected a document");
         };
@@ -1037,7 +1037,8 @@ mod properties {
         fn to_json_writes_what_serde_json_writes(fields in fields()) {
             let doc = fields.document();
             let reference = serde_json::to_vec(&doc).expect("a document serializes");
-            let written = doc.to_json();
+            let mut written = Vec::new();
+            doc.write_json(&mut written);
             prop_assert_eq!(
                 String::from_utf8_lossy(&written),
                 String::from_utf8_lossy(&reference)

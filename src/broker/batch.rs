@@ -1,0 +1,121 @@
+//! [`Batch`]: one agent's documents ready to send, packed in two buffers (their message ids
+//! and their JSON bodies) rather than two allocations per document. A pass makes some
+//! 100,000 such strings a minute; allocating and freeing each one cost the collector more
+//! than writing it.
+
+use crate::broker::message_id::fit_message_id;
+use std::ops::Range;
+
+/// Documents ready to send, in order: each its AMQP message id and its JSON body.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Batch {
+    /// The message ids, one after the other.
+    ids: String,
+    /// The bodies, one after the other.
+    bodies: Vec<u8>,
+    /// Where each document's id and body end in `ids` and `bodies` (each starts where
+    /// the one before it ends).
+    ends: Vec<(usize, usize)>,
+}
+
+/// One document of a [`Batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) message_id: &'a str,
+    pub(crate) body: &'a [u8],
+}
+
+impl Batch {
+    /// Appends a document: `write_id` writes its message id (fitted to AMQP here) and
+    /// `write_body` its JSON.
+    pub(crate) fn push(
+        &mut self,
+        write_id: impl FnOnce(&mut String),
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let id_start = self.ids.len();
+        write_id(&mut self.ids);
+        if self.ids.len() - id_start > crate::broker::amqp::SHORT_STR_MAX {
+            let id = self.ids.split_off(id_start);
+            self.ids.push_str(&fit_message_id(id));
+        }
+        write_body(&mut self.bodies);
+        self.ends.push((self.ids.len(), self.bodies.len()));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The document at `index`, if there is one.
+    pub(crate) fn get(&self, index: usize) -> Option<Outgoing<'_>> {
+        let (ids, bodies) = self.ranges(index)?;
+        Some(Outgoing {
+            message_id: self.ids.get(ids)?,
+            body: self.bodies.get(bodies)?,
+        })
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Outgoing<'_>> {
+        (0..self.len()).filter_map(|index| self.get(index))
+    }
+
+    fn ranges(&self, index: usize) -> Option<(Range<usize>, Range<usize>)> {
+        let &(id_end, body_end) = self.ends.get(index)?;
+        let (id_start, body_start) = match index.checked_sub(1) {
+            Some(before) => *self.ends.get(before)?,
+            None => (0, 0),
+        };
+        Some((id_start..id_end, body_start..body_end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::amqp::SHORT_STR_MAX;
+
+    fn batch_of(docs: &[(&str, &str)]) -> Batch {
+        let mut batch = Batch::default();
+        for (id, body) in docs {
+            batch.push(
+                |out| out.push_str(id),
+                |out| out.extend_from_slice(body.as_bytes()),
+            );
+        }
+        batch
+    }
+
+    #[test]
+    fn each_document_comes_back_as_it_was_pushed_in_order() {
+        let docs = [("a@1", "{\"x\":1}"), ("", ""), ("é@2", "{}")];
+        let batch = batch_of(&docs);
+        assert_eq!(batch.len(), 3);
+        let back: Vec<(String, String)> = batch
+            .iter()
+            .map(|d| (d.message_id.into(), String::from_utf8_lossy(d.body).into()))
+            .collect();
+        let pushed: Vec<(String, String)> = docs
+            .iter()
+            .map(|(i, b)| (i.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(back, pushed);
+        assert_eq!(batch.get(3), None);
+    }
+
+    #[test]
+    fn a_long_message_id_is_fitted_to_amqp_as_fit_message_id_does() {
+        let long = format!("{}@1541084157.12885", "é".repeat(200));
+        let batch = batch_of(&[("short@1", "{}"), (&long, "{\"y\":2}"), ("next@3", "[]")]);
+        let fitted = batch.get(1).expect("second document");
+        assert!(fitted.message_id.len() <= SHORT_STR_MAX);
+        assert_eq!(fitted.message_id, fit_message_id(long.clone()));
+        assert_eq!(fitted.body, b"{\"y\":2}");
+        assert_eq!(batch.get(0).map(|d| d.message_id), Some("short@1"));
+        assert_eq!(batch.get(2).map(|d| d.message_id), Some("next@3"));
+    }
+}
