@@ -19,11 +19,14 @@
 //! reading*`, a reading being `flags(u8) timestamp(f64 LE) [field]*`, the fields present
 //! as the flags say, in [`Field`] order.
 
-use super::{push_bulk, StateError, StateStore, StoreOwner};
+use super::{push_bulk, HeldStores, StateError, StateStore, StoreOwner};
+use crate::stats::reading::{Reading, Sample};
 
 /// How many replies a store gets: one for the value, one for the write-ahead's delete.
 pub(super) const STORE_REPLIES: usize = 2;
-use crate::stats::reading::{Reading, Sample};
+
+/// The stores a connection holds at most before it sends them on its own.
+const MAX_HELD_STORES: usize = 8;
 
 /// Starts every value of this layout: a tag and the format's version.
 const VERSION_TAG: &[u8; 3] = b"as\x01";
@@ -319,9 +322,12 @@ impl StateStore {
             push_command(&mut commands, &args);
             count += 1;
         }
-        self.run("load", |c| {
-            let mut replies =
-                redis::ConnectionLike::req_packed_commands(c, &commands, 0, count)?.into_iter();
+        let mut conn = self.send("load", &commands)?;
+        let read = |redis: &mut redis::Connection| -> redis::RedisResult<Loaded> {
+            let mut replies = (0..count)
+                .map(|_| redis.recv_response())
+                .collect::<redis::RedisResult<Vec<_>>>()?
+                .into_iter();
             let mut next = || replies.next().unwrap_or(redis::Value::Nil);
             let agent = redis::from_redis_value(next())?;
             // A Redis that refuses writes (maxmemory) still lets the pass deliver, as
@@ -345,14 +351,19 @@ impl StateStore {
                 unfinished,
                 legacy,
             })
+        };
+        read(&mut conn.redis).map_err(|e| {
+            conn.note_failure(&e);
+            self.error(format!("load: {}", super::describe(&e)))
         })
     }
 
-    /// Sends an agent's store: its new value with the TTL (or none, when it has no task
-    /// left), and its write-ahead deleted, now that the value holds it all. Nothing
-    /// waits for the [`STORE_REPLIES`] replies: the connection owes them to its next
-    /// command, and a failure they tell is reported by [`StateStore::settle_stores`]
-    /// under `owner`. An error here is a store that could not even be sent.
+    /// Gives a connection an agent's store to hold: its new value with the TTL (or none,
+    /// when it has no task left), and its write-ahead deleted, now that the value holds
+    /// it all. It leaves with the connection's next command (`StateConnection::held`)
+    /// or at the end of the pass, and nothing waits for its [`STORE_REPLIES`] replies: a
+    /// failure they tell is reported by [`StateStore::settle_stores`] under `owner`. An
+    /// error here is a store that could not even be given to a connection.
     pub(crate) fn store_agent(
         &self,
         agent_id: &str,
@@ -376,13 +387,14 @@ impl StateStore {
             None => push_command(&mut commands, &[&[b"DEL"], &[&agent_key]]),
         }
         push_command(&mut commands, &[&[b"DEL"], &[&wal_key]]);
-        let mut conn = self.connection()?;
-        if let Err(e) = conn.redis.send_packed_command(&commands) {
-            // Part of the commands may be on the wire: the connection is not reused.
-            conn.unusable = true;
-            return Err(self.error(format!("store: {}", super::describe(&e))));
+        let mut conn = self.pooled()?;
+        let held = conn.held.get_or_insert_with(HeldStores::default);
+        held.commands.extend_from_slice(&commands);
+        held.owners.push(owner);
+        if held.owners.len() >= MAX_HELD_STORES {
+            // Rare (each load sends what its connection held): no connection keeps many.
+            let _ = self.send_held(&mut conn, &[]);
         }
-        conn.owed = Some(owner);
         Ok(())
     }
 

@@ -130,61 +130,129 @@ impl StateStore {
         }
     }
 
-    /// A connection from the pool, the replies of the store last sent on it read first.
+    /// A connection from the pool, the stores it held sent and their replies read first.
     /// One that those replies show unusable is dropped and another taken: each such
     /// connection leaves the pool, so this ends.
     fn connection(&self) -> Result<PooledConnection<RedisConnector>, StateError> {
         loop {
-            let mut conn = self
-                .pool
-                .get()
-                .map_err(|e| self.error(format!("cannot connect: {}", describe_pool_error(&e))))?;
-            if self.settle(&mut conn) {
+            let mut conn = self.pooled()?;
+            if self.send_held(&mut conn, &[]).is_ok() {
                 return Ok(conn);
             }
         }
     }
 
-    /// Reads the replies of the store last sent on `conn`, keeping a failure for the
-    /// pass to report; false when the connection is of no further use.
-    fn settle(&self, conn: &mut StateConnection) -> bool {
-        let Some(owner) = conn.owed.take() else {
-            return true;
-        };
-        // Every reply is read, even after an error Redis answered, so the next command
-        // reads its own; after a lost connection or a timeout none is waited for again,
-        // and the pool drops the connection.
-        let mut failure = None;
-        for _ in 0..layout::STORE_REPLIES {
-            let error = match conn.redis.recv_response() {
-                Ok(redis::Value::ServerError(e)) => redis::RedisError::from(e),
-                Ok(_) => continue,
-                Err(e) => {
-                    conn.unusable = true;
-                    failure.get_or_insert(e);
-                    break;
-                }
-            };
-            conn.note_failure(&error);
-            failure.get_or_insert(error);
-        }
-        if let Some(e) = failure {
-            let error = self.error(format!("store: {}", describe(&e)));
-            self.failed_stores
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(FailedStore { owner, error });
-        }
-        !conn.unusable
+    fn pooled(&self) -> Result<PooledConnection<RedisConnector>, StateError> {
+        self.pool
+            .get()
+            .map_err(|e| self.error(format!("cannot connect: {}", describe_pool_error(&e))))
     }
 
-    /// Reads the replies of every store still owed by an idle connection, and returns
-    /// the stores that failed since the last call. The pass calls it once its workers
-    /// are done, before its summary.
+    /// Sends `commands` on a connection from the pool, in one write with the stores it
+    /// held, and reads those stores' replies; the caller reads the replies of
+    /// `commands`. When those replies came from a replica (a failover), nothing of the
+    /// write was done, and `commands` go again on another connection; when the
+    /// connection failed, they may have been done, so the error is the caller's.
+    fn send(
+        &self,
+        what: &str,
+        commands: &[u8],
+    ) -> Result<PooledConnection<RedisConnector>, StateError> {
+        loop {
+            let mut conn = self.pooled()?;
+            match self.send_held(&mut conn, commands) {
+                Ok(()) => return Ok(conn),
+                Err(Unusable::Replica) => continue,
+                Err(Unusable::Failed(e)) => {
+                    return Err(self.error(format!("{what}: {}", describe(&e))))
+                }
+            }
+        }
+    }
+
+    /// Sends the stores `conn` held, followed by `then`, in one write, and reads the
+    /// stores' replies, keeping each failure for the pass to report. An error when the
+    /// connection is of no further use.
+    fn send_held(&self, conn: &mut StateConnection, then: &[u8]) -> Result<(), Unusable> {
+        let held = conn.held.take();
+        let sent = match &held {
+            Some(held) if !then.is_empty() => {
+                let mut both = Vec::with_capacity(held.commands.len() + then.len());
+                both.extend_from_slice(&held.commands);
+                both.extend_from_slice(then);
+                conn.redis.send_packed_command(&both)
+            }
+            Some(held) => conn.redis.send_packed_command(&held.commands),
+            None if then.is_empty() => return Ok(()),
+            None => conn.redis.send_packed_command(then),
+        };
+        if let Err(e) = sent {
+            // Part of it may be on the wire: the connection is not reused.
+            conn.unusable = true;
+            if let Some(held) = held {
+                self.fail_stores(held.owners, &e);
+            }
+            return Err(Unusable::Failed(e));
+        }
+        match held {
+            Some(held) => self.read_store_replies(conn, held.owners),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the replies of each store sent; every reply is read, even after an error
+    /// Redis answered, so the next command reads its own; after a lost connection or a
+    /// timeout none is waited for again, and the pool drops the connection.
+    fn read_store_replies(
+        &self,
+        conn: &mut StateConnection,
+        owners: Vec<StoreOwner>,
+    ) -> Result<(), Unusable> {
+        let mut owners = owners.into_iter();
+        while let Some(owner) = owners.next() {
+            let mut failure = None;
+            for _ in 0..layout::STORE_REPLIES {
+                let error = match conn.redis.recv_response() {
+                    Ok(redis::Value::ServerError(e)) => redis::RedisError::from(e),
+                    Ok(_) => continue,
+                    Err(e) => {
+                        conn.unusable = true;
+                        self.fail_stores(std::iter::once(owner).chain(owners), &e);
+                        return Err(Unusable::Failed(e));
+                    }
+                };
+                conn.note_failure(&error);
+                failure.get_or_insert(error);
+            }
+            if let Some(e) = failure {
+                self.fail_stores([owner], &e);
+            }
+        }
+        if conn.unusable {
+            Err(Unusable::Replica)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn fail_stores(&self, owners: impl IntoIterator<Item = StoreOwner>, e: &redis::RedisError) {
+        let mut failed = self
+            .failed_stores
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        failed.extend(owners.into_iter().map(|owner| FailedStore {
+            owner,
+            error: self.error(format!("store: {}", describe(e))),
+        }));
+    }
+
+    /// Sends the stores every idle connection still holds and reads their replies, and
+    /// returns the stores that failed since the last call. The pass calls it once its
+    /// workers are done, before its summary.
     pub(crate) fn settle_stores(&self) -> Vec<FailedStore> {
         let mut settled = Vec::new();
         while let Some(mut conn) = self.pool.try_get() {
-            self.settle(&mut conn);
+            let _ = self.send_held(&mut conn, &[]);
             settled.push(conn);
         }
         drop(settled);
@@ -449,11 +517,29 @@ struct StateConnection {
     /// Set on a READONLY answer (a replica: a demoted master after a failover), so the
     /// pool drops the connection and the next one asks the sentinels again.
     unusable: bool,
-    /// A store sent on this connection whose replies are not read yet. A store is sent
-    /// once its documents are confirmed and nothing waits for its replies: they are
-    /// read by the next command on the connection (by then they have long arrived), or
-    /// at the end of the pass, which saves each agent a wait (docs/state.md).
-    owed: Option<StoreOwner>,
+    /// Stores not sent yet. A store is due once its documents are confirmed, but
+    /// nothing waits for it: it goes out in the same write as the next command on the
+    /// connection (an agent's load, usually), whose replies follow its own, or at the
+    /// end of the pass. That saves each agent a write, a wait and a wake-up of Redis
+    /// (docs/state.md); an interval whose store a crash keeps from leaving is sent again
+    /// by the next pass from its write-ahead, under the same message id.
+    held: Option<HeldStores>,
+}
+
+/// Stores held by a connection: their commands, one after the other, and whose
+/// readings each writes.
+#[derive(Default)]
+struct HeldStores {
+    commands: Vec<u8>,
+    owners: Vec<StoreOwner>,
+}
+
+/// Why a connection is of no further use.
+enum Unusable {
+    /// A replica answered (a failover): nothing it was sent was done.
+    Replica,
+    /// The connection failed (lost, timed out) with what it was sent possibly done.
+    Failed(redis::RedisError),
 }
 
 impl StateConnection {
@@ -476,7 +562,7 @@ impl r2d2::ManageConnection for RedisConnector {
         Ok(StateConnection {
             redis,
             unusable: false,
-            owed: None,
+            held: None,
         })
     }
 
