@@ -2,12 +2,13 @@
 //! RabbitMQ implementation (docs/publishing.md) over the wire protocol of
 //! [`crate::broker::amqp`].
 //!
-//! One connection and one channel serve the whole pass. A publisher thread owns the
-//! writing half: worker threads hand it batches and block until every document of their
-//! batch is settled (acked, nacked, returned as unroutable, or lost with the connection).
-//! A reader thread turns what the broker sends into events, in the order it sent them,
-//! so a return is always seen before the ack of the same message. Many batches are in
-//! flight at once, so the broker is never idle waiting for a confirm.
+//! One connection and one channel serve the whole pass. Its [`Deliveries`] sit behind a
+//! mutex: a worker thread writes its batch under it, then blocks until every document of
+//! its batch is settled (acked, nacked, returned as unroutable, or lost with the
+//! connection). A reader thread turns what the broker sends into events, in the order it
+//! sent them, so a return is always seen before the ack of the same message, and settles
+//! batches under the same mutex, waking their workers. Many batches are in flight at
+//! once, so the broker is never idle waiting for a confirm.
 //!
 //! A broker that blocks publishers (`connection.blocked`, a memory or disk alarm) is not
 //! written to until it unblocks; blocked past the blocked timeout, the publisher halts:
@@ -654,7 +655,7 @@ mod tests {
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
 
-    /// A publisher thread writing to a socket whose other end is returned, unread.
+    /// Deliveries writing to a socket whose other end is returned, unread.
     fn publisher(confirm_timeout: Duration, blocked_timeout: Duration) -> (Deliveries, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
