@@ -25,7 +25,21 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) body: &'a [u8],
 }
 
+/// Room a batch makes per document up front: a document without raw metrics is about
+/// 470 bytes, its id about 75; larger ones only cost a regrowth.
+const BODY_BYTES: usize = 512;
+const ID_BYTES: usize = 80;
+
 impl Batch {
+    /// An empty batch with room for `documents` usual documents.
+    pub(crate) fn with_capacity(documents: usize) -> Batch {
+        Batch {
+            ids: String::with_capacity(documents * ID_BYTES),
+            bodies: Vec::with_capacity(documents * BODY_BYTES),
+            ends: Vec::with_capacity(documents),
+        }
+    }
+
     /// Appends a document: `write_id` writes its message id (fitted to AMQP here) and
     /// `write_body` its JSON.
     pub(crate) fn push(

@@ -240,12 +240,12 @@ impl MesosClient {
         if budget.is_zero() {
             return Err(FetchError::Timeout);
         }
-        let mut request = self
-            .http
-            .get(url)
-            .config()
-            .timeout_global(Some(budget))
-            .build();
+        let mut request = self.http.get(url);
+        if budget < self.settings.request_timeout {
+            // Near the deadline only: a request's own configuration is a copy of the
+            // agent's, which every agent of every pass would otherwise pay for.
+            request = request.config().timeout_global(Some(budget)).build();
+        }
         if let Some(auth) = &self.authorization {
             request = request.header(header::AUTHORIZATION, auth);
         }

@@ -91,7 +91,7 @@ impl<'a> Report<'a> {
         let mut report = Report {
             chains: Vec::with_capacity(readings.len()),
             steps: Vec::with_capacity(readings.len()),
-            outgoing: Batch::default(),
+            outgoing: Batch::with_capacity(readings.len()),
             unusable: Vec::new(),
         };
         let mut stored = StoredTasks::new(&previous.state.tasks);
