@@ -2,13 +2,12 @@
 //! RabbitMQ implementation (docs/publishing.md) over the wire protocol of
 //! [`crate::broker::amqp`].
 //!
-//! One connection and one channel serve the whole pass. Its [`Deliveries`] sit behind a
-//! mutex: a worker thread writes its batch under it, then blocks until every document of
-//! its batch is settled (acked, nacked, returned as unroutable, or lost with the
-//! connection). A reader thread turns what the broker sends into events, in the order it
-//! sent them, so a return is always seen before the ack of the same message, and settles
-//! batches under the same mutex, waking their workers. Many batches are in flight at
-//! once, so the broker is never idle waiting for a confirm.
+//! One connection and one channel serve the whole pass. A publisher thread owns the
+//! writing half: worker threads hand it batches and block until every document of their
+//! batch is settled (acked, nacked, returned as unroutable, or lost with the connection).
+//! A reader thread turns what the broker sends into events, in the order it sent them,
+//! so a return is always seen before the ack of the same message. Many batches are in
+//! flight at once, so the broker is never idle waiting for a confirm.
 //!
 //! A broker that blocks publishers (`connection.blocked`, a memory or disk alarm) is not
 //! written to until it unblocks; blocked past the blocked timeout, the publisher halts:
@@ -25,7 +24,7 @@ use crate::config::{BrokerAddress, BrokerSettings};
 use rustls::ClientConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub(crate) use batch::Batch;
@@ -102,25 +101,42 @@ impl NoBroker {
     }
 }
 
-/// A batch handed to [`Deliveries`], with where to send its results.
+/// A batch handed to the publisher thread, with where to send its results.
 struct Job {
     batch: Batch,
     reply: SyncSender<Settled>,
+}
+
+/// What the publisher thread waits for: a batch from a worker, or what the broker sent
+/// (from the reader thread). One queue for both, so the thread waits in one place: a std
+/// channel parks a waiting thread at once, where a select over two crossbeam channels
+/// first spun and called `sched_yield`, which on a busy machine switches threads.
+enum Input {
+    Job(Job),
+    Events(Vec<Event>),
+    /// The publisher's handle is gone: no more batches come.
+    NoMoreJobs,
+}
+
+/// The workers' end of the publisher thread's queue; dropping it tells the thread that
+/// no more batches come (the reader thread's end stays open while the connection does).
+struct JobSender(Sender<Input>);
+
+impl Drop for JobSender {
+    fn drop(&mut self) {
+        let _ = self.0.send(Input::NoMoreJobs);
+    }
 }
 
 /// A batch's results, and its documents handed back so that the worker thread that
 /// allocated them also frees them (cheaper for the allocator than freeing here).
 type Settled = (Vec<Result<(), DeliveryError>>, Batch);
 
-/// The RabbitMQ publisher: the channel's [`Deliveries`], shared by the workers (which
-/// write their batches), the reader thread (which settles them) and the watch thread
-/// (which enforces the timeouts and closes the connection at the end).
+/// The RabbitMQ publisher: a handle to the thread that owns the connection.
 pub(crate) struct AmqpPublisher {
-    deliveries: Arc<Mutex<Deliveries>>,
-    /// Dropped by `finish`: tells the watch thread that no more batches come.
-    no_more_batches: Sender<()>,
-    watch: std::thread::JoinHandle<()>,
-    /// Set when delivery halts: the alarm the broker named.
+    jobs: JobSender,
+    thread: std::thread::JoinHandle<()>,
+    /// Set by the publisher thread when it halts: the alarm the broker named.
     halted: Arc<OnceLock<String>>,
 }
 
@@ -143,83 +159,37 @@ impl AmqpPublisher {
             .enable_confirms()
             .map_err(|e| error(format!("cannot enable publisher confirms: {e}")))?;
         let (writer, mut reader) = session.split().map_err(|e| error(e.to_string()))?;
-        let deliveries = Deliveries::new(
+        let (inputs, input_queue) = mpsc::channel::<Input>();
+        let events = inputs.clone();
+        std::thread::Builder::new()
+            .name("amqp-reader".into())
+            .spawn(move || loop {
+                let batch = reader.next_events();
+                let closed = matches!(batch.last(), Some(Event::Closed(_)));
+                if events.send(Input::Events(batch)).is_err() || closed {
+                    break;
+                }
+            })
+            .map_err(|e| error(format!("cannot start the reader thread: {e}")))?;
+        // Unbounded, yet never long: each worker waits for its batch before sending another.
+        let jobs = JobSender(inputs);
+        let worker = PublisherThread::new(
             writer,
             settings.routing_key.clone(),
             settings.confirm_timeout,
             settings.blocked_timeout,
         );
-        let halted = Arc::clone(&deliveries.halted);
-        let deliveries = Arc::new(Mutex::new(deliveries));
-        let (reader_done, reader_ended) = mpsc::channel::<()>();
-        let settler = Arc::clone(&deliveries);
-        std::thread::Builder::new()
-            .name("amqp-reader".into())
-            .spawn(move || {
-                // Read without the lock (a worker may be writing meanwhile), apply with it.
-                loop {
-                    let events = reader.next_events();
-                    let closed = matches!(events.last(), Some(Event::Closed(_)));
-                    let mut deliveries = lock(&settler);
-                    events
-                        .into_iter()
-                        .for_each(|event| deliveries.on_event(event));
-                    if closed {
-                        break;
-                    }
-                }
-                drop(reader_done);
-            })
-            .map_err(|e| error(format!("cannot start the reader thread: {e}")))?;
-        let (no_more_batches, batches_end) = mpsc::channel::<()>();
-        let watched = Arc::clone(&deliveries);
-        let watch = std::thread::Builder::new()
-            .name("amqp-watch".into())
-            .spawn(move || watch(&watched, &batches_end, &reader_ended))
-            .map_err(|e| error(format!("cannot start the watch thread: {e}")))?;
+        let halted = Arc::clone(&worker.halted);
+        let thread = std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || worker.run(input_queue))
+            .map_err(|e| error(format!("cannot start the publisher thread: {e}")))?;
         Ok(AmqpPublisher {
-            deliveries,
-            no_more_batches,
-            watch,
+            jobs,
+            thread,
             halted,
         })
     }
-}
-
-/// The channel's state, whoever holds it. Nobody panics while holding the lock (no
-/// method of `Deliveries` unwraps), so a poisoned lock's state is as good as any.
-fn lock(deliveries: &Mutex<Deliveries>) -> MutexGuard<'_, Deliveries> {
-    deliveries.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The watch thread: every tick, halts delivery when the broker has blocked publishing
-/// too long and gives the connection up when a confirm is overdue (nothing else would
-/// notice: no event comes). Once no more batches come and every open batch is settled,
-/// closes the connection politely: asks the broker to close and waits a moment for the
-/// reader thread to see it closed, then ends the socket whatever happened.
-fn watch(deliveries: &Mutex<Deliveries>, batches_end: &Receiver<()>, reader_ended: &Receiver<()>) {
-    let tick = Duration::from_millis(100);
-    let mut batches_come = true;
-    loop {
-        if batches_come {
-            // Nothing is ever sent: the sender's drop (`finish`) ends the wait early.
-            if let Err(RecvTimeoutError::Disconnected) = batches_end.recv_timeout(tick) {
-                batches_come = false;
-            }
-        } else {
-            std::thread::sleep(tick);
-        }
-        let mut deliveries = lock(deliveries);
-        deliveries.halt_if_blocked_too_long();
-        deliveries.expire_overdue();
-        if !batches_come && deliveries.batches.is_empty() {
-            break;
-        }
-    }
-    if lock(deliveries).close() {
-        let _ = reader_ended.recv_timeout(Duration::from_secs(1));
-    }
-    lock(deliveries).writer.shutdown();
 }
 
 impl Publisher for AmqpPublisher {
@@ -229,24 +199,22 @@ impl Publisher for AmqpPublisher {
         }
         let size = batch.len();
         let (reply, answer) = mpsc::sync_channel(1);
-        lock(&self.deliveries).publish(Job { batch, reply });
-        // Dropped unanswered only if a thread holding the lock panicked.
+        let job = Job { batch, reply };
         let lost = || vec![Err(DeliveryError::ConnectionLost("publisher stopped".into())); size];
+        if self.jobs.0.send(Input::Job(job)).is_err() {
+            return lost();
+        }
         answer
             .recv()
             .map_or_else(|_| lost(), |(results, _docs)| results)
     }
 
     fn finish(self: Box<Self>) -> anyhow::Result<()> {
-        let AmqpPublisher {
-            no_more_batches,
-            watch,
-            ..
-        } = *self;
-        drop(no_more_batches);
-        watch
+        let AmqpPublisher { jobs, thread, .. } = *self;
+        drop(jobs);
+        thread
             .join()
-            .map_err(|_| anyhow::anyhow!("the broker's watch thread panicked"))
+            .map_err(|_| anyhow::anyhow!("the publisher thread panicked"))
     }
 
     fn halted(&self) -> Option<String> {
@@ -347,11 +315,8 @@ struct Blocked {
     reason: String,
 }
 
-/// The channel's deliveries: the writing half of the connection, the delivery tags and
-/// the batches waiting for their confirms. Shared behind a mutex: a worker writes its
-/// batch itself and the reader thread settles batches and wakes their workers directly,
-/// with no thread in between (each hand-off would be one more thread switch per batch).
-struct Deliveries {
+/// The state of the thread that owns the writing half of the connection.
+struct PublisherThread {
     writer: Writer,
     routing_key: String,
     confirm_timeout: Duration,
@@ -367,19 +332,16 @@ struct Deliveries {
     /// only wait for the write timeout. Messages pushed meanwhile wait in the buffer.
     blocked: Option<Blocked>,
     halted: Arc<OnceLock<String>>,
-    /// Set once the connection is being closed at the end of the pass: its closing is
-    /// then expected, not a loss.
-    closing: bool,
 }
 
-impl Deliveries {
+impl PublisherThread {
     fn new(
         writer: Writer,
         routing_key: String,
         confirm_timeout: Duration,
         blocked_timeout: Duration,
-    ) -> Deliveries {
-        Deliveries {
+    ) -> PublisherThread {
+        PublisherThread {
             writer,
             routing_key,
             confirm_timeout,
@@ -391,8 +353,33 @@ impl Deliveries {
             broken: None,
             blocked: None,
             halted: Arc::new(OnceLock::new()),
-            closing: false,
         }
+    }
+
+    fn run(mut self, inputs: Receiver<Input>) {
+        let tick = Duration::from_millis(100);
+        let mut jobs_open = true;
+        while jobs_open || !self.batches.is_empty() {
+            match inputs.recv_timeout(tick) {
+                Ok(Input::Job(job)) => self.publish(job),
+                Ok(Input::Events(batch)) => {
+                    batch.into_iter().for_each(|event| self.on_event(event))
+                }
+                Ok(Input::NoMoreJobs) => jobs_open = false,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The handle and the reader thread are both gone: nothing will settle
+                    // what is still pending.
+                    self.fail_all(DeliveryError::ConnectionLost(
+                        "the connection closed".into(),
+                    ));
+                    break;
+                }
+            }
+            self.halt_if_blocked_too_long();
+            self.expire_overdue();
+        }
+        self.close(&inputs);
     }
 
     fn publish(&mut self, job: Job) {
@@ -464,10 +451,6 @@ impl Deliveries {
             } => self.on_return(message_id, routing_key, reason),
             Event::Blocked(reason) => self.on_blocked(reason),
             Event::Unblocked => self.on_unblocked(),
-            Event::Closed(why) if self.closing => {
-                self.broken
-                    .get_or_insert(DeliveryError::ConnectionLost(why));
-            }
             Event::Closed(why) => self.fail_all(DeliveryError::ConnectionLost(why)),
         }
     }
@@ -603,11 +586,22 @@ impl Deliveries {
         }
     }
 
-    /// Asks the broker to close the connection, unless it is given up or blocks (it
-    /// would not answer); true when asked, so the close is worth waiting for.
-    fn close(&mut self) -> bool {
-        self.closing = true;
-        self.broken.is_none() && self.blocked.is_none() && self.writer.close().is_ok()
+    /// Closes the connection politely: asks the broker to close and waits a moment for
+    /// its answer, then ends the socket whatever happened.
+    fn close(mut self, inputs: &Receiver<Input>) {
+        if self.broken.is_none() && self.blocked.is_none() && self.writer.close().is_ok() {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            loop {
+                match inputs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(Input::Events(batch)) if matches!(batch.last(), Some(Event::Closed(_))) => {
+                        break
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        self.writer.shutdown();
     }
 }
 
@@ -655,22 +649,25 @@ mod tests {
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
 
-    /// Deliveries writing to a socket whose other end is returned, unread.
-    fn publisher(confirm_timeout: Duration, blocked_timeout: Duration) -> (Deliveries, TcpStream) {
+    /// A publisher thread writing to a socket whose other end is returned, unread.
+    fn publisher(
+        confirm_timeout: Duration,
+        blocked_timeout: Duration,
+    ) -> (PublisherThread, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
         let writer = Writer::over(client);
-        let thread = Deliveries::new(writer, "rk".into(), confirm_timeout, blocked_timeout);
+        let thread = PublisherThread::new(writer, "rk".into(), confirm_timeout, blocked_timeout);
         (thread, server)
     }
 
-    fn relaxed() -> (Deliveries, TcpStream) {
+    fn relaxed() -> (PublisherThread, TcpStream) {
         publisher(Duration::from_secs(60), Duration::from_secs(60))
     }
 
     /// Hands the thread a batch of documents with these message ids.
-    fn publish(thread: &mut Deliveries, ids: &[&str]) -> Receiver<Settled> {
+    fn publish(thread: &mut PublisherThread, ids: &[&str]) -> Receiver<Settled> {
         let (reply, answer) = mpsc::sync_channel(1);
         let mut batch = Batch::default();
         for id in ids {

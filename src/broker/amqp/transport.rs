@@ -1,8 +1,7 @@
 //! The byte stream under the AMQP connection: plain TCP, or TLS through rustls for an
 //! `amqps://` broker (its certificate checked against the CA file or the system's roots,
 //! and its name against the host as written), in two
-//! halves: one the workers write through (one at a time, under the publisher's lock), one
-//! the reader thread reads from.
+//! halves: one the publisher thread writes through, one the reader thread reads from.
 //!
 //! A TCP socket is simply cloned. A TLS connection is one state machine both directions
 //! go through, so the halves share it behind a mutex and hold the lock only to seal or
@@ -199,7 +198,7 @@ fn invalid_data(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-/// The half the publisher writes through.
+/// The half the publisher thread writes through.
 pub(crate) enum WriteHalf {
     Plain(TcpStream),
     Tls {
