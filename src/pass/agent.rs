@@ -300,8 +300,9 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
     shared.tally.agent_answered(readings.len());
 }
 
-/// Sends the agent's new value and the delete of its write-ahead; a failure their
-/// replies tell is reported once the workers are done ([`report_failed_stores`]).
+/// Hands a Redis connection the agent's new value and the delete of its write-ahead, to
+/// send with its next command; a failure their replies tell is reported once the
+/// workers are done ([`report_failed_stores`]).
 fn store(shared: &Shared, agent: &Agent, value: Option<&[u8]>, tasks: usize) {
     let Some(state) = &shared.state else {
         return;
@@ -322,8 +323,8 @@ fn unstored(shared: &Shared, address: &str, tasks: usize, e: &StateError) {
     shared.tally.unstored(tasks);
 }
 
-/// Reads the replies of the stores not read yet and reports those that failed: called
-/// once the workers are done, before the summary.
+/// Sends the stores connections still hold, reads the replies not read yet and reports
+/// the stores that failed: called once the workers are done, before the summary.
 pub(crate) fn report_failed_stores(shared: &Shared) {
     let Some(state) = &shared.state else {
         return;
