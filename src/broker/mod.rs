@@ -406,7 +406,13 @@ impl PublisherThread {
         let Some(open) = self.batches.get(&batch_id) else {
             return;
         };
-        for (index, doc) in open.docs.iter().enumerate() {
+        for index in 0..open.docs.len() {
+            // Every index below len() has its document (each ends where it was written);
+            // one that did not would be refused, never sent short or out of place.
+            let Some(doc) = open.docs.get(index) else {
+                refused.push((index, DeliveryError::Unencodable("not in its batch".into())));
+                continue;
+            };
             let message = Message {
                 routing_key: &self.routing_key,
                 message_id: doc.message_id,
