@@ -461,3 +461,27 @@ fn masters_and_agents_given_by_name_are_resolved() {
         "{run}"
     );
 }
+
+#[test]
+fn answers_chunked_or_ended_by_the_connection_are_read_like_any_other() {
+    let world = World::start(fresh_spec(3, 4));
+    world.cluster.set_agent_fault(0, AgentFault::Chunked(97));
+    world.cluster.set_agent_fault(1, AgentFault::UntilClose);
+    world.collect().assert_success();
+    world.wait_for_new_samples();
+    let run = world.collect();
+    run.assert_success();
+    assert!(
+        run.stderr.contains("agents listed=3 answered=3 failed=0"),
+        "{run}"
+    );
+    let tasks = world.tasks_by_id();
+    let agents = world.agent_addresses();
+    let messages = world.messages();
+    assert_eq!(messages.len(), 12, "one document per task: {run}");
+    for message in &messages {
+        let task = &tasks[message.body["taskname"].as_str().expect("taskname")];
+        assert_eq!(message.body["host"], agents[task.agent].as_str());
+        assert_matches_rates(&message.body, task);
+    }
+}

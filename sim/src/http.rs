@@ -18,6 +18,19 @@ pub(crate) struct Request {
     pub authorization: Option<String>,
 }
 
+/// How a response's body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// `Content-Length`, the whole body.
+    Length,
+    /// `Content-Length` announced, half the body sent.
+    Truncated,
+    /// Chunks of at most this many bytes.
+    Chunked(usize),
+    /// No length: the connection's end ends the body.
+    UntilClose,
+}
+
 /// A complete response; the body is sent as is.
 pub(crate) struct Response {
     pub status: u16,
@@ -75,8 +88,30 @@ impl Response {
 
     /// Writes the head (announcing the whole body) and the first `body_bytes` of the body.
     pub fn write_to(&self, out: &mut impl Write, body_bytes: usize) -> io::Result<()> {
-        out.write_all(self.head(self.body.len()).as_bytes())?;
+        out.write_all(self.head(Some(self.body.len())).as_bytes())?;
         out.write_all(&self.body.as_bytes()[..body_bytes.min(self.body.len())])?;
+        out.flush()
+    }
+
+    /// Writes the head and the body in chunks of at most `size` bytes, with a chunk
+    /// extension and a trailer that a client must skip.
+    pub fn write_chunked(&self, out: &mut impl Write, size: usize) -> io::Result<()> {
+        let mut head = self.head(None);
+        head.insert_str(head.len() - 2, "Transfer-Encoding: chunked\r\n");
+        out.write_all(head.as_bytes())?;
+        for chunk in self.body.as_bytes().chunks(size.max(1)) {
+            out.write_all(format!("{:x};sim=1\r\n", chunk.len()).as_bytes())?;
+            out.write_all(chunk)?;
+            out.write_all(b"\r\n")?;
+        }
+        out.write_all(b"0\r\nX-Sim-Trailer: 1\r\n\r\n")?;
+        out.flush()
+    }
+
+    /// Writes the head without a length, then the body, which ends with the connection.
+    pub fn write_until_close(&self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(self.head(None).as_bytes())?;
+        out.write_all(self.body.as_bytes())?;
         out.flush()
     }
 
@@ -101,7 +136,7 @@ impl Response {
         let steps = u32::try_from(padding.div_ceil(STEP))
             .unwrap_or(u32::MAX)
             .max(1);
-        out.write_all(self.head(body.len() + padding).as_bytes())?;
+        out.write_all(self.head(Some(body.len() + padding)).as_bytes())?;
         out.write_all(&body[..at])?;
         while padding > 0 {
             let step = padding.min(STEP);
@@ -115,14 +150,17 @@ impl Response {
         out.flush()
     }
 
-    /// The status line and headers, announcing `length` bytes of body.
-    fn head(&self, length: usize) -> String {
+    /// The status line and headers, announcing `length` bytes of body if given.
+    fn head(&self, length: Option<usize>) -> String {
         let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {length}\r\nConnection: close\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nConnection: close\r\n",
             self.status,
             reason(self.status),
             self.content_type,
         );
+        if let Some(length) = length {
+            head.push_str(&format!("Content-Length: {length}\r\n"));
+        }
         if let Some((name, value)) = &self.extra_header {
             head.push_str(&format!("{name}: {value}\r\n"));
         }

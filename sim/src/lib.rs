@@ -182,6 +182,11 @@ pub enum AgentFault {
     /// array of that size, announced in Content-Length), sent in steps spread over `over`.
     /// Its writes wait up to a minute for a client that reads late.
     SlowBody { bytes: usize, over: Duration },
+    /// Answers normally, its body chunked (`Transfer-Encoding: chunked`, chunks of at most
+    /// this many bytes) and followed by a trailer, as a proxy in front of an agent may.
+    Chunked(usize),
+    /// Answers normally without `Content-Length`: the body ends when the connection does.
+    UntilClose,
 }
 
 /// How a master misbehaves; see [`Cluster::set_master_fault`]. Same meanings as the

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 
+use crate::http::Framing;
 use crate::http::{self, Request, Response};
 use crate::tls::Conn;
 use crate::AgentFault;
@@ -357,7 +358,7 @@ impl Endpoint {
         };
         let request = match http::read_request(&mut conn) {
             Ok(Some(request)) => request,
-            Ok(None) => return send(conn, &Response::text(400), true),
+            Ok(None) => return send(conn, &Response::text(400), Framing::Length),
             // The client left or stayed silent: nobody to answer.
             Err(_) => return,
         };
@@ -373,7 +374,13 @@ impl Endpoint {
         if let AgentFault::SlowBody { bytes, over } = *fault {
             return self.send_slowly(conn, &response, bytes, over);
         }
-        send(conn, &response, *fault != AgentFault::Truncated);
+        let framing = match *fault {
+            AgentFault::Truncated => Framing::Truncated,
+            AgentFault::Chunked(size) => Framing::Chunked(size),
+            AgentFault::UntilClose => Framing::UntilClose,
+            _ => Framing::Length,
+        };
+        send(conn, &response, framing);
     }
 
     /// Sends `response` padded to `bytes`, in steps spread over `over`.
@@ -425,14 +432,15 @@ impl Endpoint {
 
 /// Writes `response`; a `complete` one is closed cleanly, otherwise only half the body is
 /// sent and the connection is cut.
-fn send(mut conn: Conn, response: &Response, complete: bool) {
-    let body_bytes = if complete {
-        response.body.len()
-    } else {
-        response.body.len() / 2
+fn send(mut conn: Conn, response: &Response, framing: Framing) {
+    let sent = match framing {
+        Framing::Length => response.write_to(&mut conn, response.body.len()),
+        Framing::Truncated => response.write_to(&mut conn, response.body.len() / 2),
+        Framing::Chunked(size) => response.write_chunked(&mut conn, size),
+        Framing::UntilClose => response.write_until_close(&mut conn),
     };
     // A client that hung up early is not the simulator's problem.
-    if response.write_to(&mut conn, body_bytes).is_ok() && complete {
+    if sent.is_ok() && framing != Framing::Truncated {
         conn.finish();
     }
 }

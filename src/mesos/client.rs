@@ -11,6 +11,7 @@ use crate::config::redact;
 use crate::config::HttpSettings;
 use crate::mesos::agents::{parse_agent_list, Agent, AgentList};
 use crate::mesos::budget::{BodyBudget, Reservation};
+use crate::mesos::plain;
 use std::fmt;
 use std::io::{BufReader, Read};
 use std::ops::Deref;
@@ -18,6 +19,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use ureq::http::{header, StatusCode};
 
+/// Where an agent answers with its statistics (`/monitor/statistics.json` is gone since
+/// Mesos 1.8).
+const STATISTICS: &str = "/monitor/statistics";
 /// How many 307s a master listing may follow before giving up.
 const MAX_REDIRECTS: usize = 3;
 /// Read buffer of the streamed agent list: large reads, yet a fixed size whatever the
@@ -82,6 +86,16 @@ pub(crate) enum FetchError {
 }
 
 impl FetchError {
+    /// What a failed read, write or connect means to an operator.
+    pub(crate) fn from_io(error: std::io::Error) -> FetchError {
+        match error.kind() {
+            std::io::ErrorKind::ConnectionRefused => FetchError::Refused,
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => FetchError::Timeout,
+            std::io::ErrorKind::UnexpectedEof => FetchError::Truncated(error.to_string()),
+            _ => FetchError::Connection(error.to_string()),
+        }
+    }
+
     /// The master answered, but with an agent list that could not be used.
     fn is_unreadable_list(&self) -> bool {
         matches!(
@@ -180,11 +194,37 @@ impl MesosClient {
         agent: &Agent,
         deadline: Instant,
     ) -> Result<StatisticsAnswer, FetchError> {
-        let url = format!("{scheme}://{}/monitor/statistics", agent.address);
         let ends = deadline.min(Instant::now() + self.settings.request_timeout);
-        match self.get(&url, ends)? {
-            Answer::Body(body) => Ok(StatisticsAnswer { body, ends }),
-            Answer::Redirect(_) => Err(FetchError::Status(307)),
+        let body = match scheme {
+            Scheme::Http => AnswerBody::Plain(self.get_plain(&agent.address, STATISTICS, ends)?),
+            Scheme::Https => {
+                let url = format!("{scheme}://{}{STATISTICS}", agent.address);
+                match self.get(&url, ends)? {
+                    Answer::Body(body) => AnswerBody::Tls(body),
+                    Answer::Redirect(_) => return Err(FetchError::Status(307)),
+                }
+            }
+        };
+        Ok(StatisticsAnswer { body, ends })
+    }
+
+    /// A `GET` through the small plain-HTTP client (`plain.rs`), answered with a body.
+    fn get_plain(
+        &self,
+        address: &str,
+        path: &str,
+        ends: Instant,
+    ) -> Result<plain::Answer, FetchError> {
+        let request = plain::Request {
+            address,
+            path,
+            authorization: self.authorization.as_deref(),
+        };
+        let addresses = plain::addresses_of(address, ends)?;
+        let answer = plain::get(&addresses, &request, self.settings.connect_timeout, ends)?;
+        match StatusCode::from_u16(answer.status).map_err(|_| FetchError::Status(answer.status))? {
+            status if is_redirect(status) => Err(FetchError::Status(answer.status)),
+            status => refused(status).map_or(Ok(answer), Err),
         }
     }
 
@@ -193,7 +233,10 @@ impl MesosClient {
     /// read). Waits for others to give theirs back, until the request's end at most.
     pub(crate) fn reserve(&self, answer: &StatisticsAnswer) -> Result<Reservation, FetchError> {
         let limit = self.settings.max_body_bytes;
-        let length = answer.body.content_length();
+        let length = match &answer.body {
+            AnswerBody::Plain(body) => body.content_length(),
+            AnswerBody::Tls(body) => body.content_length(),
+        };
         if length.is_some_and(|length| length > limit) {
             return Err(FetchError::TooLarge(limit));
         }
@@ -209,16 +252,21 @@ impl MesosClient {
         mut reservation: Reservation,
     ) -> Result<Body, FetchError> {
         let limit = self.settings.max_body_bytes;
-        let mut body = answer.body;
-        // Sized from Content-Length up front: growing a Vec through a 30 KB answer costs a
-        // copy per doubling, for every agent of every pass.
-        let length = body.content_length().unwrap_or(0).min(limit);
-        let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
-        body.with_config()
-            .limit(limit)
-            .reader()
-            .read_to_end(&mut bytes)
-            .map_err(|e| classify(ureq::Error::from(e)))?;
+        let mut bytes = Vec::new();
+        match answer.body {
+            AnswerBody::Plain(body) => body.read_body(limit, &mut bytes)?,
+            AnswerBody::Tls(mut body) => {
+                // Sized from Content-Length up front: growing a Vec through a 30 KB answer
+                // costs a copy per doubling, for every agent of every pass.
+                let length = body.content_length().unwrap_or(0).min(limit);
+                bytes.reserve_exact(usize::try_from(length).unwrap_or(0));
+                body.with_config()
+                    .limit(limit)
+                    .reader()
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| classify(ureq::Error::from(e)))?;
+            }
+        }
         reservation.shrink_to(bytes.capacity() as u64);
         Ok(Body { bytes, reservation })
     }
@@ -251,22 +299,35 @@ impl MesosClient {
         }
         let response = request.call().map_err(classify)?;
         let status = response.status();
-        match status {
-            StatusCode::TEMPORARY_REDIRECT | StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => {
-                let location = response
-                    .headers()
-                    .get(header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| FetchError::BadRedirect("no Location header".into()))?;
-                Ok(Answer::Redirect(location.to_string()))
-            }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(FetchError::Unauthorized(status.as_u16()))
-            }
-            StatusCode::SERVICE_UNAVAILABLE => Err(FetchError::NoLeader),
-            s if !s.is_success() => Err(FetchError::Status(s.as_u16())),
-            _ => Ok(Answer::Body(response.into_body())),
+        if is_redirect(status) {
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| FetchError::BadRedirect("no Location header".into()))?;
+            return Ok(Answer::Redirect(location.to_string()));
         }
+        refused(status).map_or_else(|| Ok(Answer::Body(response.into_body())), Err)
+    }
+}
+
+/// The redirects a master or agent may answer with.
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TEMPORARY_REDIRECT | StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND
+    )
+}
+
+/// Why an answer with this status (not a redirect) has no usable body, if it has none.
+fn refused(status: StatusCode) -> Option<FetchError> {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            Some(FetchError::Unauthorized(status.as_u16()))
+        }
+        StatusCode::SERVICE_UNAVAILABLE => Some(FetchError::NoLeader),
+        s if !s.is_success() => Some(FetchError::Status(s.as_u16())),
+        _ => None,
     }
 }
 
@@ -342,8 +403,14 @@ enum Answer {
 
 /// An agent's answer whose headers arrived, its body still to be read by `ends`.
 pub(crate) struct StatisticsAnswer {
-    body: ureq::Body,
+    body: AnswerBody,
     ends: Instant,
+}
+
+/// An agent's answer over plain HTTP (`plain.rs`) or over TLS (ureq).
+enum AnswerBody {
+    Plain(plain::Answer),
+    Tls(ureq::Body),
 }
 
 /// An answer's bytes, holding their share of the body budget until dropped.
@@ -444,12 +511,7 @@ fn classify(error: ureq::Error) -> FetchError {
     match error {
         ureq::Error::Timeout(_) => FetchError::Timeout,
         ureq::Error::BodyExceedsLimit(limit) => FetchError::TooLarge(limit),
-        ureq::Error::Io(e) => match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => FetchError::Refused,
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => FetchError::Timeout,
-            std::io::ErrorKind::UnexpectedEof => FetchError::Truncated(e.to_string()),
-            _ => FetchError::Connection(e.to_string()),
-        },
+        ureq::Error::Io(e) => FetchError::from_io(e),
         ureq::Error::Protocol(e) => FetchError::Truncated(e.to_string()),
         ureq::Error::ConnectionFailed => FetchError::Refused,
         other => FetchError::Connection(other.to_string()),

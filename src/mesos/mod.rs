@@ -1,9 +1,11 @@
 //! Everything that talks to Mesos over HTTP: `client` finds the leading master and
-//! fetches one agent's `/monitor/statistics`; `agents` reads the master's agent list.
+//! fetches one agent's `/monitor/statistics` (through `plain` over plain HTTP, through
+//! ureq over TLS); `agents` reads the master's agent list.
 
 mod agents;
 pub(crate) mod budget;
 mod client;
+mod plain;
 
 pub(crate) use agents::{of_shard, Agent, Unusable};
 pub(crate) use client::{basic_authorization, FetchError, MesosClient, NoMaster, Scheme};

@@ -1,0 +1,630 @@
+//! Agents' `/monitor/statistics` over plain HTTP, without ureq: one `GET` per connection,
+//! its answer's head read first (so the pass can reserve the body's size before reading
+//! it), then its body read straight into the buffer it is parsed from.
+//!
+//! Every pass opens a connection to every agent and asks it one question. Through ureq,
+//! building that request, its pool, middleware, buffers and timers cost about a tenth of
+//! the collector's CPU, as much as the kernel's work for the connection itself
+//! (BENCHMARKS.md, "fourth round"). This is HTTP/1.1 as agents speak it: a body framed by
+//! `Content-Length` (what libprocess sends), chunked, or ending with the connection. No
+//! compression is asked for: inflating 30 KB costs more CPU than sending it costs the
+//! network. HTTPS agents and masters still go through ureq (`client.rs`): a TLS
+//! handshake outweighs any client.
+
+use crate::mesos::client::FetchError;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The first read of an answer: its head (~150 bytes from an agent) and the start of its
+/// body; the rest of the body is read straight into its own buffer.
+const HEAD_BUFFER_BYTES: usize = 4096;
+/// An answer whose head is longer than this is refused.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+const MAX_HEADERS: usize = 64;
+/// A chunk-size line or a trailer longer than this is refused.
+const MAX_LINE_BYTES: u64 = 4096;
+/// How far a read may end past the request's end before the socket's timeout is set
+/// again: setting it before every read would be a system call per read.
+const DEADLINE_SLACK: Duration = Duration::from_millis(10);
+
+/// One `GET`: the address it was listed under (for `Host`) and its path.
+pub(crate) struct Request<'a> {
+    pub(crate) address: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) authorization: Option<&'a str>,
+}
+
+/// An answer whose head was read; its body is still to be read by the request's end.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    framing: Framing,
+    socket: TimedSocket,
+    /// The head's buffer; the body's first bytes are `early[body_from..]`.
+    early: Vec<u8>,
+    body_from: usize,
+}
+
+/// How an answer's body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    /// Neither length nor chunks: the body ends with the connection.
+    UntilClose,
+}
+
+/// Connects to the first of `addresses` that accepts, sends `request` and reads the
+/// answer's head, all by `ends`.
+pub(crate) fn get(
+    addresses: &[SocketAddr],
+    request: &Request,
+    connect_timeout: Duration,
+    ends: Instant,
+) -> Result<Answer, FetchError> {
+    let stream = connect(addresses, connect_timeout, ends)?;
+    stream.set_nodelay(true).map_err(FetchError::from_io)?;
+    // A request of a few hundred bytes fits the empty send buffer of a new connection:
+    // this write never blocks, so it needs no timeout.
+    (&stream)
+        .write_all(request.to_bytes().as_slice())
+        .map_err(FetchError::from_io)?;
+    let mut socket = TimedSocket {
+        stream,
+        ends,
+        timeout: None,
+    };
+    let (status, framing, early, body_from) = read_head(&mut socket)?;
+    Ok(Answer {
+        status,
+        framing,
+        socket,
+        early,
+        body_from,
+    })
+}
+
+/// The addresses of `address` (`host:port`): an IP literal at once, a name looked up by
+/// `ends` at the latest (the lookup runs on a thread of its own, left behind if it
+/// outlasts the request: the system's resolver cannot be given a timeout).
+pub(crate) fn addresses_of(address: &str, ends: Instant) -> Result<Vec<SocketAddr>, FetchError> {
+    if let Ok(literal) = address.parse::<SocketAddr>() {
+        return Ok(vec![literal]);
+    }
+    let (tx, rx) = mpsc::sync_channel(1);
+    let name = address.to_string();
+    std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || tx.send(name.to_socket_addrs().map(Vec::from_iter)).ok())
+        .map_err(FetchError::from_io)?;
+    match rx.recv_timeout(left_until(ends)?) {
+        Ok(Ok(found)) if !found.is_empty() => Ok(found),
+        Ok(Ok(_)) => Err(FetchError::Connection("host not found".into())),
+        Ok(Err(e)) => Err(FetchError::Connection(format!("host not found: {e}"))),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(FetchError::Timeout),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(FetchError::Connection("host lookup failed".into()))
+        }
+    }
+}
+
+impl Request<'_> {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(256);
+        for part in [
+            "GET ",
+            self.path,
+            " HTTP/1.1\r\nHost: ",
+            self.address,
+            concat!(
+                "\r\nUser-Agent: asgard-stats/",
+                env!("CARGO_PKG_VERSION"),
+                "\r\nAccept: application/json\r\nConnection: close\r\n"
+            ),
+        ] {
+            bytes.extend_from_slice(part.as_bytes());
+        }
+        if let Some(authorization) = self.authorization {
+            bytes.extend_from_slice(b"Authorization: ");
+            bytes.extend_from_slice(authorization.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n");
+        bytes
+    }
+}
+
+impl Answer {
+    /// The body's length, when the head gave one.
+    pub(crate) fn content_length(&self) -> Option<u64> {
+        match self.framing {
+            Framing::Length(length) => Some(length),
+            Framing::Chunked | Framing::UntilClose => None,
+        }
+    }
+
+    /// Reads the whole body, up to `limit` bytes, onto the end of `into`.
+    pub(crate) fn read_body(self, limit: u64, into: &mut Vec<u8>) -> Result<(), FetchError> {
+        let Answer {
+            framing,
+            mut socket,
+            early,
+            body_from,
+            ..
+        } = self;
+        let early = early.get(body_from..).unwrap_or_default();
+        match framing {
+            Framing::Length(length) if length > limit => Err(FetchError::TooLarge(limit)),
+            Framing::Length(length) => read_exactly(early, &mut socket, length, into),
+            Framing::UntilClose => {
+                let mut body = early.chain(&mut socket).take(limit.saturating_add(1));
+                body.read_to_end(into).map_err(FetchError::from_io)?;
+                within(limit, into)
+            }
+            Framing::Chunked => {
+                read_chunks(&mut BufReader::new(early.chain(&mut socket)), limit, into)
+            }
+        }
+    }
+}
+
+fn connect(
+    addresses: &[SocketAddr],
+    connect_timeout: Duration,
+    ends: Instant,
+) -> Result<TcpStream, FetchError> {
+    let mut failed = FetchError::Connection("no address".into());
+    for address in addresses {
+        let timeout = connect_timeout.min(left_until(ends)?);
+        match TcpStream::connect_timeout(address, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => failed = FetchError::from_io(e),
+        }
+    }
+    Err(failed)
+}
+
+/// The time left until `ends`; none left is a timeout.
+fn left_until(ends: Instant) -> Result<Duration, FetchError> {
+    Some(ends.saturating_duration_since(Instant::now()))
+        .filter(|left| !left.is_zero())
+        .ok_or(FetchError::Timeout)
+}
+
+/// Reads the head: the status and how the body is framed, and the buffer it was read
+/// into with the offset where the body starts. Interim (1xx) answers are skipped.
+fn read_head(socket: &mut TimedSocket) -> Result<(u16, Framing, Vec<u8>, usize), FetchError> {
+    let mut buffer = vec![0; HEAD_BUFFER_BYTES];
+    let mut start = 0;
+    let mut filled = 0;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut head = httparse::Response::new(&mut headers);
+        let parsed = head.parse(buffer.get(start..filled).unwrap_or_default());
+        match parsed.map_err(|e| FetchError::Connection(format!("not an HTTP answer: {e}")))? {
+            httparse::Status::Complete(used) => {
+                let status = head.code.unwrap_or_default();
+                start += used;
+                if !(100..200).contains(&status) {
+                    let framing = framing_of(status, head.headers)?;
+                    buffer.truncate(filled);
+                    return Ok((status, framing, buffer, start));
+                }
+            }
+            httparse::Status::Partial => {
+                filled += read_more(socket, &mut buffer, filled)?;
+            }
+        }
+    }
+}
+
+/// Reads more of a head into `buffer` after its first `filled` bytes, growing it up to
+/// `MAX_HEAD_BYTES`; the connection's end is an answer cut short.
+fn read_more(
+    socket: &mut TimedSocket,
+    buffer: &mut Vec<u8>,
+    filled: usize,
+) -> Result<usize, FetchError> {
+    if filled == buffer.len() {
+        if buffer.len() >= MAX_HEAD_BYTES {
+            return Err(FetchError::Connection(format!(
+                "an answer's head longer than {MAX_HEAD_BYTES} bytes"
+            )));
+        }
+        buffer.resize(buffer.len() * 2, 0);
+    }
+    let read = socket
+        .read(buffer.get_mut(filled..).unwrap_or_default())
+        .map_err(FetchError::from_io)?;
+    if read == 0 {
+        return Err(FetchError::Truncated(
+            "the connection closed before the answer's head ended".into(),
+        ));
+    }
+    Ok(read)
+}
+
+/// How the body of an answer with this status and these headers ends (RFC 9112, 6.3).
+fn framing_of(status: u16, headers: &[httparse::Header]) -> Result<Framing, FetchError> {
+    if status == 204 || status == 304 {
+        return Ok(Framing::Length(0));
+    }
+    let named = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value))
+    };
+    let codings: Vec<String> = named("transfer-encoding")
+        .flat_map(|v| {
+            v.split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| !c.is_empty())
+        .collect();
+    if !codings.is_empty() {
+        return match codings.as_slice() {
+            [only] if only == "chunked" => Ok(Framing::Chunked),
+            _ => Err(FetchError::Connection(format!(
+                "an answer in a transfer coding not asked for: {}",
+                codings.join(", ")
+            ))),
+        };
+    }
+    // Repeated, a length must be the same each time.
+    let lengths: Vec<Option<u64>> = named("content-length")
+        .map(|v| v.trim().parse().ok())
+        .collect();
+    match lengths.split_first() {
+        None => Ok(Framing::UntilClose),
+        Some((&Some(length), rest)) if rest.iter().all(|&other| other == Some(length)) => {
+            Ok(Framing::Length(length))
+        }
+        Some(_) => Err(FetchError::Connection(
+            "an answer with an unusable Content-Length".into(),
+        )),
+    }
+}
+
+/// Reads a body of `length` bytes: what came with the head, then the rest straight from
+/// the socket into `into`, which is made room for once.
+fn read_exactly(
+    early: &[u8],
+    socket: &mut TimedSocket,
+    length: u64,
+    into: &mut Vec<u8>,
+) -> Result<(), FetchError> {
+    into.reserve_exact(usize::try_from(length).unwrap_or(0));
+    let mut body = early.chain(socket).take(length);
+    body.read_to_end(into).map_err(FetchError::from_io)?;
+    if body.limit() > 0 {
+        return Err(FetchError::Truncated(format!(
+            "{} of {length} bytes",
+            length - body.limit()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a chunked body onto `into`, and the trailers after it.
+fn read_chunks(body: &mut impl BufRead, limit: u64, into: &mut Vec<u8>) -> Result<(), FetchError> {
+    loop {
+        let line = read_line(body)?;
+        let size = line.split(|&b| b == b';').next().unwrap_or_default();
+        let size = std::str::from_utf8(size)
+            .ok()
+            .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+            .ok_or_else(|| FetchError::Connection("a bad chunk size".into()))?;
+        if size == 0 {
+            // Trailers, if any, up to the empty line that ends the answer.
+            while !read_line(body)?.is_empty() {}
+            return Ok(());
+        }
+        if (into.len() as u64).saturating_add(size) > limit {
+            return Err(FetchError::TooLarge(limit));
+        }
+        let read = body
+            .by_ref()
+            .take(size)
+            .read_to_end(into)
+            .map_err(FetchError::from_io)?;
+        if (read as u64) < size || !read_line(body)?.is_empty() {
+            return Err(FetchError::Truncated("a chunk cut short".into()));
+        }
+    }
+}
+
+/// One line without its line end; a line that does not end is cut short.
+fn read_line(body: &mut impl BufRead) -> Result<Vec<u8>, FetchError> {
+    let mut line = Vec::new();
+    body.by_ref()
+        .take(MAX_LINE_BYTES)
+        .read_until(b'\n', &mut line)
+        .map_err(FetchError::from_io)?;
+    if line.pop() != Some(b'\n') {
+        return Err(FetchError::Truncated("a chunk's line cut short".into()));
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+/// A body read up to one byte past `limit`: that byte means too large.
+fn within(limit: u64, body: &[u8]) -> Result<(), FetchError> {
+    if body.len() as u64 > limit {
+        return Err(FetchError::TooLarge(limit));
+    }
+    Ok(())
+}
+
+/// A connection whose reads all end by the request's end (give or take `DEADLINE_SLACK`).
+struct TimedSocket {
+    stream: TcpStream,
+    ends: Instant,
+    /// The read timeout the socket has now, if set.
+    timeout: Option<Duration>,
+}
+
+impl Read for TimedSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let now = Instant::now();
+        let left = self.ends.saturating_duration_since(now);
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        // A read started now blocks until `now + timeout` at most.
+        if self
+            .timeout
+            .is_none_or(|timeout| now + timeout > self.ends + DEADLINE_SLACK)
+        {
+            self.stream.set_read_timeout(Some(left))?;
+            self.timeout = Some(left);
+        }
+        (&self.stream).read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framing(head: &str) -> Result<Framing, FetchError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        response.parse(head.as_bytes()).expect("a valid head");
+        framing_of(response.code.unwrap_or_default(), response.headers)
+    }
+
+    #[test]
+    fn bodies_are_framed_by_length_chunks_or_the_connection() {
+        let ok = "HTTP/1.1 200 OK\r\n";
+        assert_eq!(
+            framing(&format!("{ok}Content-Length: 42\r\n\r\n")).ok(),
+            Some(Framing::Length(42))
+        );
+        assert_eq!(
+            framing(&format!(
+                "{ok}Transfer-Encoding: Chunked\r\nContent-Length: 42\r\n\r\n"
+            ))
+            .ok(),
+            Some(Framing::Chunked)
+        );
+        assert_eq!(
+            framing(&format!("{ok}\r\n")).ok(),
+            Some(Framing::UntilClose)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 204 No Content\r\n\r\n").ok(),
+            Some(Framing::Length(0))
+        );
+        assert_eq!(
+            framing(&format!(
+                "{ok}Content-Length: 7\r\nContent-Length: 7\r\n\r\n"
+            ))
+            .ok(),
+            Some(Framing::Length(7))
+        );
+        for bad in [
+            "Content-Length: 7\r\nContent-Length: 8\r\n",
+            "Content-Length: -1\r\n",
+            "Content-Length: 7x\r\n",
+            "Transfer-Encoding: gzip, chunked\r\n",
+        ] {
+            assert!(
+                matches!(
+                    framing(&format!("{ok}{bad}\r\n")),
+                    Err(FetchError::Connection(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    fn chunks(body: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let mut into = b"kept".to_vec();
+        read_chunks(&mut body.as_bytes(), limit, &mut into)?;
+        Ok(into)
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined_and_bounded() {
+        let body = "5;ext=1\r\nhello\r\n1\r\n,\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n";
+        assert_eq!(
+            chunks(body, 100).ok().as_deref(),
+            Some(&b"kepthello, world"[..])
+        );
+        assert!(matches!(chunks(body, 10), Err(FetchError::TooLarge(10))));
+        for cut in [
+            "5\r\nhel",
+            "5\r\nhelloX\r\n0\r\n\r\n",
+            "5\r\nhello\r\n",
+            "5\r\nhello\r\n0\r\n",
+        ] {
+            assert!(
+                matches!(chunks(cut, 100), Err(FetchError::Truncated(_))),
+                "{cut}"
+            );
+        }
+        assert!(matches!(
+            chunks("zz\r\n", 100),
+            Err(FetchError::Connection(_))
+        ));
+    }
+
+    #[test]
+    fn a_request_names_its_host_and_credentials() {
+        let request = Request {
+            address: "[::1]:5051",
+            path: "/monitor/statistics",
+            authorization: Some("Basic eDp5"),
+        };
+        let text = String::from_utf8(request.to_bytes()).unwrap_or_default();
+        assert!(
+            text.starts_with("GET /monitor/statistics HTTP/1.1\r\nHost: [::1]:5051\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+        assert!(
+            text.ends_with("\r\nAuthorization: Basic eDp5\r\n\r\n"),
+            "{text}"
+        );
+    }
+
+    /// Serves `answer` (written in the given pieces) to one connection on loopback; the
+    /// connection closes once it is written, unless `hold` keeps it open that long after.
+    fn serve(pieces: Vec<Vec<u8>>, hold: Duration) -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let address = listener.local_addr().expect("its address");
+        std::thread::spawn(move || {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let mut request = [0; 1024];
+            let _ = conn.read(&mut request);
+            for piece in pieces {
+                let _ = conn.write_all(&piece);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(hold);
+        });
+        address
+    }
+
+    /// Fetches from a server that writes `pieces` and then keeps the connection open for
+    /// `hold`.
+    fn fetch(
+        pieces: &[&str],
+        limit: u64,
+        within: Duration,
+        hold: Duration,
+    ) -> Result<(u16, Vec<u8>), FetchError> {
+        let pieces = pieces.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let address = serve(pieces, hold);
+        let request = Request {
+            address: "agent:5051",
+            path: "/monitor/statistics",
+            authorization: None,
+        };
+        let ends = Instant::now() + within;
+        let answer = get(&[address], &request, within, ends)?;
+        let status = answer.status;
+        let mut body = Vec::new();
+        answer.read_body(limit, &mut body)?;
+        Ok((status, body))
+    }
+
+    #[test]
+    fn bodies_are_read_however_they_are_framed_and_sent() {
+        let second = Duration::from_secs(5);
+        let cases: [&[&str]; 5] = [
+            &["HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n[1,2,3]"],
+            &[
+                "HTTP/1.1 200 OK\r\nCont",
+                "ent-Length: 7\r\n\r",
+                "\n[1,",
+                "2,3]trailing",
+            ],
+            &["HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n[1,2,3]"],
+            &[
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n",
+                "4\r\n2,3]\r\n0\r\n\r\n",
+            ],
+            &["HTTP/1.0 200 OK\r\n\r\n[1,2", ",3]"],
+        ];
+        for pieces in cases {
+            let fetched = fetch(pieces, 100, second, Duration::ZERO);
+            assert_eq!(fetched.ok(), Some((200, b"[1,2,3]".to_vec())), "{pieces:?}");
+        }
+        let long = "HTTP/1.1 200 OK\r\n\r\n12345678901";
+        assert!(matches!(
+            fetch(&[long], 10, second, Duration::ZERO),
+            Err(FetchError::TooLarge(10))
+        ));
+        let cut = "HTTP/1.1 200 OK\r\nContent-Length: 70\r\n\r\n[1,2,3]";
+        assert!(matches!(
+            fetch(&[cut], 100, second, Duration::ZERO),
+            Err(FetchError::Truncated(_))
+        ));
+        let headless = "HTTP/1.1 200 OK\r\nContent-Le";
+        assert!(matches!(
+            fetch(&[headless], 100, second, Duration::ZERO),
+            Err(FetchError::Truncated(_))
+        ));
+        let garbage = "\x16\x03\x01 no HTTP here\r\n\r\n";
+        assert!(matches!(
+            fetch(&[garbage], 100, second, Duration::ZERO),
+            Err(FetchError::Connection(_))
+        ));
+        let status = "HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno";
+        assert_eq!(
+            fetch(&[status], 100, second, Duration::ZERO).ok(),
+            Some((500, b"no".to_vec()))
+        );
+    }
+
+    #[test]
+    fn silence_and_closed_ports_fail_by_the_request_end() {
+        let short = Duration::from_millis(300);
+        let started = Instant::now();
+        let silent = fetch(
+            &["HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n[1,"],
+            100,
+            short,
+            short * 3,
+        );
+        assert!(matches!(silent, Err(FetchError::Timeout)), "{silent:?}");
+        assert!(started.elapsed() >= short);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a loopback port");
+        let request = Request {
+            address: "agent:5051",
+            path: "/",
+            authorization: None,
+        };
+        let refused = get(&[closed], &request, short, Instant::now() + short).map(|a| a.status);
+        assert!(matches!(refused, Err(FetchError::Refused)), "{refused:?}");
+    }
+
+    #[test]
+    fn names_and_literals_resolve() {
+        let soon = Instant::now() + Duration::from_secs(5);
+        let literal = addresses_of("[::1]:5051", soon).ok();
+        assert_eq!(literal, Some(vec!["[::1]:5051".parse().expect("literal")]));
+        let named = addresses_of("localhost:5051", soon).unwrap_or_default();
+        assert!(
+            named
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 5051),
+            "{named:?}"
+        );
+        assert!(!named.is_empty());
+        assert!(matches!(
+            addresses_of("10.0.0.1:5051", Instant::now()).map(|_| ()),
+            Ok(())
+        ));
+    }
+}
