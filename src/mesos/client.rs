@@ -112,6 +112,8 @@ pub(crate) struct MesosClient {
     settings: HttpSettings,
     /// What every answer read reserves from while it is held (`--body-budget-bytes`).
     budget: BodyBudget,
+    /// The resolver `http` has too, for agents asked over plain HTTP (`plain.rs`).
+    resolver: LiteralFirstResolver,
 }
 
 impl MesosClient {
@@ -151,6 +153,7 @@ impl MesosClient {
             authorization,
             settings: settings.clone(),
             budget: BodyBudget::new(settings.body_budget_bytes),
+            resolver: LiteralFirstResolver::default(),
         })
     }
 
@@ -220,7 +223,7 @@ impl MesosClient {
             path,
             authorization: self.authorization.as_deref(),
         };
-        let addresses = plain::addresses_of(address, ends)?;
+        let addresses = resolve(&self.resolver, self.http.config(), address, ends)?;
         let answer = plain::get(&addresses, &request, self.settings.connect_timeout, ends)?;
         match StatusCode::from_u16(answer.status).map_err(|_| FetchError::Status(answer.status))? {
             status if is_redirect(status) => Err(FetchError::Status(answer.status)),
@@ -395,6 +398,28 @@ impl ureq::unversioned::resolver::Resolver for LiteralFirstResolver {
     }
 }
 
+/// The addresses of `host:port` by the resolver ureq is given, so agents asked over plain
+/// HTTP are found exactly as those asked through ureq: an IP literal at once, a name
+/// looked up by `ends` at the latest.
+fn resolve(
+    resolver: &LiteralFirstResolver,
+    config: &ureq::config::Config,
+    address: &str,
+    ends: Instant,
+) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, FetchError> {
+    use ureq::unversioned::resolver::Resolver;
+    let uri: ureq::http::Uri = format!("http://{address}/")
+        .parse()
+        .map_err(|e| FetchError::Connection(format!("not an address: {e}")))?;
+    let timeout = ureq::unversioned::transport::NextTimeout {
+        after: plain::left_until(ends)?.into(),
+        reason: ureq::Timeout::Resolve,
+        per_read: None,
+        per_write: None,
+    };
+    resolver.resolve(&uri, config, timeout).map_err(classify)
+}
+
 /// A successful answer's body, still to be read, or where a redirect points.
 enum Answer {
     Body(ureq::Body),
@@ -521,6 +546,37 @@ fn classify(error: ureq::Error) -> FetchError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agents_given_by_name_or_literal_resolve() {
+        let (resolver, config) = (
+            LiteralFirstResolver::default(),
+            ureq::config::Config::default(),
+        );
+        let soon = Instant::now() + std::time::Duration::from_secs(5);
+        let literal = resolve(&resolver, &config, "[::1]:5051", soon).map(|a| a.to_vec());
+        assert_eq!(
+            literal.ok(),
+            Some(vec!["[::1]:5051".parse().expect("literal")])
+        );
+        let named = resolve(&resolver, &config, "localhost:5051", soon)
+            .map(|a| a.to_vec())
+            .unwrap_or_default();
+        assert!(!named.is_empty());
+        assert!(
+            named
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 5051),
+            "{named:?}"
+        );
+        let late = resolve(&resolver, &config, "10.0.0.1:5051", Instant::now());
+        assert!(
+            matches!(late, Err(FetchError::Timeout)),
+            "no time left: {late:?}"
+        );
+        let bad = resolve(&resolver, &config, "a b:5051", soon);
+        assert!(matches!(bad, Err(FetchError::Connection(_))), "{bad:?}");
+    }
 
     #[test]
     fn a_redirect_names_a_leader_by_host_and_port_only() {

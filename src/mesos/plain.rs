@@ -13,8 +13,7 @@
 
 use crate::mesos::client::FetchError;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::mpsc;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// The first read of an answer: its head (~150 bytes from an agent) and the start of its
@@ -83,30 +82,6 @@ pub(crate) fn get(
         early,
         body_from,
     })
-}
-
-/// The addresses of `address` (`host:port`): an IP literal at once, a name looked up by
-/// `ends` at the latest (the lookup runs on a thread of its own, left behind if it
-/// outlasts the request: the system's resolver cannot be given a timeout).
-pub(crate) fn addresses_of(address: &str, ends: Instant) -> Result<Vec<SocketAddr>, FetchError> {
-    if let Ok(literal) = address.parse::<SocketAddr>() {
-        return Ok(vec![literal]);
-    }
-    let (tx, rx) = mpsc::sync_channel(1);
-    let name = address.to_string();
-    std::thread::Builder::new()
-        .name("resolve".into())
-        .spawn(move || tx.send(name.to_socket_addrs().map(Vec::from_iter)).ok())
-        .map_err(FetchError::from_io)?;
-    match rx.recv_timeout(left_until(ends)?) {
-        Ok(Ok(found)) if !found.is_empty() => Ok(found),
-        Ok(Ok(_)) => Err(FetchError::Connection("host not found".into())),
-        Ok(Err(e)) => Err(FetchError::Connection(format!("host not found: {e}"))),
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(FetchError::Timeout),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Err(FetchError::Connection("host lookup failed".into()))
-        }
-    }
 }
 
 impl Request<'_> {
@@ -186,7 +161,7 @@ fn connect(
 }
 
 /// The time left until `ends`; none left is a timeout.
-fn left_until(ends: Instant) -> Result<Duration, FetchError> {
+pub(crate) fn left_until(ends: Instant) -> Result<Duration, FetchError> {
     Some(ends.saturating_duration_since(Instant::now()))
         .filter(|left| !left.is_zero())
         .ok_or(FetchError::Timeout)
@@ -607,24 +582,5 @@ mod tests {
         };
         let refused = get(&[closed], &request, short, Instant::now() + short).map(|a| a.status);
         assert!(matches!(refused, Err(FetchError::Refused)), "{refused:?}");
-    }
-
-    #[test]
-    fn names_and_literals_resolve() {
-        let soon = Instant::now() + Duration::from_secs(5);
-        let literal = addresses_of("[::1]:5051", soon).ok();
-        assert_eq!(literal, Some(vec!["[::1]:5051".parse().expect("literal")]));
-        let named = addresses_of("localhost:5051", soon).unwrap_or_default();
-        assert!(
-            named
-                .iter()
-                .all(|a| a.ip().is_loopback() && a.port() == 5051),
-            "{named:?}"
-        );
-        assert!(!named.is_empty());
-        assert!(matches!(
-            addresses_of("10.0.0.1:5051", Instant::now()).map(|_| ()),
-            Ok(())
-        ));
     }
 }
