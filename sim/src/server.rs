@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 
-use crate::http::Framing;
-use crate::http::{self, Request, Response};
+use crate::http::{self, Framing, Request, Response};
 use crate::tls::Conn;
 use crate::AgentFault;
 
@@ -430,8 +429,8 @@ impl Endpoint {
     }
 }
 
-/// Writes `response`; a `complete` one is closed cleanly, otherwise only half the body is
-/// sent and the connection is cut.
+/// Writes `response` framed as asked, and closes the connection cleanly; a `Truncated`
+/// one sends only half the body and the connection is cut.
 fn send(mut conn: Conn, response: &Response, framing: Framing) {
     let sent = match framing {
         Framing::Length => response.write_to(&mut conn, response.body.len()),
