@@ -38,6 +38,7 @@ const AGENT_DETAILS_1_9: &str = concat!(
 );
 
 /// An agent as the leader lists it.
+#[derive(Clone)]
 pub(crate) struct ListedAgent {
     pub id: String,
     pub addr: SocketAddr,

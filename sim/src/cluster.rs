@@ -15,7 +15,7 @@ use crate::server::{Endpoint, Shared};
 use crate::services::{now_secs, AgentService, MasterService, SLAVES_PATH, STATISTICS_PATH};
 use crate::tls;
 use crate::workload::Workload;
-use crate::{AgentFault, AgentInfo, ClusterSpec, MasterFault, MesosVersion, TaskInfo, TaskRates};
+use crate::{AgentFault, AgentInfo, ClusterSpec, MasterFault, Repeat, TaskInfo, TaskRates};
 
 /// The port listed for inactive agents, which nothing serves: Mesos' default agent port.
 const INACTIVE_AGENT_PORT: u16 = 5051;
@@ -32,6 +32,9 @@ pub struct Cluster {
     shared: Arc<Shared>,
     /// Stable executor id -> (agent, task), built on first use by `task_rates`.
     executors: OnceLock<HashMap<String, (usize, usize)>>,
+    /// Per served agent, whose executor ids it serves (its own index unless a
+    /// [`Repeat::SameId`] with `same_tasks` says otherwise).
+    tasks_of: Vec<usize>,
     /// Holds the port of the unserved agents, so nothing else listens on it; it is bound
     /// on 127.0.0.1 only, so the unserved agents' addresses refuse connections.
     _unserved_port: Option<TcpListener>,
@@ -90,11 +93,34 @@ impl Cluster {
             workload: Arc::new(workload),
             shared: Arc::new(Shared::new(tls, auth_token)),
             executors: OnceLock::new(),
+            tasks_of: (0..spec.agents).collect(),
             _unserved_port: None,
         };
+        let mut ids_of: Vec<usize> = (0..listed).collect();
+        for repeat in &spec.repeats {
+            if let Repeat::SameId {
+                agent,
+                as_agent,
+                same_tasks,
+            } = *repeat
+            {
+                let (Some(id), Some(tasks)) =
+                    (ids_of.get_mut(agent), cluster.tasks_of.get_mut(agent))
+                else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("repeat of agent {agent}, which is not served"),
+                    ));
+                };
+                *id = as_agent;
+                if same_tasks {
+                    *tasks = as_agent;
+                }
+            }
+        }
         let (active, rest) = ips.split_at(spec.agents);
         let (unserved, inactive) = rest.split_at(spec.unserved_agents);
-        cluster.start_agents(&cluster_id, active)?;
+        cluster.start_agents(&cluster_id, active, &ids_of)?;
         let unserved: Vec<SocketAddr> = match &unserved_port {
             Some(holder) => {
                 let port = holder.local_addr()?.port();
@@ -106,16 +132,21 @@ impl Cluster {
             None => Vec::new(),
         };
         cluster._unserved_port = unserved_port;
-        let listing = cluster.listing(&cluster_id, &unserved, inactive, spec.version);
+        let listing = cluster.listing(&cluster_id, &unserved, inactive, &ids_of, &spec);
         cluster.start_masters(listing, spec.standby_masters)?;
         Ok(cluster)
     }
 
-    fn start_agents(&mut self, cluster_id: &str, ips: &[IpAddr]) -> io::Result<()> {
+    fn start_agents(
+        &mut self,
+        cluster_id: &str,
+        ips: &[IpAddr],
+        ids_of: &[usize],
+    ) -> io::Result<()> {
         for (index, ip) in ips.iter().enumerate() {
             let listener = TcpListener::bind((*ip, 0))?;
             let service = AgentService {
-                index,
+                index: self.tasks_of.get(index).copied().unwrap_or(index),
                 workload: Arc::clone(&self.workload),
                 generation: AtomicU64::new(0),
             };
@@ -128,7 +159,7 @@ impl Cluster {
                 name,
             )?;
             let info = AgentInfo {
-                id: agent_id(cluster_id, index),
+                id: agent_id(cluster_id, ids_of.get(index).copied().unwrap_or(index)),
                 address: endpoint.addr().to_string(),
                 index,
             };
@@ -137,14 +168,15 @@ impl Cluster {
         Ok(())
     }
 
-    /// The leader's `/master/slaves` body: the served agents, the unserved ones, then the
-    /// inactive ones.
+    /// The leader's `/master/slaves` body: the served agents, the unserved ones, the
+    /// inactive ones, then the served agents listed again at the same address.
     fn listing(
         &self,
         cluster_id: &str,
         unserved: &[SocketAddr],
         inactive_ips: &[IpAddr],
-        version: MesosVersion,
+        ids_of: &[usize],
+        spec: &ClusterSpec,
     ) -> String {
         let served = self
             .agents
@@ -154,19 +186,26 @@ impl Cluster {
         let inactive = inactive_ips
             .iter()
             .map(|ip| (SocketAddr::new(*ip, INACTIVE_AGENT_PORT), false));
-        let listed: Vec<ListedAgent> = served
+        let mut listed: Vec<ListedAgent> = served
             .chain(unserved)
             .chain(inactive)
             .enumerate()
             .map(|(i, (addr, active))| ListedAgent {
-                id: agent_id(cluster_id, i),
+                id: agent_id(cluster_id, ids_of.get(i).copied().unwrap_or(i)),
                 addr,
                 active,
                 // Agents registered one after another during the hour before.
                 registered_time: self.workload.start - 3600.0 + i as f64 * 0.25,
             })
             .collect();
-        body::master_slaves(&listed, version)
+        for repeat in &spec.repeats {
+            if let Repeat::SameAddress { agent } = *repeat {
+                if let Some(again) = listed.get(agent).cloned() {
+                    listed.push(again);
+                }
+            }
+        }
+        body::master_slaves(&listed, spec.version)
     }
 
     fn start_masters(&mut self, listing: String, standbys: usize) -> io::Result<()> {
@@ -277,7 +316,8 @@ impl Cluster {
     fn task(&self, agent: usize, index: usize) -> TaskInfo {
         let executor_id = (!self.workload.churns(index)).then(|| {
             let mut id = String::new();
-            ids::push_executor_id(&mut id, &self.workload.group_prefix, agent, index, 0);
+            let serves = self.tasks_of.get(agent).copied().unwrap_or(agent);
+            ids::push_executor_id(&mut id, &self.workload.group_prefix, serves, index, 0);
             id
         });
         TaskInfo {

@@ -71,6 +71,25 @@ pub struct ClusterSpec {
     /// groups give executor ids as long, or as far from ASCII, as a test needs. Any
     /// UTF-8 except `"`, `\` and control characters (bodies are written unescaped).
     pub group_prefix: String,
+    /// Agents the leader lists more than once, as real masters do (a Mesos 0.23 master
+    /// listing an agent that re-registered at another address, the Python collector's
+    /// own test data): see [`Repeat`].
+    pub repeats: Vec<Repeat>,
+}
+
+/// An agent the master's list names again (indexes are the served agents' positions).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Repeat {
+    /// Agent `agent`'s entry listed a second time, after the others: same id, same
+    /// address.
+    SameAddress { agent: usize },
+    /// Agent `agent` listed under the id of agent `as_agent`: one id at two addresses.
+    /// With `same_tasks`, it also serves `as_agent`'s executor ids (and counters).
+    SameId {
+        agent: usize,
+        as_agent: usize,
+        same_tasks: bool,
+    },
 }
 
 /// The Mesos release whose answers masters and agents imitate (from Mesos' source and
@@ -142,6 +161,7 @@ impl Default for ClusterSpec {
             no_timestamp_every: 0,
             unserved_agents: 0,
             group_prefix: String::new(),
+            repeats: Vec::new(),
         }
     }
 }

@@ -123,6 +123,7 @@ fn start(args: &Args) -> Result<Cluster, String> {
         no_timestamp_every: args.no_timestamp_every,
         unserved_agents: args.unserved,
         group_prefix: String::new(),
+        repeats: Vec::new(),
     };
     let cluster = Cluster::start(spec).map_err(|e| format!("cannot start the cluster: {e}"))?;
     for (agent, fault) in faults {

@@ -286,11 +286,11 @@ pub(crate) struct Settings {
     )]
     pub(crate) redis_pool_max: u32,
 
-    /// Prefix of every Redis key this program writes: an agent's readings are
-    /// <PREFIX>agent/<agent id>, a pass's write-ahead <PREFIX>wal/<agent id>, the layout
-    /// marker <PREFIX>layout/since, the pass lock <PREFIX>lock (<PREFIX>lock:K-of-N with
-    /// --shard); the previous release's <PREFIX><executor id> are still read after an
-    /// upgrade.
+    /// Prefix of every Redis key this program writes, each with a TTL: an agent's readings
+    /// are <PREFIX>agent/<agent id>/<address>, a pass's write-ahead
+    /// <PREFIX>wal/<agent id>/<address>, the layout marker <PREFIX>layout/by-address/since,
+    /// the pass lock <PREFIX>lock (<PREFIX>lock:K-of-N with --shard); the previous
+    /// releases' keys are still read after an upgrade.
     #[arg(
         long,
         value_name = "PREFIX",

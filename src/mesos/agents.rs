@@ -26,6 +26,47 @@ pub(crate) fn of_shard(agents: Vec<Agent>, shard: Option<Shard>) -> Vec<Agent> {
     }
 }
 
+/// The entries of a list that repeat an agent already listed: the same id at the same
+/// address, which is one agent.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct RepeatedEntries {
+    pub(crate) count: usize,
+    /// The first one, for the log line.
+    pub(crate) first: Option<Agent>,
+}
+
+/// The agents once each, in the list's order: an entry naming an agent id at an address
+/// an earlier entry named is the same agent, fetched and counted once. The same id at
+/// another address is another entry, kept (docs/state.md keys state by both).
+pub(crate) fn without_repeats(mut agents: Vec<Agent>) -> (Vec<Agent>, RepeatedEntries) {
+    let mut seen = std::collections::HashSet::with_capacity(agents.len());
+    let keep: Vec<bool> = agents
+        .iter()
+        .map(|a| seen.insert((a.id.as_str(), a.address.as_str())))
+        .collect();
+    drop(seen);
+    let mut repeated = RepeatedEntries::default();
+    let mut position = 0;
+    agents.retain_mut(|agent| {
+        let kept = keep.get(position).copied().unwrap_or(true);
+        position += 1;
+        if !kept {
+            repeated.count += 1;
+            if repeated.first.is_none() {
+                repeated.first = Some(std::mem::replace(
+                    agent,
+                    Agent {
+                        id: String::new(),
+                        address: String::new(),
+                    },
+                ));
+            }
+        }
+        kept
+    });
+    (agents, repeated)
+}
+
 /// The agents of the leading master, and which master answered.
 #[derive(Debug)]
 pub(crate) struct AgentList {
@@ -274,6 +315,38 @@ mod tests {
 
     fn addresses(list: &AgentList) -> Vec<&str> {
         list.agents.iter().map(|a| a.address.as_str()).collect()
+    }
+
+    #[test]
+    fn an_id_at_one_address_is_one_agent_and_at_two_addresses_two() {
+        let list = list(
+            r#"{"slaves":[
+            {"id":"S0","hostname":"10.0.0.1","port":5051},
+            {"id":"S0","hostname":"10.0.0.2","port":5051},
+            {"id":"S1","hostname":"10.0.0.3","port":5051},
+            {"id":"S0","hostname":"10.0.0.1","port":5051},
+            {"id":"S0","hostname":"10.0.0.1","port":5051}]}"#,
+        );
+        let (agents, repeated) = without_repeats(list.agents);
+        let pairs: Vec<(&str, &str)> = agents
+            .iter()
+            .map(|a| (a.id.as_str(), a.address.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("S0", "10.0.0.1:5051"),
+                ("S0", "10.0.0.2:5051"),
+                ("S1", "10.0.0.3:5051")
+            ]
+        );
+        assert_eq!(repeated.count, 2);
+        assert_eq!(
+            repeated.first.map(|a| a.address),
+            Some("10.0.0.1:5051".to_string())
+        );
+        let (agents, repeated) = without_repeats(Vec::new());
+        assert!(agents.is_empty() && repeated == RepeatedEntries::default());
     }
 
     #[test]

@@ -7,5 +7,5 @@ pub(crate) mod budget;
 mod client;
 mod plain;
 
-pub(crate) use agents::{of_shard, Agent, Unusable};
+pub(crate) use agents::{of_shard, without_repeats, Agent, Unusable};
 pub(crate) use client::{basic_authorization, FetchError, MesosClient, NoMaster, Scheme};

@@ -10,6 +10,7 @@ use crate::pass::reason::Reason;
 use crate::pass::shared::Shared;
 use crate::pass::stop::StopReason;
 use crate::pass::workers::{self, Ended, Limits, Worker};
+use crate::state::layout::{AgentState, EntryKey, LoadRequest};
 use crate::state::{layout, StateError, StoreOwner};
 use crate::stats::reading::{parse_answer, parse_entry, Entries, Reading};
 use std::collections::HashSet;
@@ -30,7 +31,7 @@ pub(crate) enum Round {
 /// and those not finished within the grace as abandoned.
 pub(crate) fn run_workers<J: Send + Sync + 'static>(
     shared: &Arc<Shared>,
-    agents: Vec<J>,
+    agents: Arc<Vec<J>>,
     limits: Limits,
     round: Round,
     work: fn(&Shared, &Worker, &J),
@@ -183,6 +184,14 @@ pub(crate) fn read_agent(
     Some((readings, held))
 }
 
+/// The key of an entry of the master's list in Redis: its agent id at its address.
+pub(crate) fn entry_key(agent: &Agent) -> EntryKey<'_> {
+    EntryKey {
+        agent_id: &agent.id,
+        address: &agent.address,
+    }
+}
+
 /// Loads what Redis holds for this agent in one round trip, writing this pass's readings
 /// ahead (a collecting pass only) in the same one.
 fn previous_state(
@@ -202,7 +211,12 @@ fn previous_state(
     } else {
         Vec::new()
     };
-    let loaded = state.load_agent(&agent.id, write_ahead.as_deref(), &legacy_ids)?;
+    let request = LoadRequest {
+        write_ahead: write_ahead.as_deref(),
+        legacy_ids: &legacy_ids,
+        by_id: shared.legacy_reads,
+    };
+    let loaded = state.load_agent(entry_key(agent), &request)?;
     let unreadable = |what: &str| {
         if shared.tally.may_note_agent() {
             log::warn!(agent = agent.address.as_str(); "agent {}: {what} is unreadable; it is replaced", agent.address);
@@ -216,14 +230,22 @@ fn previous_state(
         }
         decoded
     };
+    // The last release kept one value per agent id, written by whichever entry of that
+    // id stored last: it is this entry's only if it names this entry's address.
+    let this_address =
+        |state: Option<AgentState>| state.filter(|state| state.host == agent.address);
+    let (by_id_value, by_id_unfinished) = loaded.by_id;
+    let state = loaded
+        .agent
+        .and_then(|bytes| decode(bytes, "its stored state"))
+        .or_else(|| this_address(by_id_value.and_then(|b| layout::decode(&b))));
+    let unfinished = loaded
+        .unfinished
+        .and_then(|bytes| decode(bytes, "the write-ahead of an unfinished pass"))
+        .or_else(|| this_address(by_id_unfinished.and_then(|b| layout::decode(&b))));
     Ok(Previous {
-        state: loaded
-            .agent
-            .and_then(|bytes| decode(bytes, "its stored state"))
-            .unwrap_or_default(),
-        unfinished: loaded
-            .unfinished
-            .and_then(|bytes| decode(bytes, "the write-ahead of an unfinished pass")),
+        state: state.unwrap_or_default(),
+        unfinished,
         legacy: loaded
             .legacy
             .into_iter()
@@ -311,7 +333,7 @@ fn store(shared: &Shared, agent: &Agent, value: Option<&[u8]>, tasks: usize) {
         agent: agent.address.clone(),
         tasks,
     };
-    if let Err(e) = state.store_agent(&agent.id, value, owner) {
+    if let Err(e) = state.store_agent(entry_key(agent), value, owner) {
         unstored(shared, &agent.address, tasks, &e);
     }
 }

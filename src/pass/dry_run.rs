@@ -62,7 +62,13 @@ pub(crate) fn read_again(
     for reread in &mut rereads {
         reread.read_at += interval;
     }
-    run_workers(shared, rereads, limits, Round::Again, reread_agent);
+    run_workers(
+        shared,
+        Arc::new(rereads),
+        limits,
+        Round::Again,
+        reread_agent,
+    );
 }
 
 /// Reads an agent a second time, once its interval is over, and prints its documents.

@@ -23,14 +23,17 @@ pub(crate) mod workers;
 use crate::broker::printer::{OutputFormat, Printer};
 use crate::broker::{self, AmqpPublisher, Publisher};
 use crate::config::Config;
-use crate::mesos::{self, MesosClient, Scheme, Unusable};
-use crate::pass::agent::{collect_agent, report_failed_stores, run_workers, unix_now, Round};
+use crate::mesos::{self, Agent, MesosClient, Scheme, Unusable};
+use crate::pass::agent::{
+    collect_agent, entry_key, report_failed_stores, run_workers, unix_now, Round,
+};
 use crate::pass::dry_run::Rereads;
 pub(crate) use crate::pass::error::PassError;
 use crate::pass::shared::{RememberUnusable, Shared};
-use crate::pass::stop::Stop;
+use crate::pass::stop::{Stop, StopReason};
 use crate::pass::tally::{Summary, Tally};
 use crate::pass::workers::Limits;
+use crate::state::layout::EntryKey;
 use crate::state::{PassLock, StateStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,12 +71,20 @@ pub(crate) fn run(config: &Config, mode: Mode, process: Process) -> Result<Summa
                 let broker = config
                     .require_broker()
                     .map_err(PassError::NoBrokerConfigured)?;
-                // The broker first: when it is down the pass writes nothing, not even the
-                // lock, and a pass that finds the lock taken just closes its connection.
+                // The broker first: when it is down the pass reads no agent and takes no
+                // lock (it only renews the stored state's TTL), and a pass that finds the
+                // lock taken just closes its connection.
                 // An unreadable CA file is a configuration error, not a broker that is down.
                 let tls = broker::tls_config(broker).map_err(PassError::BrokerTls)?;
-                let publisher = AmqpPublisher::connect(broker, tls.as_ref(), declare_queue)
-                    .map_err(PassError::BrokerDown)?;
+                let publisher = match AmqpPublisher::connect(broker, tls.as_ref(), declare_queue) {
+                    Ok(publisher) => publisher,
+                    Err(e) => {
+                        // No document can go out, so no reading can advance: keep the
+                        // stored ones alive, or an outage past the TTL would lose itself.
+                        keep_listed_alive(config, &mesos, &state);
+                        return Err(PassError::BrokerDown(e));
+                    }
+                };
                 let lock = PassLock::take(&state, config.shard, config.deadline)?;
                 process.stop.before_exit(lock.releaser());
                 (Some(state), Some(lock), Box::new(publisher))
@@ -121,7 +132,7 @@ fn collect(
         .list_agents(&config.masters)
         .map_err(PassError::NoMaster)?;
     log::info!(leader = list.leader.as_str(); "leading master {}: {} active agents, {} inactive skipped, {} unusable", list.leader, list.agents.len(), list.inactive, list.unusable.len());
-    let agents = mesos::of_shard(list.agents, config.shard);
+    let agents = Arc::new(agents_once_each(config, &list.leader, list.agents));
     tally.agents_listed(agents.len());
     report_unusable(config, &list.leader, &list.unusable, &tally);
     let limits = pool_limits(config, open_files);
@@ -159,8 +170,20 @@ fn collect(
         stop,
         remember_unusable,
     });
-    let finished = run_workers(&shared, agents, limits, Round::First, collect_agent);
+    let finished = run_workers(
+        &shared,
+        Arc::clone(&agents),
+        limits,
+        Round::First,
+        collect_agent,
+    );
     report_failed_stores(&shared);
+    if let (Some(StopReason::BrokerHalted), Some(state), true) =
+        (shared.stop.reason(), &shared.state, shared.store)
+    {
+        // The agents a blocked broker kept this pass from starting store nothing.
+        keep_alive(state, &agents);
+    }
     if let Mode::DryRun { interval, .. } = mode {
         if finished {
             dry_run::read_again(&shared, &rereads, limits, interval);
@@ -178,6 +201,41 @@ fn collect(
         }
     }
     Ok(tally)
+}
+
+/// This shard's agents of the list, each once: a repeated entry (the same id at the same
+/// address) is logged once and dropped; the same id at another address is kept.
+fn agents_once_each(config: &Config, leader: &str, listed: Vec<Agent>) -> Vec<Agent> {
+    let (agents, repeated) = mesos::without_repeats(mesos::of_shard(listed, config.shard));
+    if let Some(first) = repeated.first {
+        log::warn!(master = leader; "master {leader}: {} entries repeat an agent listed before at the same address (first: {} at {}); each agent is read once", repeated.count, first.id, first.address);
+    }
+    agents
+}
+
+/// A collecting pass that cannot reach the broker: renews the TTL of the stored state of
+/// this shard's agents (docs/state.md), so that a broker outage of any length loses no
+/// interval. Anything that fails here is a warning; the pass exits 69 all the same.
+fn keep_listed_alive(config: &Config, mesos: &MesosClient, state: &StateStore) {
+    match mesos.list_agents(&config.masters) {
+        Ok(list) => keep_alive(state, &agents_once_each(config, &list.leader, list.agents)),
+        Err(e) => {
+            log::warn!("the broker is unreachable and {e}: the stored readings are not kept alive")
+        }
+    }
+}
+
+/// Renews the TTL of the stored state of `agents`, logging how many had one.
+fn keep_alive(state: &StateStore, agents: &[Agent]) {
+    let entries: Vec<EntryKey> = agents.iter().map(entry_key).collect();
+    match state.keep_alive(&entries) {
+        Ok(kept) => log::info!(
+            "no document could be delivered: the stored readings of {kept} of {} agents are kept for another {}s",
+            agents.len(),
+            state.state_ttl().as_secs()
+        ),
+        Err(e) => log::warn!("{e}: the stored readings are not kept alive"),
+    }
 }
 
 /// Logs the first few of the agent list's entries of this pass's shard that name no

@@ -104,7 +104,7 @@ impl Worker<'_> {
 /// requested and the jobs in flight are done or their grace is over.
 pub(crate) fn run<C, J>(
     context: &Arc<C>,
-    jobs: Vec<J>,
+    jobs: Arc<Vec<J>>,
     limits: Limits,
     deadline: Instant,
     stop: &Stop,
@@ -130,7 +130,7 @@ where
     });
     let crew = Crew {
         context: Arc::clone(context),
-        jobs: Arc::new(jobs),
+        jobs,
         pool: Arc::clone(&pool),
         work,
         spawn_failed: Cell::new(false),
@@ -481,7 +481,14 @@ mod tests {
             });
         }
         let started = Instant::now();
-        let report = run(&record, fetches, limits, started + deadline, &stop, job);
+        let report = run(
+            &record,
+            Arc::new(fetches),
+            limits,
+            started + deadline,
+            &stop,
+            job,
+        );
         (record, report, started.elapsed())
     }
 

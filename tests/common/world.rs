@@ -227,7 +227,7 @@ impl World {
             .expect("KEYS");
         keys.retain(|k| {
             let name = &k[self.prefix.len()..];
-            !name.starts_with("lock") && name != "layout/since"
+            !name.starts_with("lock") && !name.starts_with("layout/")
         });
         keys.sort();
         keys
