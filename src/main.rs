@@ -12,6 +12,7 @@ mod ops;
 mod pass;
 mod state;
 mod stats;
+mod wire_limits;
 
 use broker::printer::OutputFormat;
 use cli::Command;

@@ -6,8 +6,8 @@
 //! [`Secret`], whose `Debug` and `Display` never show the value; each may also be read
 //! from a file (its `_FILE` setting), here, so a file that cannot be used is exit 2 too.
 
-use crate::broker::amqp::SHORT_STR_MAX;
 use crate::cli::{CollectArgs, Settings};
+use crate::wire_limits::SHORT_STR_MAX;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
