@@ -9,14 +9,15 @@ mod config;
 mod exit;
 mod mesos;
 mod ops;
+mod output;
 mod pass;
 mod state;
 mod stats;
 mod wire_limits;
 
-use broker::printer::OutputFormat;
 use cli::Command;
 use config::{Config, ConfigError};
+use output::OutputFormat;
 use pass::tally::Summary;
 use std::ffi::OsString;
 use std::io::IsTerminal;
