@@ -254,11 +254,11 @@ fn only_cli_and_main_know_clap() {
     assert_eq!(knowing, Vec::<String>::new());
 }
 
-/// The files that hold the process-wide calls, each a function `main` calls once.
+/// The file that holds the process-wide calls, each a function `main` calls once.
 const PROCESS_WIDE: [(&str, &str); 3] = [
-    ("pass/stop.rs", "on_signals("),
-    ("mesos/budget.rs", "give_large_buffers_back("),
-    ("pass/open_files.rs", "raise_to_hard_limit("),
+    ("process.rs", "on_signals("),
+    ("process.rs", "give_large_buffers_back("),
+    ("process.rs", "raise_to_hard_limit("),
 ];
 
 /// Signal numbers are no process-wide call: the stop's reasons name SIGTERM and SIGINT.
