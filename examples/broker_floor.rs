@@ -29,8 +29,11 @@
 // The collector's own AMQP client, so the floor pays no more client CPU than a pass does
 // (both share the machine's two cores with the broker).
 #[path = "../src/broker/amqp/mod.rs"]
-#[allow(dead_code)] // a publisher needs less of the module than the collector
+#[allow(dead_code, unused_imports)] // a publisher needs less of the module than the collector
 mod amqp;
+// The wire limits the client keeps, a leaf of constants beside it in the crate.
+#[path = "../src/wire_limits.rs"]
+mod wire_limits;
 
 use amqp::{Event, Login, Message, Session};
 use clap::Parser;

@@ -9,13 +9,16 @@ mod config;
 mod exit;
 mod mesos;
 mod ops;
+mod output;
 mod pass;
+mod process;
 mod state;
 mod stats;
+mod wire_limits;
 
-use broker::printer::OutputFormat;
 use cli::Command;
 use config::{Config, ConfigError};
+use output::OutputFormat;
 use pass::tally::Summary;
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -101,12 +104,12 @@ fn run() -> i32 {
 /// gives large buffers back, SIGTERM and SIGINT request a stop, and the open-files soft
 /// limit is raised to the hard one. No other module changes a process-wide setting.
 fn set_up_process() -> pass::Process {
-    mesos::budget::give_large_buffers_back();
-    let stop = pass::stop::on_signals().unwrap_or_else(|e| {
+    process::give_large_buffers_back();
+    let stop = process::on_signals().unwrap_or_else(|e| {
         log::warn!("cannot handle SIGTERM and SIGINT ({e}); a signal ends the pass at once");
         std::sync::Arc::new(pass::stop::Stop::default())
     });
-    let open_files = pass::open_files::raise_to_hard_limit();
+    let open_files = process::raise_to_hard_limit();
     pass::Process { stop, open_files }
 }
 

@@ -49,7 +49,7 @@ impl Batch {
     ) {
         let id_start = self.ids.len();
         write_id(&mut self.ids);
-        if self.ids.len() - id_start > crate::broker::amqp::SHORT_STR_MAX {
+        if self.ids.len() - id_start > crate::wire_limits::SHORT_STR_MAX {
             let id = self.ids.split_off(id_start);
             self.ids.push_str(&fit_message_id(id));
         }
@@ -91,7 +91,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::amqp::SHORT_STR_MAX;
+    use crate::wire_limits::SHORT_STR_MAX;
 
     fn batch_of(docs: &[(&str, &str)]) -> Batch {
         let mut batch = Batch::default();

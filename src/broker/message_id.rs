@@ -2,7 +2,7 @@
 //! (`<executor_id>@<timestamp>`), and publishing fits that to the 255 bytes an AMQP
 //! short string holds. Here rather than in `stats` because the limit is the wire's.
 
-use crate::broker::amqp::SHORT_STR_MAX;
+use crate::wire_limits::SHORT_STR_MAX;
 
 /// A message id as AMQP can carry it: one over 255 bytes (executor ids of deep Marathon
 /// groups) becomes its start, cut on a character boundary, then `~` and the 128-bit FNV-1a

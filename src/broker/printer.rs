@@ -3,18 +3,10 @@
 //! as delivered. Nothing else in the pass changes, which is what makes a dry run honest.
 
 use crate::broker::{Batch, DeliveryError, Publisher};
+pub(crate) use crate::output::OutputFormat;
 use serde_json::Value;
 use std::io::Write;
 use std::sync::Mutex;
-
-/// How a dry run prints documents (`--output`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OutputFormat {
-    /// One JSON document per line.
-    Json,
-    /// An aligned table sorted by cpu_pct.
-    Table,
-}
 
 /// Prints documents instead of publishing them.
 pub(crate) struct Printer {

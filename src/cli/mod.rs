@@ -6,7 +6,7 @@ pub(crate) mod errors;
 pub(crate) mod logging;
 pub(crate) mod man;
 
-use crate::broker::printer::OutputFormat;
+use crate::output::OutputFormat;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

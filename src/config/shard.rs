@@ -4,6 +4,8 @@
 //! configuration because the hash is part of the contract every host must agree on,
 //! and so that the agent list, the lock and the metrics read it from one place.
 
+use super::error::{invalid, invalid_value, ConfigError};
+use crate::cli::Settings;
 use std::fmt;
 
 /// Shard `index` (1-based) of `count`.
@@ -35,6 +37,56 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// The shard, from `--shard K/N` or from `--shard-index I` with `--shard-count N`
+/// (0-based, as schedulers number their instances); both forms must then agree.
+pub(super) fn shard(settings: &Settings) -> Result<Option<Shard>, ConfigError> {
+    const INDEX: &str = "STATS_COLLECTOR_SHARD_INDEX (--shard-index)";
+    const COUNT: &str = "STATS_COLLECTOR_SHARD_COUNT (--shard-count)";
+    let given = settings.shard.as_deref().map(parse_shard).transpose()?;
+    let indexed = match (settings.shard_index, settings.shard_count) {
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(invalid(format!(
+                "{INDEX} and {COUNT} go together: set both or neither"
+            )))
+        }
+        (Some(_), Some(0)) => return Err(invalid(format!("{COUNT} must be above 0"))),
+        (Some(index), Some(count)) if index >= count => {
+            return Err(invalid(format!(
+                "{INDEX} is 0-based and must be below {COUNT}: got index {index} of {count} \
+                 (0 to {} are the shards)",
+                count - 1
+            )))
+        }
+        (Some(index), Some(count)) => Some(Shard {
+            index: index + 1,
+            count,
+        }),
+    };
+    match (given, indexed) {
+        (Some(given), Some(indexed)) if given != indexed => Err(invalid(format!(
+            "--shard {given} and {INDEX} {} of {} name different shards \
+             (index I of N is --shard (I+1)/N)",
+            indexed.index - 1,
+            indexed.count
+        ))),
+        (given, indexed) => Ok(given.or(indexed)),
+    }
+}
+
+fn parse_shard(text: &str) -> Result<Shard, ConfigError> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((index, count)) if (1..=count).contains(&index) => Ok(Shard { index, count }),
+        _ => Err(invalid_value(
+            "--shard",
+            format!("must be K/N with 1 <= K <= N, got {text:?}"),
+        )),
     }
 }
 

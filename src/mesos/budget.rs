@@ -6,35 +6,10 @@
 //! the entries kept from them) and is given back when dropped. No fetch ever holds one
 //! reservation while waiting for another, and none asks for more than the whole budget,
 //! so one answer larger than the budget waits for all of it rather than forever.
-//!
-//! The budget bounds what is held, and `give_large_buffers_back` makes the process's
-//! resident memory follow it: left to itself, glibc serves a large buffer freed once
-//! from its heap from then on and keeps it there, in each thread's arena, so a pass over
-//! large answers grew to several times the budget.
+//! (`process.rs` fixes glibc's mmap threshold so that resident memory follows it.)
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
-
-/// Buffers from this size on are mapped on their own and unmapped when freed.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const LARGE_BUFFER: libc::c_int = 1024 * 1024;
-
-/// Makes glibc return large buffers (agent bodies past a MiB) to the system when freed,
-/// instead of raising its mapping threshold to the largest freed so far and keeping
-/// such buffers in the heap of whichever arena served them. Answers of a healthy
-/// cluster are far smaller and keep being served from the heap.
-#[allow(
-    unsafe_code,
-    reason = "mallopt is glibc's only way to fix the threshold; see SAFETY below"
-)]
-pub(crate) fn give_large_buffers_back() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable of glibc's allocator, under its own locks; a
-    // fixed value is always valid for M_MMAP_THRESHOLD (at most 32 MiB on 64-bit).
-    if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BUFFER) } != 1 {
-        log::debug!("glibc refused a fixed mmap threshold; freed large answers may stay resident");
-    }
-}
 
 /// The budget every fetch of a pass reserves from; clones share it.
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ use crate::config::redact;
 use crate::config::HttpSettings;
 use crate::mesos::agents::{parse_agent_list, Agent, AgentList};
 use crate::mesos::budget::{BodyBudget, Reservation};
+use crate::mesos::fetch_error::FetchError;
 use crate::mesos::plain;
 use std::fmt;
 use std::io::{BufReader, Read};
@@ -54,54 +55,6 @@ impl NoMaster {
             .map(|(url, why)| format!("{url}: {why}"))
             .collect();
         format!("{head}: {}", parts.join("; "))
-    }
-}
-
-/// Why one HTTP request to a master or agent failed; the pass labels each variant for
-/// its summary and metrics.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum FetchError {
-    #[error("connection refused")]
-    Refused,
-    #[error("timed out")]
-    Timeout,
-    #[error("authentication failed (HTTP {0}): check STATS_COLLECTOR_MESOS_PRINCIPAL/_SECRET")]
-    Unauthorized(u16),
-    #[error("HTTP {0}")]
-    Status(u16),
-    #[error("no leading master (HTTP 503)")]
-    NoLeader,
-    #[error("answer larger than {0} bytes")]
-    TooLarge(u64),
-    #[error("answered an unreadable agent list: {0}")]
-    UnreadableList(String),
-    #[error("answered an agent list larger than {0} bytes (see --max-agent-list-bytes)")]
-    ListTooLarge(u64),
-    #[error("answer cut short: {0}")]
-    Truncated(String),
-    #[error("bad redirect: {0}")]
-    BadRedirect(String),
-    #[error("{0}")]
-    Connection(String),
-}
-
-impl FetchError {
-    /// What a failed read, write or connect means to an operator.
-    pub(crate) fn from_io(error: std::io::Error) -> FetchError {
-        match error.kind() {
-            std::io::ErrorKind::ConnectionRefused => FetchError::Refused,
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => FetchError::Timeout,
-            std::io::ErrorKind::UnexpectedEof => FetchError::Truncated(error.to_string()),
-            _ => FetchError::Connection(error.to_string()),
-        }
-    }
-
-    /// The master answered, but with an agent list that could not be used.
-    fn is_unreadable_list(&self) -> bool {
-        matches!(
-            self,
-            FetchError::UnreadableList(_) | FetchError::ListTooLarge(_)
-        )
     }
 }
 

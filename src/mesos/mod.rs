@@ -5,7 +5,9 @@
 mod agents;
 pub(crate) mod budget;
 mod client;
+mod fetch_error;
 mod plain;
 
 pub(crate) use agents::{of_shard, without_repeats, Agent, Unusable};
-pub(crate) use client::{basic_authorization, FetchError, MesosClient, NoMaster, Scheme};
+pub(crate) use client::{basic_authorization, MesosClient, NoMaster, Scheme};
+pub(crate) use fetch_error::FetchError;

@@ -11,7 +11,7 @@
 //! network. HTTPS agents and masters still go through ureq (`client.rs`): a TLS
 //! handshake outweighs any client.
 
-use crate::mesos::client::FetchError;
+use crate::mesos::fetch_error::FetchError;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

@@ -86,7 +86,7 @@ impl Stop {
 
     /// Gives the last words up to `LAST_WORDS` (a thread of their own, so a hung Redis
     /// cannot hold the exit), then ends the process with `code`.
-    fn exit(self: &Arc<Self>, code: i32) -> ! {
+    pub(crate) fn exit(self: &Arc<Self>, code: i32) -> ! {
         let (done, finished) = std::sync::mpsc::channel();
         let stop = Arc::clone(self);
         let spoken = std::thread::Builder::new().spawn(move || {
@@ -100,31 +100,6 @@ impl Stop {
         }
         std::process::exit(code)
     }
-}
-
-/// Handles SIGTERM and SIGINT from now on: the first one requests the returned `Stop`, a
-/// second one exits at once (after the last words, if they come quickly).
-pub(crate) fn on_signals() -> std::io::Result<Arc<Stop>> {
-    let stop = Arc::new(Stop::default());
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-    let requested = Arc::clone(&stop);
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut first = true;
-            for signal in signals.forever() {
-                let reason = StopReason::Signal(signal);
-                if !first {
-                    requested.exit(128 + signal);
-                }
-                first = false;
-                // After a halted broker the signal becomes the reason; either way this
-                // is the first signal.
-                requested.request(reason);
-                log::warn!(signal = reason.to_string().as_str(); "{reason}: starting no further agent; the agents in flight get a short grace, then the pass ends as usual (a second signal ends it at once)");
-            }
-        })?;
-    Ok(stop)
 }
 
 #[cfg(test)]
