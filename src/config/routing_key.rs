@@ -30,7 +30,7 @@ impl KeyField {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
+enum KeyPart {
     Text(String),
     Field(KeyField),
 }
@@ -40,7 +40,7 @@ enum Part {
 pub(crate) struct RoutingKey {
     /// As configured: shown by `check` and in messages.
     pub(crate) setting: String,
-    parts: Vec<Part>,
+    parts: Vec<KeyPart>,
 }
 
 impl RoutingKey {
@@ -70,9 +70,9 @@ impl RoutingKey {
                     )));
                 };
                 if !text.is_empty() {
-                    parts.push(Part::Text(std::mem::take(&mut text)));
+                    parts.push(KeyPart::Text(std::mem::take(&mut text)));
                 }
-                parts.push(Part::Field(known));
+                parts.push(KeyPart::Field(known));
                 rest = after;
             } else {
                 return Err(invalid(format!(
@@ -82,7 +82,7 @@ impl RoutingKey {
         }
         text.push_str(rest);
         if !text.is_empty() {
-            parts.push(Part::Text(text));
+            parts.push(KeyPart::Text(text));
         }
         let key = RoutingKey {
             setting: setting.to_string(),
@@ -92,8 +92,8 @@ impl RoutingKey {
             .parts
             .iter()
             .map(|p| match p {
-                Part::Text(t) => t.len(),
-                Part::Field(_) => 0,
+                KeyPart::Text(t) => t.len(),
+                KeyPart::Field(_) => 0,
             })
             .sum();
         if fixed > SHORT_STR_MAX {
@@ -113,7 +113,7 @@ impl RoutingKey {
     pub(crate) fn fixed(&self) -> Option<&str> {
         match &self.parts[..] {
             [] => Some(""),
-            [Part::Text(text)] => Some(text),
+            [KeyPart::Text(text)] => Some(text),
             _ => None,
         }
     }
@@ -123,8 +123,8 @@ impl RoutingKey {
     pub(crate) fn write<'a>(&self, out: &mut String, field: impl Fn(KeyField) -> &'a str) {
         for part in &self.parts {
             match part {
-                Part::Text(text) => out.push_str(text),
-                Part::Field(name) => write_value(out, field(*name)),
+                KeyPart::Text(text) => out.push_str(text),
+                KeyPart::Field(name) => write_value(out, field(*name)),
             }
         }
     }
