@@ -400,7 +400,33 @@ fn the_package_holds_the_stripped_binary_man_page_units_settings_and_examples() 
         changelog.starts_with(&format!("asgard-stats ({version}) ")),
         "contrib/debian/changelog follows Cargo.toml's version {version}"
     );
-    let postinst = read(&control.0.join("postinst"));
+    // The static binary (no program interpreter, no glibc floor), depending on no library.
+    let headers = run_ok(
+        Command::new("readelf")
+            .args(["--program-headers", "--wide"])
+            .arg(at("usr/bin/asgard-stats")),
+        "apt-get install binutils",
+    );
+    assert!(!headers.contains("INTERP"), "a static binary:\n{headers}");
+    let fields = read(&control.0.join("control"));
+    let depends = fields
+        .lines()
+        .find_map(|l| l.strip_prefix("Depends: "))
+        .unwrap_or_default();
+    assert_eq!(depends, "adduser", "{fields}");
+    // An upgrade neither stops nor restarts a unit: a running pass ends as it would.
+    let prerm = read(&control.0.join("prerm"));
+    for script in [&postinst_of(&control), &prerm] {
+        assert!(!script.contains("restart"), "{script}");
+    }
+    assert!(
+        prerm
+            .lines()
+            .filter(|l| l.contains("deb-systemd-invoke stop"))
+            .all(|_| prerm.contains(r#"[ "$1" = remove ]"#)),
+        "{prerm}"
+    );
+    let postinst = postinst_of(&control);
     assert!(postinst.contains("adduser --system"), "{postinst}");
     for starts in [
         "systemctl enable",
@@ -411,6 +437,66 @@ fn the_package_holds_the_stripped_binary_man_page_units_settings_and_examples() 
             !postinst.contains(starts),
             "postinst runs {starts}: {postinst}"
         );
+    }
+}
+
+fn postinst_of(control: &Scratch) -> String {
+    read(&control.0.join("postinst"))
+}
+
+/// Removing the package stops and disables the shard timers the operator enabled
+/// (`asgard-stats@K-N.timer`), which debhelper cannot name: the package's prerm, run as
+/// dpkg would with a root of its own, a fake `systemctl` recording what it is asked.
+#[test]
+fn removing_the_package_stops_and_disables_the_shard_timers() {
+    let control = unpacked_deb("-e");
+    let root = Scratch::new();
+    let bin = root.0.join("bin");
+    let wants = root.0.join("etc/systemd/system/timers.target.wants");
+    for dir in [&bin, &wants, &root.0.join("run/systemd/system")] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    for shard in ["1-2", "2-2"] {
+        std::os::unix::fs::symlink(
+            "/lib/systemd/system/asgard-stats@.timer",
+            wants.join(format!("asgard-stats@{shard}.timer")),
+        )
+        .expect("symlink");
+    }
+    let calls = root.0.join("calls");
+    for tool in ["systemctl", "deb-systemd-invoke"] {
+        let fake = bin.join(tool);
+        std::fs::write(
+            &fake,
+            format!("#!/bin/sh\necho {tool} \"$@\" >> {}\n", calls.display()),
+        )
+        .expect("write");
+        run_ok(Command::new("chmod").arg("755").arg(&fake), "coreutils");
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run_prerm = |argument: &str| {
+        let _ = std::fs::remove_file(&calls);
+        run_ok(
+            Command::new("sh")
+                .arg(control.0.join("prerm"))
+                .arg(argument)
+                .env("DPKG_ROOT", &root.0)
+                .env("PATH", &path),
+            "dash",
+        );
+        std::fs::read_to_string(&calls).unwrap_or_default()
+    };
+    assert_eq!(run_prerm("upgrade"), "", "an upgrade stops nothing");
+    let removed = run_prerm("remove");
+    for shard in ["1-2", "2-2"] {
+        for verb in ["stop", "disable"] {
+            let call = format!("systemctl {verb} asgard-stats@{shard}.timer");
+            assert!(removed.contains(&call), "{call}: {removed}");
+        }
     }
 }
 
@@ -545,6 +631,20 @@ fn the_image_is_a_static_binary_from_scratch_run_as_nobody() {
         serde_json::json!(["/usr/bin/asgard-stats"])
     );
     assert_eq!(config["Cmd"], serde_json::json!(["collect"]));
+    // What the image is, for registries and scanners (OCI annotations).
+    let labels = &config["Labels"];
+    assert_eq!(
+        labels["org.opencontainers.image.version"],
+        env!("CARGO_PKG_VERSION"),
+        "{labels}"
+    );
+    assert_eq!(labels["org.opencontainers.image.licenses"], "MIT");
+    for label in ["revision", "source", "title"] {
+        let value = labels[format!("org.opencontainers.image.{label}")]
+            .as_str()
+            .unwrap_or_default();
+        assert!(!value.is_empty() && value != "unknown", "{label}: {labels}");
+    }
     let size = inspect[0]["Size"].as_u64().expect("image size");
     eprintln!("image {image}: {:.1} MiB", size as f64 / 1048576.0);
     assert!(
