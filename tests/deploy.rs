@@ -500,6 +500,70 @@ fn removing_the_package_stops_and_disables_the_shard_timers() {
     }
 }
 
+/// One host layout, the package's, wherever a host is described: the binary in
+/// /usr/bin, user asgard-stats, settings in /etc/default/asgard-stats, secrets in
+/// /etc/asgard-stats/; and the same preflight everywhere it is given.
+#[test]
+fn every_description_of_a_host_uses_the_package_layout_and_one_preflight() {
+    let man = String::from_utf8(
+        command(env!("CARGO_BIN_EXE_asgard-stats"))
+            .arg("man")
+            .run()
+            .stdout
+            .into_bytes(),
+    )
+    .expect("UTF-8");
+    let files = [
+        (
+            "crontab.example",
+            read(&repo_root().join("crontab.example")),
+        ),
+        ("README.md", read(&repo_root().join("README.md"))),
+        (
+            "the man page",
+            man.replace("\\-", "-").replace("\\*(Aq", "'"),
+        ),
+        (
+            "the settings file",
+            read(&contrib("debian/asgard-stats.default")),
+        ),
+    ];
+    for (name, text) in &files {
+        for other in [
+            "/usr/local/bin",
+            "/etc/asgard-stats/env",
+            "sudo -u asgard ",
+            "-o asgard ",
+            " asgard  ",
+            "node-exporter asgard",
+        ] {
+            assert!(!text.contains(other), "{name} mentions {other:?}");
+        }
+        let flat: String = text
+            .split_whitespace()
+            .filter(|w| *w != "#")
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            flat.contains("sudo -u asgard-stats sh -c 'set -a; . /etc/default/asgard-stats;"),
+            "{name} gives the preflight"
+        );
+        if *name != "crontab.example" {
+            assert!(
+                flat.contains(
+                    "STATS_COLLECTOR_RABBITMQ_PWD_FILE=/etc/asgard-stats/rabbitmq-password;"
+                ),
+                "{name}'s preflight reads the broker password"
+            );
+        }
+    }
+    let postinst = read(&contrib("debian/postinst"));
+    assert!(
+        postinst.contains("install -d -m 0750 -o root -g asgard-stats /etc/asgard-stats"),
+        "{postinst}"
+    );
+}
+
 /// Every variable the binary names in its help (clap's `[env: ...]` and the master
 /// variables its help describes) is listed, commented out, in /etc/default/asgard-stats,
 /// and nothing else.
