@@ -90,7 +90,7 @@ fn run() -> i32 {
             let started = Instant::now();
             let process = set_up_process();
             let summary = pass::run(&config, mode, process).unwrap_or_else(|e| {
-                log::error!("{e}");
+                log::log!(exit::log_level(e.exit_code()), "{e}");
                 Summary::ended_early(e.exit_code(), started.elapsed(), args.dry_run)
             });
             end_pass(&config, &summary)

@@ -225,3 +225,68 @@ fn an_invalid_dry_run_interval_is_a_setting_error_not_two_seconds() {
     let line = setting_error(&run);
     assert!(line.contains("--dry-run-interval must be"), "{run}");
 }
+
+/// The summary's level and fields, by how the pass ended: what an operator acts on is a
+/// warning or an error, a normal state (another pass holds the lock) is not; the failures
+/// per reason are fields of their own.
+#[test]
+fn the_summary_level_follows_the_exit_and_counts_each_reason_as_a_field() {
+    let world = World::start(fresh_spec(3, 2));
+    world.cluster.set_agent_fault(0, AgentFault::Refuse);
+    let json = || world.collector().args(["--log-format", "json", "collect"]);
+    let partial = json().run();
+    partial.assert_status(3);
+    let summary = partial.summary();
+    assert_eq!(summary["level"], "WARN", "{partial}");
+    assert_eq!(summary["agents_failed_refused"], 1, "{partial}");
+    assert_eq!(summary["agents_failed"], 1, "{partial}");
+    assert_eq!(summary["exit_code"], 3, "{partial}");
+
+    // Another pass holds the lock: exit 75, nothing logged as an error.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}lock", world.prefix))
+        .arg("another-pass")
+        .arg("EX")
+        .arg(60)
+        .query(&mut world.redis.conn())
+        .expect("SET");
+    let locked = json().run();
+    locked.assert_status(75);
+    for line in json_lines(&locked) {
+        assert_ne!(line["level"], "ERROR", "{line}");
+    }
+    assert_eq!(locked.summary()["level"], "INFO", "{locked}");
+
+    // Nothing could be done: an error, and so is its summary.
+    let down = json()
+        .env(
+            "STATS_COLLECTOR_RABBITMQ_HOST",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .run();
+    down.assert_status(69);
+    assert_eq!(down.summary()["level"], "ERROR", "{down}");
+}
+
+/// Under systemd, stderr is the journal's stream and `JOURNAL_STREAM` names it: each line
+/// starts with its sd-daemon priority. A `JOURNAL_STREAM` naming another stream (inherited
+/// by a child whose stderr goes elsewhere) changes nothing.
+#[test]
+fn under_the_journal_each_line_starts_with_its_priority() {
+    let binary = env!("CARGO_BIN_EXE_asgard-stats");
+    let run = |journal_stream: &str| {
+        command("sh")
+            .args([
+                "-c",
+                &format!("JOURNAL_STREAM={journal_stream} exec {binary} --deadline abc collect"),
+            ])
+            .run()
+    };
+    let journal = run("$(stat -L -c %d:%i /proc/self/fd/2)");
+    journal.assert_status(2);
+    let line = journal.stderr.lines().next().unwrap_or_default();
+    assert!(line.starts_with("<3>"), "{journal}");
+    let elsewhere = run("1:1");
+    elsewhere.assert_status(2);
+    assert!(!elsewhere.stderr.contains("<3>"), "{elsewhere}");
+}
