@@ -55,6 +55,10 @@ fn run() -> i32 {
     for warning in Config::secret_flag_warnings(&cli.settings) {
         log::warn!("{warning}");
     }
+    let variables = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for warning in cli::unknown_env::unknown_variable_warnings(variables) {
+        log::warn!("{warning}");
+    }
     let configuration_error = |e: ConfigError| {
         let name = e
             .setting()

@@ -290,3 +290,59 @@ fn under_the_journal_each_line_starts_with_its_priority() {
     elsewhere.assert_status(2);
     assert!(!elsewhere.stderr.contains("<3>"), "{elsewhere}");
 }
+
+/// Typos are caught: a variable of ours that no setting reads is named with the nearest
+/// known one (never with its value), a mistyped subcommand or flag gets clap's
+/// suggestion, and a bare `asgard-stats` says a subcommand is needed.
+#[test]
+fn typos_in_variables_subcommands_and_flags_are_named_with_what_was_meant() {
+    let binary = env!("CARGO_BIN_EXE_asgard-stats");
+    let secret = "typo-secret-5f1e";
+    let run = command(binary)
+        .env("STATS_COLLECTOR_RABBITMQ_PASSWORD", secret)
+        .env("STATS_COLLECTOR_WORKER", "4")
+        .env(
+            "STATS_COLLECTOR_RABBITMQ_HOST",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "HOLLOWMAN_MESOS_ADDRESS",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .args(["--deadline", "3", "collect"])
+        .run();
+    for (typo, meant) in [
+        (
+            "STATS_COLLECTOR_RABBITMQ_PASSWORD",
+            "STATS_COLLECTOR_RABBITMQ_PWD",
+        ),
+        ("STATS_COLLECTOR_WORKER", "STATS_COLLECTOR_WORKERS"),
+    ] {
+        let line = format!(
+            "{typo} is not a setting of asgard-stats and is ignored; did you mean {meant}?"
+        );
+        assert_eq!(run.stderr.matches(&line).count(), 1, "{run}");
+    }
+    assert!(
+        !run.stderr.contains(secret) && !run.stdout.contains(secret),
+        "{run}"
+    );
+    for (args, said) in [
+        (
+            &["colect"][..],
+            "unrecognized subcommand 'colect'; some similar subcommands exist: 'check', 'collect'",
+        ),
+        (
+            &["collect", "--dryrun"][..],
+            "a similar argument exists: '--dry-run'",
+        ),
+        (
+            &[][..],
+            "a subcommand is needed: collect (one pass) or check (can a pass run?)",
+        ),
+    ] {
+        let run = command(binary).args(args).run();
+        run.assert_status(2);
+        assert!(run.stderr.contains(said), "{args:?}: {run}");
+    }
+}

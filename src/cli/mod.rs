@@ -5,6 +5,7 @@
 pub(crate) mod errors;
 pub(crate) mod logging;
 pub(crate) mod man;
+pub(crate) mod unknown_env;
 
 use crate::output::OutputFormat;
 use clap::builder::PossibleValue;
