@@ -441,3 +441,45 @@ fn a_pushgateway_url_loses_its_user_info_to_basic_credentials() {
             .is_none()
     );
 }
+
+#[test]
+fn a_master_address_with_a_port_where_an_ip_is_expected_is_refused_at_configuration() {
+    let with_ip = |ip: &str| config(&["--mesos-master-ip", ip], &[]);
+    let why = with_ip("10.0.0.1:5050").expect_err("refused").to_string();
+    assert!(
+        why.contains("STATS_COLLECTOR_MESOS_MASTER_IP must be an address without port"),
+        "{why}"
+    );
+    for bad in ["http://10.0.0.1", "10.0.0.1/x", "a b"] {
+        assert!(with_ip(bad).is_err(), "{bad}");
+    }
+    for (ip, url) in [
+        ("10.0.0.1", "http://10.0.0.1:5050"),
+        ("master.example", "http://master.example:5050"),
+        ("::1", "http://[::1]:5050"),
+        ("[fd00::1]", "http://[fd00::1]:5050"),
+    ] {
+        assert_eq!(
+            with_ip(ip).map(|c| c.masters).ok(),
+            Some(vec![url.to_string()]),
+            "{ip}"
+        );
+    }
+    for bad in [
+        "http://m:5050:5050",
+        "http://m:x",
+        "http://m:70000",
+        "http://[::1",
+        "http://m:",
+    ] {
+        assert!(config(&["--master", bad], &[]).is_err(), "{bad}");
+    }
+    for good in [
+        "http://m",
+        "https://m:5050",
+        "http://[::1]:5050",
+        "http://10.0.0.1:1",
+    ] {
+        assert!(config(&["--master", good], &[]).is_ok(), "{good}");
+    }
+}
