@@ -204,14 +204,29 @@ fn assert_counts_of(run: &Run, text: &str) {
         if LOG_FIELDS.contains(&key.as_str()) || WORD_FIELDS.contains(&key.as_str()) {
             continue;
         }
-        let (_, name, label) = SUMMARY_IN_METRICS
+        // A count per reason (`agents_failed_http_status`) is its family's sample of that
+        // reason (`asgard_stats_agents_failed{reason="http-status"}`).
+        let by_reason = ["agents_failed", "deliveries_failed"]
             .iter()
-            .find(|(k, _, _)| k == key)
-            .unwrap_or_else(|| panic!("the summary's {key} has no metric"));
+            .find_map(|family| {
+                let reason = key.strip_prefix(&format!("{family}_"))?;
+                let label = format!("reason=\"{}\"", reason.replace('_', "-"));
+                Some((format!("asgard_stats_{family}"), label))
+            });
+        let (name, label) = match &by_reason {
+            Some((name, label)) => (name.as_str(), Some(label.as_str())),
+            None => {
+                let (_, name, label) = SUMMARY_IN_METRICS
+                    .iter()
+                    .find(|(k, _, _)| k == key)
+                    .unwrap_or_else(|| panic!("the summary's {key} has no metric"));
+                (*name, *label)
+            }
+        };
         let expected = value
             .as_f64()
             .unwrap_or_else(|| panic!("{key} is not a number: {run}"));
-        let got = metric(text, name, *label);
+        let got = metric(text, name, label);
         assert!(
             (got - expected).abs() < 1e-6,
             "{key}: summary {expected}, metrics {got}\n{text}\n{run}"
@@ -678,4 +693,65 @@ fn a_pushgateway_that_is_down_or_hangs_changes_nothing_else() {
             "{check}"
         );
     }
+}
+
+/// A run whose settings are wrong (exit 2) still leaves its exit code and time in the
+/// metrics file and the Pushgateway, whose own settings could be read: the alert on
+/// failing passes sees it. Its last success stays the one before.
+#[test]
+fn a_configuration_error_reaches_the_metrics_file_and_the_pushgateway() {
+    let pushgateway = Pushgateway::start();
+    let scratch = Scratch::new();
+    let file = scratch.0.join("asgard-stats.prom");
+    std::fs::write(
+        &file,
+        "asgard_stats_last_success_timestamp_seconds 1700000000\nasgard_stats_exit_code 0\n",
+    )
+    .expect("an old file");
+    for (variable, value) in [
+        ("STATS_COLLECTOR_DEADLINE", "abc"),
+        ("STATS_COLLECTOR_WORKERS", "0"),
+    ] {
+        let before = now();
+        let run = collector()
+            .env(variable, value)
+            .env("STATS_COLLECTOR_METRICS_FILE", &file)
+            .env("STATS_COLLECTOR_PUSHGATEWAY", pushgateway.url())
+            .env("STATS_COLLECTOR_SHARD", "2/3")
+            .arg("collect")
+            .run();
+        run.assert_status(2);
+        let text = std::fs::read_to_string(&file).expect("the metrics file");
+        assert_promtool(&["check", "metrics"], &text);
+        assert_eq!(
+            metric(&text, "asgard_stats_exit_code", None),
+            2.0,
+            "{variable}: {text}"
+        );
+        let ran = metric(&text, "asgard_stats_last_run_timestamp_seconds", None);
+        assert!(
+            ran >= before.floor() && ran <= now() + 1.0,
+            "{variable}: {text}"
+        );
+        assert_eq!(
+            metric(&text, "asgard_stats_last_success_timestamp_seconds", None),
+            1_700_000_000.0,
+            "{variable}: {text}"
+        );
+        assert!(text.contains("shard=\"2/3\""), "{text}");
+        let pushed = pushed_group(&pushgateway, Some("2/3"));
+        assert!(pushed.contains("asgard_stats_exit_code{"), "{pushed}");
+        assert_eq!(
+            metric(&pushed, "asgard_stats_exit_code", None),
+            2.0,
+            "{pushed}"
+        );
+    }
+    // A metrics file that cannot itself be read is not written: nothing to report to.
+    let run = collector()
+        .env("STATS_COLLECTOR_METRICS_FILE", scratch.0.join("folder/"))
+        .arg("collect")
+        .run();
+    run.assert_status(2);
+    assert!(!scratch.0.join("folder").exists());
 }

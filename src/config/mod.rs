@@ -25,7 +25,7 @@ mod validated;
 pub(crate) use broker::{BrokerAddress, BrokerSettings};
 pub(crate) use error::ConfigError;
 pub(crate) use masters::HttpSettings;
-pub(crate) use metrics::PushgatewaySettings;
+pub(crate) use metrics::{MetricsDestination, PushgatewaySettings};
 pub(crate) use redis::RedisSettings;
 pub(crate) use secret::Secret;
 pub(crate) use sentinel::{Login, SentinelSettings};

@@ -483,3 +483,18 @@ fn a_master_address_with_a_port_where_an_ip_is_expected_is_refused_at_configurat
         assert!(config(&["--master", good], &[]).is_ok(), "{good}");
     }
 }
+
+#[test]
+fn the_redis_pool_follows_the_workers_unless_told() {
+    let m = ["--master", "http://m:1"];
+    let pool = |extra: &[&str]| {
+        config(&[&m[..], extra].concat(), &[]).map(|c| (c.workers, c.redis.pool_max))
+    };
+    assert_eq!(pool(&[]).ok(), Some((32, 32)));
+    assert_eq!(pool(&["--workers", "200"]).ok(), Some((200, 200)));
+    assert_eq!(
+        pool(&["--workers", "200", "--redis-pool-max", "12"]).ok(),
+        Some((200, 12))
+    );
+    assert!(pool(&["--redis-pool-max", "0"]).is_err());
+}
