@@ -810,11 +810,20 @@ fn the_kubernetes_cronjob_validates_and_runs_indexed_shards_without_retries() {
         .is_some_and(|s| s < 60));
     let job = &cron["jobTemplate"]["spec"];
     assert_eq!(job["completionMode"], "Indexed");
-    assert_eq!(job["backoffLimit"], 0);
+    // Each shard fails alone, never retried; a partial pass is no failure of its index.
+    assert_eq!(job["backoffLimitPerIndex"], 0);
+    assert!(job["backoffLimit"].is_null(), "{job}");
     assert_eq!(job["completions"], job["parallelism"]);
     for rule in job["podFailurePolicy"]["rules"].as_array().expect("rules") {
-        assert_eq!(rule["action"], "FailJob", "never a retry: {rule}");
+        assert_eq!(
+            rule["action"], "FailIndex",
+            "the index alone, never a retry: {rule}"
+        );
     }
+    assert_eq!(
+        documents[0]["data"]["STATS_COLLECTOR_PARTIAL_EXIT_CODE"],
+        "0"
+    );
     let pod = &job["template"]["spec"];
     assert_eq!(pod["restartPolicy"], "Never");
     assert!(pod["terminationGracePeriodSeconds"].as_u64() > Some(STOP_GRACE_SECS));

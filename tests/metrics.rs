@@ -755,3 +755,31 @@ fn a_configuration_error_reaches_the_metrics_file_and_the_pushgateway() {
     run.assert_status(2);
     assert!(!scratch.0.join("folder").exists());
 }
+
+/// A scheduler's partial pass: with `STATS_COLLECTOR_PARTIAL_EXIT_CODE=0` the process
+/// exits 0, while its summary and metrics still say 3.
+#[test]
+fn a_partial_pass_may_exit_0_for_a_scheduler_and_still_say_partial() {
+    let world = World::start(fresh_spec(2, 2));
+    world.cluster.set_agent_fault(0, AgentFault::Refuse);
+    let scratch = Scratch::new();
+    let file = scratch.0.join("asgard-stats.prom");
+    let run = world
+        .collector()
+        .env("STATS_COLLECTOR_PARTIAL_EXIT_CODE", "0")
+        .env("STATS_COLLECTOR_METRICS_FILE", &file)
+        .arg("collect")
+        .run();
+    run.assert_status(0);
+    assert!(run.stderr.contains(" exit=3"), "{run}");
+    let text = std::fs::read_to_string(&file).expect("the metrics file");
+    assert_eq!(metric(&text, "asgard_stats_exit_code", None), 3.0, "{text}");
+    for other in ["1", "2", "69"] {
+        let refused = world
+            .collector()
+            .env("STATS_COLLECTOR_PARTIAL_EXIT_CODE", other)
+            .arg("collect")
+            .run();
+        refused.assert_status(2);
+    }
+}

@@ -413,6 +413,13 @@ pub(crate) struct Settings {
     #[arg(long, env = "STATS_COLLECTOR_PUBLISH_INCOMPLETE", value_parser = clap::builder::BoolishValueParser::new(), global = true)]
     pub(crate) publish_incomplete: bool,
 
+    /// The exit code of a partial pass (some agents or documents failed, the rest was
+    /// delivered): 3, or 0 for a scheduler that counts every other code as a failure (a
+    /// Kubernetes Job, Nomad, Metronome). The summary, the logs and the metrics still
+    /// say 3.
+    #[arg(long, value_name = "0|3", env = "STATS_COLLECTOR_PARTIAL_EXIT_CODE", default_value = "3", value_parser = ["0", "3"], global = true)]
+    pub(crate) partial_exit_code: String,
+
     /// Log line format on stderr; the level comes from RUST_LOG (default info). The last
     /// line of a pass is its summary.
     #[arg(

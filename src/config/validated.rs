@@ -31,6 +31,9 @@ pub(crate) struct Config {
     pub(crate) pushgateway: Option<PushgatewaySettings>,
     /// Publish documents without cpu_pct or mem_pct too (off: they are held back).
     pub(crate) publish_incomplete: bool,
+    /// The process's exit code for a partial pass: 3, or 0 for schedulers
+    /// (`--partial-exit-code`).
+    pub(crate) partial_exit_code: i32,
 }
 
 impl Config {
@@ -79,6 +82,11 @@ impl Config {
             metrics_file: metrics_file(settings)?,
             pushgateway: pushgateway(settings)?,
             publish_incomplete: settings.publish_incomplete,
+            partial_exit_code: if settings.partial_exit_code == "0" {
+                crate::exit::OK
+            } else {
+                crate::exit::PARTIAL
+            },
         })
     }
 
