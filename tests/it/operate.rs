@@ -3,15 +3,7 @@
 //! dry-run table, JSON log lines, and a README that lists every setting `--help` shows.
 //! Clusters here bind agents on loopback ranges from `loopback_range`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::{AgentFault, ClusterSpec, MasterFault};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,15 +5,7 @@
 //! Real redis-server, the shared RabbitMQ node, agents slowed by mesos-sim. Clusters here
 //! bind agents on loopback ranges from `loopback_range`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::AgentFault;
 use serde_json::Value;
 use std::collections::BTreeMap;

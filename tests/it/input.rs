@@ -3,20 +3,12 @@
 //! state is replaced, and numbers keep every digit through Redis into the published
 //! documents.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::AgentFault;
 use serde_json::Value;
 use std::time::Duration;
 
-const REFERENCE: &str = include_str!("data/reference-cases.json");
+const REFERENCE: &str = include_str!("../data/reference-cases.json");
 
 #[test]
 fn broken_answers_fail_only_their_agent_and_are_named() {

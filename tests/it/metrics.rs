@@ -7,15 +7,7 @@
 //! `scripts/services ensure` installs: these tests fail without it, they never skip.
 //! Clusters here bind agents on loopback ranges from `loopback_range`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::AgentFault;
 
 use std::path::{Path, PathBuf};

@@ -5,16 +5,8 @@
 //! brokers whose first is dead. Clusters here bind agents on
 //! loopback ranges from `loopback_range`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use mesos_sim::{Cluster, ClusterSpec, MasterFault, TlsIdentity};
 
 fn base64(text: &str) -> String {

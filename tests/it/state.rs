@@ -4,15 +4,7 @@
 //! ids) through a frozen broker, a killed broker, a memory alarm, a dead queue, a killed
 //! Redis and SIGTERM.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::{AgentFault, Repeat};
 use std::collections::BTreeMap;
 use std::time::Duration;

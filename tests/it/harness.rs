@@ -1,18 +1,10 @@
-//! Smoke tests of the test harness itself (tests/common): if these fail, every other
+//! Smoke tests of the test harness itself (tests/it/common): if these fail, every other
 //! integration test's verdict is meaningless.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[test]

@@ -5,15 +5,7 @@
 //! `mem_pct`. Clusters here bind agents on loopback
 //! ranges from `loopback_range`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::{AgentFault, ClusterSpec, MasterFault, MesosVersion, TaskInfo};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

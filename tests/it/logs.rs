@@ -3,15 +3,7 @@
 //! while the summary and the metrics count everything; a setting error is one line in
 //! the chosen log format, naming where the value came from.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::{AgentFault, ClusterSpec};
 use std::time::Duration;
 

@@ -4,15 +4,7 @@
 //! the `rust-version` both crates declare is the one the locked dependencies need.
 //! Nothing here starts a server: these tests read files and ask `cargo metadata`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

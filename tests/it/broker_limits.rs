@@ -2,15 +2,7 @@
 //! string, returns of such messages, settings the protocol cannot carry, and a broker
 //! that blocks publishing under a memory alarm; against real RabbitMQ nodes and Redis.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::{AgentFault, ClusterSpec};
 
 use std::collections::HashSet;

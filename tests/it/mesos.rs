@@ -2,16 +2,8 @@
 //! deadline (docs/mesos.md), against simulated masters and agents on loopback.
 //! Each test binds agents on loopback addresses of its own (`loopback_range`).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use mesos_sim::{AgentFault, ClusterSpec, MasterFault, TlsIdentity};
 use std::time::{Duration, Instant};
 

@@ -8,15 +8,7 @@
 //! the PyPI tools live in `.services/venv` (`scripts/ensure-deploy-tools`). A missing tool
 //! or output fails its test with the line that installs or builds it: nothing is skipped.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

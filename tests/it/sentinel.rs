@@ -7,15 +7,8 @@
 //! mid-pass answers READONLY, a failed write whose readings are kept; two passes
 //! overlapping after the lock was lost still add up; no password of the nodes or the
 //! sentinels reaches any output. Clusters here bind agents on 127.41.x.y (`first_ip` [41, ...]).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::AgentFault;
 use std::collections::BTreeMap;
 use std::time::Duration;

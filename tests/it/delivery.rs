@@ -2,15 +2,7 @@
 //! broker or Redis failing before or during a pass, the pass lock, and the hygiene of
 //! stored state, against a real Redis and real RabbitMQ nodes.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::{AgentFault, ClusterSpec, TaskInfo};
 use serde_json::Value;
 use std::collections::BTreeMap;

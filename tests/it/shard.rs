@@ -3,15 +3,7 @@
 //! together they publish every task's document exactly once, and each shard has a pass lock
 //! of its own (`<prefix>lock:K-of-N`), so shards never wait for each other.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::{AgentFault, AgentInfo};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -1,15 +1,7 @@
 //! The collection pass end to end: the real binary against a simulated Mesos cluster on
 //! loopback, a redis-server of its own and a real RabbitMQ queue.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::{AgentFault, ClusterSpec, TaskInfo};
 use std::collections::{BTreeMap, BTreeSet};
 

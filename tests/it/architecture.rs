@@ -4,12 +4,6 @@
 //! clap and the process-wide calls (libc, rustix, signal-hook) may appear. A rule that
 //! fails here names the file and the path that breaks it.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
 use std::path::{Path, PathBuf};
 
 /// One source file: its path under `src/` and its code, comment lines and unit tests
