@@ -3,6 +3,8 @@
 
 use super::*;
 use mesos_sim::{Cluster, ClusterSpec, TaskInfo};
+use std::thread;
+use std::time::Duration;
 
 /// A cluster of `agents` agents with `tasks` tasks each, its agents bound on loopback
 /// addresses from 127.`first_ip` (take them from [`loopback_range`]), otherwise the
