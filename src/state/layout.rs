@@ -24,7 +24,8 @@
 //! reading*`, a reading being `flags(u8) timestamp(f64 LE) [field]*`, the fields present
 //! as the flags say, in [`Field`] order.
 
-use super::{push_bulk, HeldStores, StateError, StateStore, StoreOwner};
+use super::pipelining::{push_bulk, HeldStores, StoreOwner};
+use super::store::{StateError, StateStore};
 use crate::stats::reading::{Reading, Sample};
 
 /// How many replies a store gets: one for the value, one for the write-ahead's delete.
@@ -431,7 +432,7 @@ impl StateStore {
         };
         read(&mut conn.redis).map_err(|e| {
             conn.note_failure(&e);
-            self.error(format!("load: {}", super::describe(&e)))
+            self.error(format!("load: {}", super::store::describe(&e)))
         })
     }
 
