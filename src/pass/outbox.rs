@@ -69,7 +69,7 @@ enum Source {
 }
 
 /// One agent's tasks this pass: their chains and the documents to publish, in order.
-pub(crate) struct Report<'a> {
+pub(crate) struct AgentOutbox<'a> {
     chains: Vec<Chain<'a>>,
     steps: Vec<Step<'a>>,
     pub(crate) outgoing: Batch,
@@ -77,7 +77,7 @@ pub(crate) struct Report<'a> {
     pub(crate) unusable: Vec<&'a Reading>,
 }
 
-impl<'a> Report<'a> {
+impl<'a> AgentOutbox<'a> {
     /// Walks every task's chain: the tasks of this pass's answer, then the stored ones it
     /// no longer lists (their pending documents still go out) until their entry is older
     /// than the TTL.
@@ -87,8 +87,8 @@ impl<'a> Report<'a> {
         readings: &'a [Reading],
         previous: &'a Previous,
         now: u64,
-    ) -> Report<'a> {
-        let mut report = Report {
+    ) -> AgentOutbox<'a> {
+        let mut report = AgentOutbox {
             chains: Vec::with_capacity(readings.len()),
             steps: Vec::with_capacity(readings.len()),
             outgoing: Batch::with_capacity(readings.len()),

@@ -54,7 +54,7 @@ pub(crate) struct Limits {
 
 /// How a pool run went.
 #[derive(Debug)]
-pub(crate) struct Report {
+pub(crate) struct PoolReport {
     pub(crate) ended: Ended,
     /// Most threads that ran at once: above `workers` when fetches stalled.
     pub(crate) most_threads: usize,
@@ -109,7 +109,7 @@ pub(crate) fn run<C, J>(
     deadline: Instant,
     stop: &Stop,
     work: fn(&C, &Worker, &J),
-) -> Report
+) -> PoolReport
 where
     C: Send + Sync + 'static,
     J: Send + Sync + 'static,
@@ -147,7 +147,7 @@ where
             let _ = handle.join();
         }
     }
-    Report {
+    PoolReport {
         ended,
         most_threads: pool.most_alive.load(SeqCst),
         bound_reached: crew.bound_reached.get(),

@@ -45,7 +45,7 @@ fn run_jobs(
     fetches: Vec<(usize, Duration)>,
     limits: Limits,
     deadline: Duration,
-) -> (Arc<Record>, Report, Duration) {
+) -> (Arc<Record>, PoolReport, Duration) {
     run_jobs_stopped_after(fetches, limits, deadline, None)
 }
 
@@ -55,7 +55,7 @@ fn run_jobs_stopped_after(
     limits: Limits,
     deadline: Duration,
     stop_after: Option<Duration>,
-) -> (Arc<Record>, Report, Duration) {
+) -> (Arc<Record>, PoolReport, Duration) {
     let record = Arc::new(Record::default());
     let stop = Arc::new(Stop::default());
     if let Some(after) = stop_after {
