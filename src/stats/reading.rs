@@ -78,7 +78,7 @@ pub(crate) const SKIPPED_NAMED: usize = 10;
 
 /// An agent's answer: the readings that could be read, and the entries that could not.
 #[derive(Debug, Default)]
-pub(crate) struct Answer {
+pub(crate) struct ParsedAnswer {
     pub(crate) readings: Vec<Reading>,
     /// How many entries were skipped.
     pub(crate) skipped: usize,
@@ -86,7 +86,7 @@ pub(crate) struct Answer {
     pub(crate) first_skipped: Vec<(usize, EntryError)>,
 }
 
-impl Answer {
+impl ParsedAnswer {
     fn skip(&mut self, position: usize, why: EntryError) {
         if self.first_skipped.len() < SKIPPED_NAMED {
             self.first_skipped.push((position, why));
@@ -107,8 +107,8 @@ pub(crate) enum Entries {
 
 /// Reads an agent's whole answer: a JSON array of executor entries, read entry by entry
 /// from the body, so only the readings are kept.
-pub(crate) fn parse_answer(body: &[u8], entries: Entries) -> Result<Answer, AnswerError> {
-    let visitor = AnswerVisitor {
+pub(crate) fn parse_answer(body: &[u8], entries: Entries) -> Result<ParsedAnswer, AnswerError> {
+    let visitor = ExecutorsVisitor {
         expected_readings: body.len() / SMALL_ENTRY_BYTES,
         entries,
     };
@@ -132,8 +132,8 @@ pub(crate) fn parse_answer(body: &[u8], entries: Entries) -> Result<Answer, Answ
 
 fn read_answer<'de, R: serde_json::de::Read<'de>>(
     mut deserializer: serde_json::Deserializer<R>,
-    visitor: AnswerVisitor,
-) -> Result<Answer, serde_json::Error> {
+    visitor: ExecutorsVisitor,
+) -> Result<ParsedAnswer, serde_json::Error> {
     let answer = deserializer.deserialize_seq(visitor)?;
     deserializer.end()?;
     Ok(answer)
@@ -146,21 +146,21 @@ fn read_answer<'de, R: serde_json::de::Read<'de>>(
 const SMALL_ENTRY_BYTES: usize = 256;
 
 /// Reads the executors array entry by entry, keeping only readings and what was skipped.
-struct AnswerVisitor {
+struct ExecutorsVisitor {
     expected_readings: usize,
     entries: Entries,
 }
 
-impl<'de> Visitor<'de> for AnswerVisitor {
-    type Value = Answer;
+impl<'de> Visitor<'de> for ExecutorsVisitor {
+    type Value = ParsedAnswer;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array of executors")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Answer, A::Error> {
-        let mut answer = Answer {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ParsedAnswer, A::Error> {
+        let mut answer = ParsedAnswer {
             readings: Vec::with_capacity(self.expected_readings),
-            ..Answer::default()
+            ..ParsedAnswer::default()
         };
         let mut position = 0;
         loop {

@@ -5,7 +5,7 @@ use super::*;
 
 /// The answer read with its entries kept, after checking that reading it in one scan
 /// (entries dropped) finds the same readings and skips the same entries.
-fn answer(text: &str) -> Answer {
+fn answer(text: &str) -> ParsedAnswer {
     let kept = parse_answer(text.as_bytes(), Entries::Kept).expect("answer parses");
     let dropped = parse_answer(text.as_bytes(), Entries::Dropped).expect("answer parses");
     assert_same(&kept, &dropped);
@@ -13,10 +13,10 @@ fn answer(text: &str) -> Answer {
     kept
 }
 
-pub(crate) fn assert_same(kept: &Answer, dropped: &Answer) {
+pub(crate) fn assert_same(kept: &ParsedAnswer, dropped: &ParsedAnswer) {
     assert_eq!(kept.skipped, dropped.skipped);
     assert_eq!(kept.first_skipped, dropped.first_skipped);
-    let fields = |a: &Answer| -> Vec<_> {
+    let fields = |a: &ParsedAnswer| -> Vec<_> {
         a.readings
             .iter()
             .map(|r| (r.executor_id.clone(), r.sample, r.malformed_fields.clone()))
