@@ -21,7 +21,7 @@
 use crate::broker::{Batch, DeliveryError};
 use crate::mesos::Agent;
 use crate::pass::shared::{goes_out, push_document, Shared};
-use crate::state::layout::{AgentState, Encoder, StoredTask};
+use crate::state::layout::{AgentState, AgentValueEncoder, StoredTask};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
 use std::collections::HashMap;
@@ -216,7 +216,7 @@ impl<'a> AgentOutbox<'a> {
         now: u64,
         raw: bool,
     ) -> Option<Vec<u8>> {
-        let mut encoder = Encoder::new(host, self.chains.len(), raw);
+        let mut encoder = AgentValueEncoder::new(host, self.chains.len(), raw);
         let mut any = false;
         for chain in &self.chains {
             let steps = &self.steps[chain.steps.clone()];
@@ -308,7 +308,7 @@ fn host_or<'a>(stored: &'a str, agent: &'a str) -> &'a str {
 
 /// This pass's readings as a write-ahead: whole, as a document's `now` needs them.
 pub(crate) fn write_ahead(host: &str, readings: &[Reading], now: u64, raw: bool) -> Vec<u8> {
-    let mut encoder = Encoder::new(host, readings.len(), raw);
+    let mut encoder = AgentValueEncoder::new(host, readings.len(), raw);
     for reading in readings {
         encoder.task(reading, true, now, &[]);
     }
