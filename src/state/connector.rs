@@ -67,7 +67,7 @@ pub(super) struct StateConnection {
 }
 
 /// Why a connection is of no further use.
-pub(super) enum Unusable {
+pub(super) enum UnusableConnection {
     /// A replica answered (a failover): nothing it was sent was done.
     Replica,
     /// The connection failed (lost, timed out) with what it was sent possibly done.

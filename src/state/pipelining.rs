@@ -3,7 +3,7 @@
 //! replies first; the stores that failed are kept for the pass to report
 //! ([`StateStore::settle_stores`]).
 
-use super::connector::{StateConnection, Unusable};
+use super::connector::{StateConnection, UnusableConnection};
 use super::layout;
 use super::store::{describe, StateError, StateStore};
 use std::sync::PoisonError;
@@ -39,7 +39,7 @@ impl StateStore {
         &self,
         conn: &mut StateConnection,
         then: &[u8],
-    ) -> Result<(), Unusable> {
+    ) -> Result<(), UnusableConnection> {
         let held = conn.held.take();
         let sent = match &held {
             Some(held) if !then.is_empty() => {
@@ -58,7 +58,7 @@ impl StateStore {
             if let Some(held) = held {
                 self.fail_stores(held.owners, &e);
             }
-            return Err(Unusable::Failed(e));
+            return Err(UnusableConnection::Failed(e));
         }
         match held {
             Some(held) => self.read_store_replies(conn, held.owners),
@@ -73,7 +73,7 @@ impl StateStore {
         &self,
         conn: &mut StateConnection,
         owners: Vec<StoreOwner>,
-    ) -> Result<(), Unusable> {
+    ) -> Result<(), UnusableConnection> {
         let mut owners = owners.into_iter();
         while let Some(owner) = owners.next() {
             let mut failure = None;
@@ -84,7 +84,7 @@ impl StateStore {
                     Err(e) => {
                         conn.unusable = true;
                         self.fail_stores(std::iter::once(owner).chain(owners), &e);
-                        return Err(Unusable::Failed(e));
+                        return Err(UnusableConnection::Failed(e));
                     }
                 };
                 conn.note_failure(&error);
@@ -95,7 +95,7 @@ impl StateStore {
             }
         }
         if conn.unusable {
-            Err(Unusable::Replica)
+            Err(UnusableConnection::Replica)
         } else {
             Ok(())
         }

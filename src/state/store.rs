@@ -1,7 +1,7 @@
 //! The store of previous readings and of the pass lock ([`StateStore`]): its pool, one
 //! command run on a pooled connection, and a Redis error in words ([`StateError`]).
 
-use super::connector::{client, RedisConnector, Target, Unusable};
+use super::connector::{client, RedisConnector, Target, UnusableConnection};
 use super::pipelining::FailedStore;
 use super::sentinel::{self, Located};
 use crate::config::RedisSettings;
@@ -133,8 +133,8 @@ impl StateStore {
             let mut conn = self.pooled()?;
             match self.send_held(&mut conn, commands) {
                 Ok(()) => return Ok(conn),
-                Err(Unusable::Replica) => continue,
-                Err(Unusable::Failed(e)) => {
+                Err(UnusableConnection::Replica) => continue,
+                Err(UnusableConnection::Failed(e)) => {
                     return Err(self.error(format!("{what}: {}", describe(&e))))
                 }
             }
