@@ -331,7 +331,7 @@ pub struct StoredReading {
     pub raw: Option<String>,
 }
 
-/// Decodes an agent's value as ARCHITECTURE.md documents it (written out here again so
+/// Decodes an agent's value as docs/internals.md documents it (written out here again so
 /// the tests check the collector against the documented layout): `"as" 1 host task*`,
 /// a task `executor_id stored_at reading pending_count reading*`, a reading `flags
 /// timestamp(f64 LE) fields`; integers LEB128, strings length-prefixed UTF-8.
