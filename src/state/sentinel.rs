@@ -11,7 +11,7 @@
 //! hides which sentinel answered, which `check` prints. The URL is read by
 //! `config/sentinel.rs`.
 
-use crate::config::{Login, SentinelSettings};
+use crate::config::{RedisLogin, SentinelSettings};
 use redis::{ConnectionAddr, ConnectionInfo, ErrorKind, RedisConnectionInfo, RedisError};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use std::time::Duration;
 const NO_MASTER: &str = "no sentinel named a usable master";
 
 /// The crate's form of a login.
-fn redis_login(login: &Login, db: i64) -> RedisConnectionInfo {
+fn redis_login(login: &RedisLogin, db: i64) -> RedisConnectionInfo {
     let mut info = RedisConnectionInfo::default().set_db(db);
     if let Some(username) = &login.username {
         info = info.set_username(username);
