@@ -18,8 +18,10 @@ fn sources() -> Vec<Source> {
     let mut files = Vec::new();
     collect(&root, &mut files);
     files.sort();
+    let unit_tests = unit_test_files(&files);
     files
         .into_iter()
+        .filter(|file| !unit_tests.contains(file))
         .map(|file| {
             let text = std::fs::read_to_string(&file).expect("a source file is readable");
             let code = text
@@ -39,6 +41,36 @@ fn sources() -> Vec<Source> {
             Source { path, code }
         })
         .collect()
+}
+
+/// The files that hold a module of unit tests (`#[cfg(test)] mod tests;` in
+/// `stats/document.rs` is `stats/document/tests.rs`): unit tests, left out like the
+/// `#[cfg(test)]` modules written inline.
+fn unit_test_files(files: &[PathBuf]) -> Vec<PathBuf> {
+    let mut unit_tests = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).expect("a source file is readable");
+        let folder = if file
+            .file_name()
+            .is_some_and(|n| n == "mod.rs" || n == "main.rs")
+        {
+            file.parent().expect("in src").to_path_buf()
+        } else {
+            file.with_extension("")
+        };
+        let mut lines = text.lines().map(str::trim);
+        while let Some(line) = lines.next() {
+            if line != "#[cfg(test)]" {
+                continue;
+            }
+            let Some(next) = lines.next() else { break };
+            let name = next.trim_start_matches("pub(crate) ").strip_prefix("mod ");
+            if let Some(name) = name.and_then(|n| n.strip_suffix(';')) {
+                unit_tests.push(folder.join(format!("{name}.rs")));
+            }
+        }
+    }
+    unit_tests
 }
 
 fn collect(folder: &Path, files: &mut Vec<PathBuf>) {
@@ -403,4 +435,76 @@ fn the_file_finder_opens_groups_and_finds_facades() {
         file_named("crate::broker::Batch", &files).as_deref(),
         Some("broker/mod.rs")
     );
+}
+
+/// Every type a file of `src/` declares at its top level (`struct`, `enum`, `trait`,
+/// `type`, `union`), public or not: its name and the file.
+fn declared_types(sources: &[Source]) -> Vec<(String, String)> {
+    let mut declared = Vec::new();
+    for source in sources {
+        for line in source.code.lines() {
+            let mut words = line.split_whitespace().peekable();
+            if words.peek().is_some_and(|w| w.starts_with("pub")) {
+                words.next();
+            }
+            let (Some(kind), Some(name)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let top_level = !line.starts_with(char::is_whitespace);
+            if top_level && ["struct", "enum", "trait", "type", "union"].contains(&kind) {
+                let name: String = name
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                declared.push((name, source.path.clone()));
+            }
+        }
+    }
+    declared.sort();
+    declared
+}
+
+#[test]
+fn every_type_name_is_unique() {
+    let declared = declared_types(&sources());
+    assert!(
+        declared.iter().any(|(name, _)| name == "StateStore"),
+        "is the scan blind? {declared:?}"
+    );
+    let twice: Vec<String> = declared
+        .windows(2)
+        .filter(|pair| pair[0].0 == pair[1].0)
+        .map(|pair| format!("{} in {} and {}", pair[0].0, pair[0].1, pair[1].1))
+        .collect();
+    assert_eq!(twice, Vec::<String>::new(), "type names declared twice");
+}
+
+#[test]
+fn the_type_finder_sees_top_level_types_only() {
+    let code = "pub(crate) struct A<'a> {\n    b: B,\n}\nenum C {}\nimpl D for A {\n    type Target = u8;\n}\ntrait E {}\ntype F = u8;\n";
+    let sources = [Source {
+        path: "x.rs".into(),
+        code: code.into(),
+    }];
+    let names: Vec<String> = declared_types(&sources)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["A", "C", "E", "F"]);
+}
+
+#[test]
+fn unit_tests_in_files_of_their_own_are_left_out() {
+    let paths: Vec<String> = sources().into_iter().map(|s| s.path).collect();
+    assert!(paths.contains(&"config/mod.rs".to_string()), "{paths:?}");
+    for unit_tests in [
+        "config/tests.rs",
+        "stats/document/tests.rs",
+        "broker/amqp/properties.rs",
+    ] {
+        assert!(
+            !paths.contains(&unit_tests.to_string()),
+            "{unit_tests} is read"
+        );
+    }
 }
