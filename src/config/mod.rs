@@ -28,7 +28,7 @@ pub(crate) use masters::HttpSettings;
 pub(crate) use metrics::{MetricsDestination, PushgatewaySettings};
 pub(crate) use redis::RedisSettings;
 pub(crate) use secret::Secret;
-pub(crate) use sentinel::{Login, SentinelSettings};
+pub(crate) use sentinel::{RedisLogin, SentinelSettings};
 pub(crate) use shard::{fnv1a, Shard};
 pub(crate) use validated::{dry_run_interval, Config};
 

@@ -40,7 +40,7 @@ struct Line {
 
 /// What was found; a pass needs every one of the four.
 #[derive(Debug, Default)]
-struct Report {
+struct CheckReport {
     lines: Vec<Line>,
     leader: bool,
     redis: bool,
@@ -54,7 +54,7 @@ struct Report {
     pushgateway_unreachable: bool,
 }
 
-impl Report {
+impl CheckReport {
     fn push(&mut self, part: &'static str, status: Status, detail: impl Into<String>) {
         self.lines.push(Line {
             part,
@@ -144,7 +144,7 @@ impl Report {
 }
 
 pub(crate) fn run(config: &Config) -> i32 {
-    let mut report = Report::default();
+    let mut report = CheckReport::default();
     check_masters(config, &mut report);
     check_redis(config, &mut report);
     check_broker(config, &mut report);
@@ -156,7 +156,7 @@ pub(crate) fn run(config: &Config) -> i32 {
 
 /// Each master on its own, so the operator sees every one that is down, and which master
 /// leads (a standby's redirect is followed).
-fn check_masters(config: &Config, report: &mut Report) {
+fn check_masters(config: &Config, report: &mut CheckReport) {
     let client = match MesosClient::new(&config.http) {
         Ok(client) => client,
         Err(e) => {
@@ -197,7 +197,7 @@ fn check_masters(config: &Config, report: &mut Report) {
 
 /// PING, the server version and who holds the pass lock (of this shard, with --shard);
 /// with Sentinel, the sentinel that answered and the master it named.
-fn check_redis(config: &Config, report: &mut Report) {
+fn check_redis(config: &Config, report: &mut CheckReport) {
     let store = match StateStore::new(&config.redis) {
         Ok(store) => store,
         Err(e) => {
@@ -239,7 +239,7 @@ fn check_redis(config: &Config, report: &mut Report) {
 /// The login (host, vhost, user, password) at every broker of the list, one line each
 /// (with the TLS version and certificate subject for `amqps://`), then the queue the
 /// default exchange routes the routing key to, as seen at the first broker that answered.
-fn check_broker(config: &Config, report: &mut Report) {
+fn check_broker(config: &Config, report: &mut CheckReport) {
     let broker = match config.require_broker() {
         Ok(broker) => broker,
         Err(e) => {
@@ -298,7 +298,7 @@ fn check_broker(config: &Config, report: &mut Report) {
 
 /// Whether a pass could write its metrics file, by writing and removing the temporary
 /// file it would use; no line without `--metrics-file`.
-fn check_metrics_file(config: &Config, report: &mut Report) {
+fn check_metrics_file(config: &Config, report: &mut CheckReport) {
     let Some(path) = &config.metrics_file else {
         return;
     };
@@ -320,7 +320,7 @@ fn check_metrics_file(config: &Config, report: &mut Report) {
 }
 
 /// Whether the Pushgateway answers as ready; no line without `--pushgateway`.
-fn check_pushgateway(config: &Config, report: &mut Report) {
+fn check_pushgateway(config: &Config, report: &mut CheckReport) {
     let Some(gateway) = &config.pushgateway else {
         return;
     };
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn the_verdict_needs_all_four_parts_and_columns_align() {
-        let mut report = Report::default();
+        let mut report = CheckReport::default();
         report.push("master", Status::Ok, "http://m1: leading");
         report.push("redis", Status::Fail, "connection refused");
         report.push("queue", Status::Skipped, "not checked");

@@ -5,7 +5,7 @@
 
 use crate::mesos::budget::Reservation;
 use crate::mesos::Agent;
-use crate::pass::outbox::{self, Previous, Report};
+use crate::pass::outbox::{self, AgentOutbox, Previous};
 use crate::pass::reason::Reason;
 use crate::pass::shared::Shared;
 use crate::pass::stop::StopReason;
@@ -297,7 +297,7 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
             return;
         }
     };
-    let mut report = Report::new(shared, agent, &readings, &previous, now);
+    let mut report = AgentOutbox::new(shared, agent, &readings, &previous, now);
     let outgoing = std::mem::take(&mut report.outgoing);
     let attempted = outgoing.len();
     let results = shared.publisher.publish_batch(outgoing);
