@@ -31,6 +31,8 @@ mod deploy;
 mod docs;
 // Smoke tests of `common` itself.
 mod harness;
+// Agents answering broken or hostile HTTP: each refused by a bound, with its reason.
+mod hostile_agents;
 // Bad answers, entries and state never break a pass; numbers keep every digit.
 mod input;
 // Log lines bounded per pass and counted per reason; setting errors as one line.

@@ -2,15 +2,7 @@
 //! itself, by a bound of the client rather than the request's end, with its reason, and
 //! a head sent a byte at a time is still read.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "an integration test crate: its helpers, like its tests, fail by panicking with a message"
-)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use mesos_sim::AgentFault;
 
 /// An agent's answer of one task, as Mesos frames it.
