@@ -31,9 +31,9 @@ pub(crate) struct Config {
     pub(crate) pushgateway: Option<PushgatewaySettings>,
     /// Publish documents without cpu_pct or mem_pct too (off: they are held back).
     pub(crate) publish_incomplete: bool,
-    /// The process's exit code for a partial pass: 3, or 0 for schedulers
-    /// (`--partial-exit-code`).
-    pub(crate) partial_exit_code: i32,
+    /// Whether a partial pass exits 0 rather than 3, for schedulers
+    /// (`--partial-exit-code 0`).
+    pub(crate) partial_exits_zero: bool,
 }
 
 impl Config {
@@ -82,11 +82,7 @@ impl Config {
             metrics_file: metrics_file(settings)?,
             pushgateway: pushgateway(settings)?,
             publish_incomplete: settings.publish_incomplete,
-            partial_exit_code: if settings.partial_exit_code == "0" {
-                crate::exit::OK
-            } else {
-                crate::exit::PARTIAL
-            },
+            partial_exits_zero: settings.partial_exit_code == "0",
         })
     }
 

@@ -377,7 +377,7 @@ impl Summary {
     /// reason of failed agents (`agents_failed_<reason>`) and of failed deliveries
     /// (`deliveries_failed_<reason>`), so a log pipeline reads them without parsing the
     /// message.
-    fn fields(&self, delivery: &BTreeMap<Reason, u64>) -> Vec<(String, Field)> {
+    fn fields(&self, delivery: &BTreeMap<Reason, u64>) -> Vec<(String, SummaryField)> {
         let stopped_by = self.stopped.map(|reason| reason.to_string());
         let counts: [(&str, u64); 19] = [
             ("agents_listed", self.agents_listed),
@@ -400,15 +400,15 @@ impl Summary {
             ("deliveries_failed", self.deliveries_failed()),
             ("unstored", self.unstored),
         ];
-        let mut fields: Vec<(String, Field)> = counts
+        let mut fields: Vec<(String, SummaryField)> = counts
             .into_iter()
-            .map(|(name, n)| (name.to_string(), Field::Count(n)))
+            .map(|(name, n)| (name.to_string(), SummaryField::Count(n)))
             .collect();
-        let by_reason = |kind: &str, map: &BTreeMap<Reason, u64>| -> Vec<(String, Field)> {
+        let by_reason = |kind: &str, map: &BTreeMap<Reason, u64>| -> Vec<(String, SummaryField)> {
             map.iter()
                 .map(|(reason, n)| {
                     let name = format!("{kind}_{}", reason.as_str().replace('-', "_"));
-                    (name, Field::Count(*n))
+                    (name, SummaryField::Count(*n))
                 })
                 .collect()
         };
@@ -417,33 +417,33 @@ impl Summary {
         // Empty when the pass ran to its end.
         fields.push((
             "stopped_by".to_string(),
-            Field::Text(stopped_by.unwrap_or_default()),
+            SummaryField::Text(stopped_by.unwrap_or_default()),
         ));
         fields.push((
             "duration_secs".to_string(),
-            Field::Seconds(self.duration.as_secs_f64()),
+            SummaryField::Seconds(self.duration.as_secs_f64()),
         ));
         fields.push((
             "exit_code".to_string(),
-            Field::Count(u64::try_from(self.exit_code()).unwrap_or_default()),
+            SummaryField::Count(u64::try_from(self.exit_code()).unwrap_or_default()),
         ));
         fields
     }
 }
 
 /// A field of the summary line, owned so the line's fields can be built at run time.
-enum Field {
+enum SummaryField {
     Count(u64),
     Seconds(f64),
     Text(String),
 }
 
-impl log::kv::ToValue for Field {
+impl log::kv::ToValue for SummaryField {
     fn to_value(&self) -> log::kv::Value<'_> {
         match self {
-            Field::Count(n) => log::kv::Value::from(*n),
-            Field::Seconds(x) => log::kv::Value::from(*x),
-            Field::Text(text) => log::kv::Value::from(text.as_str()),
+            SummaryField::Count(n) => log::kv::Value::from(*n),
+            SummaryField::Seconds(x) => log::kv::Value::from(*x),
+            SummaryField::Text(text) => log::kv::Value::from(text.as_str()),
         }
     }
 }
