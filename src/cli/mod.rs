@@ -290,8 +290,9 @@ pub(crate) struct Settings {
     /// Prefix of every Redis key this program writes, each with a TTL: an agent's readings
     /// are <PREFIX>agent/<agent id>/<address>, a pass's write-ahead
     /// <PREFIX>wal/<agent id>/<address>, the layout marker <PREFIX>layout/by-address/since,
-    /// the pass lock <PREFIX>lock (<PREFIX>lock:K-of-N with --shard); the previous
-    /// releases' keys are still read after an upgrade.
+    /// the pass lock <PREFIX>lock (<PREFIX>lock:K-of-N with --shard), where the next pass
+    /// starts its agents <PREFIX>turn; the previous releases' keys are still read after an
+    /// upgrade.
     #[arg(
         long,
         value_name = "PREFIX",

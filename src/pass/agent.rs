@@ -25,17 +25,25 @@ pub(crate) enum Round {
     Again,
 }
 
+/// How a run of the workers went.
+pub(crate) struct WorkersRan {
+    /// Every job was handled.
+    pub(crate) all_done: bool,
+    /// Jobs started, in the order given: the rest never were.
+    pub(crate) started: usize,
+}
+
 /// Runs `work` on every job (one agent each) on the pool until done, the deadline, or a
-/// stop; true when every job was handled. Agents not started or not finished by the
-/// deadline are counted as abandoned; after a stop, those never started as not started
-/// and those not finished within the grace as abandoned.
+/// stop. Agents not started or not finished by the deadline are counted as abandoned;
+/// after a stop, those never started as not started and those not finished within the
+/// grace as abandoned.
 pub(crate) fn run_workers<J: Send + Sync + 'static>(
     shared: &Arc<Shared>,
     agents: Arc<Vec<J>>,
     limits: Limits,
     round: Round,
     work: fn(&Shared, &Worker, &J),
-) -> bool {
+) -> WorkersRan {
     let total = agents.len();
     let report = workers::run(shared, agents, limits, shared.deadline, &shared.stop, work);
     if report.most_threads > limits.workers {
@@ -52,7 +60,7 @@ pub(crate) fn run_workers<J: Send + Sync + 'static>(
             limits.max_stalled
         );
     }
-    match report.ended {
+    let all_done = match report.ended {
         Ended::AllDone => true,
         Ended::Abandoned { left, at_deadline } => {
             if at_deadline {
@@ -84,6 +92,10 @@ pub(crate) fn run_workers<J: Send + Sync + 'static>(
             }
             false
         }
+    };
+    WorkersRan {
+        all_done,
+        started: report.started,
     }
 }
 

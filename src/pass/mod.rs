@@ -19,6 +19,7 @@ mod run;
 pub(crate) mod shared;
 pub(crate) mod stop;
 pub(crate) mod tally;
+mod turns;
 pub(crate) mod workers;
 
 pub(crate) use run::{run, Mode, Process};

@@ -14,6 +14,7 @@ use crate::pass::open_files;
 use crate::pass::shared::{RememberUnusable, Shared};
 use crate::pass::stop::{Stop, StopReason};
 use crate::pass::tally::{Summary, Tally};
+use crate::pass::turns::{in_turn_order, next_turn};
 use crate::pass::workers::Limits;
 use crate::state::layout::EntryKey;
 use crate::state::{PassLock, StateStore};
@@ -114,7 +115,8 @@ fn collect(
         .list_agents(&config.masters)
         .map_err(PassError::NoMaster)?;
     log::info!(leader = list.leader.as_str(); "leading master {}: {} active agents, {} inactive skipped, {} unusable", list.leader, list.agents.len(), list.inactive, list.unusable.len());
-    let agents = Arc::new(agents_once_each(config, &list.leader, list.agents));
+    let agents = agents_once_each(config, &list.leader, list.agents);
+    let agents = Arc::new(in_turn_order(agents, first_turn(state.as_ref(), config)));
     tally.agents_listed(agents.len());
     report_unusable(config, &list.leader, &list.unusable, &tally);
     let limits = pool_limits(config, open_files);
@@ -152,7 +154,7 @@ fn collect(
         stop,
         remember_unusable,
     });
-    let finished = run_workers(
+    let ran = run_workers(
         &shared,
         Arc::clone(&agents),
         limits,
@@ -160,6 +162,13 @@ fn collect(
         collect_agent,
     );
     report_failed_stores(&shared);
+    if let (Some(state), true, Some(next)) =
+        (&shared.state, shared.store, next_turn(&agents, ran.started))
+    {
+        if let Err(e) = state.set_next_turn(config.shard, next) {
+            log::warn!("{e}: the next pass starts its agents where this one did");
+        }
+    }
     if let (Some(StopReason::BrokerHalted), Some(state), true) =
         (shared.stop.reason(), &shared.state, shared.store)
     {
@@ -167,7 +176,7 @@ fn collect(
         keep_alive(state, &agents);
     }
     if let Mode::DryRun { interval, .. } = mode {
-        if finished {
+        if ran.all_done {
             dry_run::read_again(&shared, &rereads, limits, interval);
         }
     }
@@ -183,6 +192,16 @@ fn collect(
         }
     }
     Ok(tally)
+}
+
+/// Where this pass starts in its agents' turn order: where the last pass cut short left
+/// off, else at the start; a Redis that cannot tell changes only the order.
+fn first_turn(state: Option<&StateStore>, config: &Config) -> Option<u64> {
+    let state = state?;
+    state.next_turn(config.shard).unwrap_or_else(|e| {
+        log::debug!("{e}: the agents start at the first in turn order");
+        None
+    })
 }
 
 /// This shard's agents of the list, each once: a repeated entry (the same id at the same

@@ -60,6 +60,8 @@ pub(crate) struct PoolReport {
     pub(crate) most_threads: usize,
     /// A stalled fetch went without a thread in its place: `max_stalled` were running.
     pub(crate) bound_reached: bool,
+    /// Jobs some thread took (finished or not): the others were never started.
+    pub(crate) started: usize,
 }
 
 /// How a pool run ended.
@@ -147,10 +149,17 @@ where
             let _ = handle.join();
         }
     }
+    let total = crew.jobs.len();
+    let started = match ended {
+        Ended::Stopped { not_started, .. } => total - not_started,
+        Ended::AllDone => total,
+        Ended::Abandoned { .. } => pool.next.load(SeqCst).min(total),
+    };
     PoolReport {
         ended,
         most_threads: pool.most_alive.load(SeqCst),
         bound_reached: crew.bound_reached.get(),
+        started,
     }
 }
 

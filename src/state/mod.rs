@@ -7,7 +7,8 @@
 //!
 //! One file per role: `store` (the pool, a command, errors in words), `pipelining` (stores
 //! held by a connection and sent with its next command), `lock` (the pass lock),
-//! `connector` (how the pool opens a connection), `sentinel`, `layout`.
+//! `connector` (how the pool opens a connection), `sentinel`, `layout`, `turn` (where the
+//! next pass starts in its agents' order).
 
 mod connector;
 pub(crate) mod layout;
@@ -15,6 +16,7 @@ mod lock;
 mod pipelining;
 mod sentinel;
 mod store;
+mod turn;
 
 pub(crate) use lock::{LockError, PassLock};
 pub(crate) use pipelining::StoreOwner;

@@ -4,6 +4,7 @@
 use crate::common::*;
 use mesos_sim::{AgentFault, ClusterSpec, TaskInfo};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 #[test]
 fn the_second_pass_publishes_one_correct_document_per_task() {
@@ -199,4 +200,36 @@ fn help_lists_settings_without_their_secret_values() {
         !run.stdout.contains("topsecret"),
         "a secret leaked into --help: {run}"
     );
+}
+
+/// Every agent gets its turn (docs/pass.md): passes cut short by their deadline, over slow
+/// agents and one worker with no room for threads beside it, each start where the last
+/// one stopped, so every agent is read within a few passes, not only the first of the
+/// list every time.
+#[test]
+fn passes_cut_short_give_every_agent_its_turn() {
+    const AGENTS: usize = 12;
+    let world = World::start(fresh_spec(AGENTS, 1));
+    for agent in 0..AGENTS {
+        world
+            .cluster
+            .set_agent_fault(agent, AgentFault::Slow(Duration::from_millis(400)));
+    }
+    let mut passes = 0;
+    while (0..AGENTS).any(|agent| world.cluster.requests_served(agent) == 0) {
+        passes += 1;
+        let served: Vec<u64> = (0..AGENTS)
+            .map(|a| world.cluster.requests_served(a))
+            .collect();
+        // About four agents a pass: three passes when all goes well, ten on a machine
+        // so loaded that only one agent fits a pass.
+        assert!(passes <= AGENTS - 2, "agents never read: {served:?}");
+        // The open-files limit leaves no room for threads beside the worker.
+        let run = world
+            .collector_with_open_files(66, 66)
+            .args(["--workers", "1", "--deadline", "2", "collect"])
+            .run();
+        assert!(matches!(run.status, Some(0) | Some(3)), "{run}");
+    }
+    eprintln!("every agent read within {passes} passes");
 }

@@ -347,12 +347,12 @@ fn hung_agents_never_take_the_sockets_of_healthy_ones() {
         .arg("collect")
         .run();
     run.assert_status(3);
-    // 200 - 64 reserved - 32 workers - 10 Redis connections.
+    // 200 - 64 reserved - 32 workers - 32 Redis connections (one per worker).
     assert!(
-        run.stderr.contains("leaves room for 94 stalled fetches"),
+        run.stderr.contains("leaves room for 72 stalled fetches"),
         "{run}"
     );
-    assert!(run.stderr.contains("reached its bound of 94"), "{run}");
+    assert!(run.stderr.contains("reached its bound of 72"), "{run}");
     assert!(
         run.stderr.contains("answered=60 failed=190 timeout=190"),
         "healthy agents failed too: {run}"
@@ -360,7 +360,7 @@ fn hung_agents_never_take_the_sockets_of_healthy_ones() {
     assert_eq!(world.messages().len(), 120);
 
     // A soft limit of 200 under a hard limit of 4096 is raised: every hung agent gets a
-    // thread of its own (126 at most would fit under 200).
+    // thread of its own (104 at most would fit under 200).
     let run = world
         .collector_with_open_files(200, 4096)
         .env("STATS_REQUEST_TIMEOUT", "2")
