@@ -216,6 +216,11 @@ fn describe_pool_error(error: &r2d2::Error) -> String {
         search
     } else if refused_login {
         AUTH_FAILED.into()
+    } else if lower.contains("switch database") {
+        // The redis crate's words for a refused SELECT ("refused to switch database"),
+        // then Redis's own ("DB index is out of range"): no refused connection.
+        let said = text.rsplit(": ").next().unwrap_or_default();
+        format!("Redis refused the URL's database ({said}): check the /N of STATS_COLLECTOR_REDIS_URL against the server's `databases`")
     } else if lower.contains("refused") {
         "connection refused".into()
     } else if lower.contains("timed out") || lower.contains("timeout") {

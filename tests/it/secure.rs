@@ -283,6 +283,27 @@ fn a_refused_redis_login_says_so() {
     }
 }
 
+/// A database the server does not have: Redis's own words, not a refused connection.
+#[test]
+fn a_database_redis_refuses_is_named_in_its_own_words() {
+    let world = World::start(fresh_spec(1, 1));
+    let url = format!("redis://127.0.0.1:{}/99", world.redis.port());
+    for command in ["collect", "check"] {
+        let run = world
+            .collector()
+            .env("STATS_COLLECTOR_REDIS_URL", &url)
+            .arg(command)
+            .run();
+        run.assert_status(69);
+        let out = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            out.contains("Redis refused the URL's database (DB index is out of range)"),
+            "{run}"
+        );
+        assert!(!out.contains("connection refused"), "{run}");
+    }
+}
+
 /// Every secret-bearing setting, one at a time and all valid together, through every
 /// command, both log formats, at the most verbose level: neither the secret nor its
 /// base64 form (as in a Basic header) shows anywhere.
