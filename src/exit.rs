@@ -14,6 +14,18 @@ pub(crate) const SIGINT: i32 = 130;
 /// 128 + SIGTERM, as a shell reports a process SIGTERM ended.
 pub(crate) const SIGTERM: i32 = 143;
 
+/// The level a pass that ends with `code` logs its summary (and why it ended early) at,
+/// by what an operator does about it: nothing for 0 and 75 (another pass holds the lock,
+/// a normal state that only matters when it lasts, which the metrics tell), a look for 3
+/// and a pass stopped by a signal, action for the rest.
+pub(crate) fn log_level(code: i32) -> log::Level {
+    match code {
+        OK | LOCKED => log::Level::Info,
+        PARTIAL | SIGINT | SIGTERM => log::Level::Warn,
+        _ => log::Level::Error,
+    }
+}
+
 /// One exit code of the contract.
 pub(crate) struct ExitCode {
     pub(crate) code: i32,

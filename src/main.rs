@@ -45,7 +45,7 @@ fn run() -> i32 {
                 "configuration: {}",
                 cli::errors::describe_parse_error(&e, &args)
             );
-            return exit::USAGE;
+            return end_unconfigured(cli::settings_despite_errors(&args).as_ref(), &args);
         }
     };
     cli::logging::init(cli.settings.log_format);
@@ -55,13 +55,17 @@ fn run() -> i32 {
     for warning in Config::secret_flag_warnings(&cli.settings) {
         log::warn!("{warning}");
     }
+    let variables = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for warning in cli::unknown_env::unknown_variable_warnings(variables) {
+        log::warn!("{warning}");
+    }
     let configuration_error = |e: ConfigError| {
         let name = e
             .setting()
             .map(|flag| cli::errors::setting_name(&matches, flag))
             .unwrap_or_default();
         log::error!("configuration: {}", e.naming(&name));
-        exit::USAGE
+        end_unconfigured(Some(&cli.settings), &args)
     };
     let config = match Config::from_settings(&cli.settings, env) {
         Ok(config) => config,
@@ -92,7 +96,7 @@ fn run() -> i32 {
             let started = Instant::now();
             let process = set_up_process();
             let summary = pass::run(&config, mode, process).unwrap_or_else(|e| {
-                log::error!("{e}");
+                log::log!(exit::log_level(e.exit_code()), "{e}");
                 Summary::ended_early(e.exit_code(), started.elapsed(), args.dry_run)
             });
             end_pass(&config, &summary)
@@ -118,18 +122,42 @@ fn set_up_process() -> pass::Process {
 /// Every pass ends here, failed ones included: its metrics file and its push to the
 /// Pushgateway (a dry run does neither), then its summary line, last, and its exit code.
 fn end_pass(config: &Config, summary: &Summary) -> i32 {
-    let reports_metrics = config.metrics_file.is_some() || config.pushgateway.is_some();
-    if reports_metrics && !summary.dry_run {
-        let metrics = ops::metrics::render(summary, config);
-        if let Some(path) = &config.metrics_file {
-            if let Err(e) = ops::metrics::write(path, &metrics.text) {
-                log::warn!("cannot write the metrics file {}: {e}", path.display());
-            }
-        }
-        ops::push::push(config, &metrics);
-    }
+    report_metrics(&config.metrics_destination(), summary);
     summary.log();
-    summary.exit_code()
+    match summary.exit_code() {
+        // What a scheduler sees; the summary and the metrics still say partial.
+        exit::PARTIAL if config.partial_exits_zero => exit::OK,
+        code => code,
+    }
+}
+
+/// A run of `collect` whose settings are wrong (exit 2) still leaves its exit code and
+/// time in the metrics file and the Pushgateway, wherever those settings themselves can
+/// be read (docs/exit-codes.md): the alert on failing passes then sees it.
+fn end_unconfigured(settings: Option<&cli::Settings>, args: &[OsString]) -> i32 {
+    let collects = args.iter().any(|a| a == "collect");
+    let dry_run = args.iter().any(|a| a == "--dry-run");
+    if let (Some(settings), true, false) = (settings, collects, dry_run) {
+        let to = config::MetricsDestination::best_effort(settings);
+        report_metrics(
+            &to,
+            &Summary::ended_early(exit::USAGE, Default::default(), false),
+        );
+    }
+    exit::USAGE
+}
+
+fn report_metrics(to: &config::MetricsDestination, summary: &Summary) {
+    if !to.is_some() || summary.dry_run {
+        return;
+    }
+    let metrics = ops::metrics::render(summary, to);
+    if let Some(path) = &to.metrics_file {
+        if let Err(e) = ops::metrics::write(path, &metrics.text) {
+            log::warn!("cannot write the metrics file {}: {e}", path.display());
+        }
+    }
+    ops::push::push(to, &metrics);
 }
 
 /// Prints the man page (`man/asgard-stats.1` is this output, checked in).

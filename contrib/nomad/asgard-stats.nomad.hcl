@@ -63,6 +63,13 @@ job "asgard-stats" {
         STATS_COLLECTOR_RABBITMQ_RK   = "asgard.app.stats"
         STATS_COLLECTOR_PUSHGATEWAY   = "http://pushgateway.example:9091"
         STATS_COLLECTOR_LOG_FORMAT    = "json"
+        # Agent answers held at once: 64 MiB keeps the worst case (agents streaming huge
+        # answers: 71 MiB peak measured, BENCHMARKS.md) inside memory_max below, as the
+        # Kubernetes and Metronome jobs do; the default 256 MiB would not fit.
+        STATS_COLLECTOR_BODY_BUDGET_BYTES = "67108864"
+        # A partial pass exits 0 so Nomad does not count it as a failed allocation; its
+        # summary, logs and pushed metrics still say exit 3.
+        STATS_COLLECTOR_PARTIAL_EXIT_CODE = "0"
 
         STATS_COLLECTOR_RABBITMQ_PWD_FILE = "${NOMAD_SECRETS_DIR}/rabbitmq-password"
         STATS_COLLECTOR_REDIS_URL_FILE    = "${NOMAD_SECRETS_DIR}/redis-url"

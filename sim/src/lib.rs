@@ -207,6 +207,14 @@ pub enum AgentFault {
     Chunked(usize),
     /// Answers normally without `Content-Length`: the body ends when the connection does.
     UntilClose,
+    /// Answers with exactly these bytes, whatever they are (a broken or hostile agent):
+    /// `bytes`, one byte per write when `one_byte_at_a_time`, then `endless` again and
+    /// again until the client hangs up or the cluster stops (nothing when empty).
+    Raw {
+        bytes: Vec<u8>,
+        one_byte_at_a_time: bool,
+        endless: Vec<u8>,
+    },
 }
 
 /// How a master misbehaves; see [`Cluster::set_master_fault`]. Same meanings as the

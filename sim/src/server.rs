@@ -7,7 +7,7 @@
 //! only `Slow` and `Hang` connections get their own thread, so they never hold up the
 //! endpoint's next request.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -333,7 +333,10 @@ impl Endpoint {
     fn dispatch(self: &Arc<Self>, stream: TcpStream, fault: AgentFault) {
         if !matches!(
             fault,
-            AgentFault::Hang | AgentFault::Slow(_) | AgentFault::SlowBody { .. }
+            AgentFault::Hang
+                | AgentFault::Slow(_)
+                | AgentFault::SlowBody { .. }
+                | AgentFault::Raw { .. }
         ) {
             return self.serve(stream, &fault);
         }
@@ -365,6 +368,14 @@ impl Endpoint {
         if !self.delay(fault) {
             return;
         }
+        if let AgentFault::Raw {
+            bytes,
+            one_byte_at_a_time,
+            endless,
+        } = fault
+        {
+            return self.send_raw(conn, bytes, *one_byte_at_a_time, endless);
+        }
         let response = self.answer(&request, fault);
         // Counted before answering so a client that has read the answer sees the count.
         if request.path == self.counted_path {
@@ -389,6 +400,29 @@ impl Endpoint {
         });
         if paced.is_ok() {
             conn.finish();
+        }
+    }
+
+    /// Writes `bytes` as they are (a byte per write, a millisecond apart, when asked),
+    /// then `endless` until a write fails or the cluster stops.
+    fn send_raw(&self, mut conn: Conn, bytes: &[u8], one_byte_at_a_time: bool, endless: &[u8]) {
+        let step = if one_byte_at_a_time {
+            1
+        } else {
+            bytes.len().max(1)
+        };
+        for part in bytes.chunks(step) {
+            if conn.write_all(part).and_then(|()| conn.flush()).is_err() {
+                return;
+            }
+            if one_byte_at_a_time && self.shared.wait_for_stop(Some(Duration::from_millis(1))) {
+                return;
+            }
+        }
+        while !endless.is_empty() && conn.write_all(endless).is_ok() {
+            if self.shared.wait_for_stop(Some(Duration::ZERO)) {
+                return;
+            }
         }
     }
 

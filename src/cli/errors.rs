@@ -39,9 +39,25 @@ pub(crate) fn log_format_before_parsing(
 /// A parse error in one line (clap's usage and tips left to `--help`): what was wrong,
 /// with the setting named as the operator gave it.
 pub(crate) fn describe_parse_error(error: &clap::Error, args: &[OsString]) -> String {
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
+    ) {
+        return "a subcommand is needed: collect (one pass) or check (can a pass run?); see --help"
+            .to_string();
+    }
     let rendered = error.render().to_string();
     let first = rendered.lines().next().unwrap_or_default();
-    let first = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    let mut first = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    // clap's suggestions for a mistyped subcommand or flag ("tip: a similar subcommand
+    // exists: 'collect'"), kept in the one line.
+    for tip in rendered
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tip: "))
+    {
+        first.push_str("; ");
+        first.push_str(tip);
+    }
     let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
         error.get(ContextKind::InvalidArg),
         error.get(ContextKind::InvalidValue),

@@ -4,7 +4,10 @@
 //! can hold secrets). A JSON line always has `time` (RFC 3339, UTC), `level` and
 //! `message`; the record's `log` key-values (agent, reason, the summary's counts) become
 //! fields of their own, numbers as numbers. Plain lines carry the message only, which
-//! already names what the fields hold.
+//! already names what the fields hold. Under systemd (stderr is the journal's stream, as
+//! `JOURNAL_STREAM` says) each line starts with its sd-daemon priority (`<3>` an error,
+//! `<4>` a warning, `<6>` information, `<7>` debug), which journald strips and keeps, so
+//! `journalctl -p warning` shows what needs a look.
 
 use crate::cli::LogFormat;
 use log::kv::{Key, Value, VisitSource};
@@ -19,17 +22,20 @@ pub(crate) fn init(format: LogFormat) {
     for wire in ["ureq", "ureq_proto", "rustls", "redis", "r2d2"] {
         builder.filter_module(wire, log::LevelFilter::Warn);
     }
+    let journal = stderr_is_the_journal(std::env::var("JOURNAL_STREAM").ok().as_deref());
+    let priority = move |level: log::Level| if journal { sd_priority(level) } else { "" };
     match format {
-        LogFormat::Text => builder.format(|buf, record| {
+        LogFormat::Text => builder.format(move |buf, record| {
             writeln!(
                 buf,
-                "{} {:<5} {}",
+                "{}{} {:<5} {}",
+                priority(record.level()),
                 buf.timestamp_millis(),
                 record.level(),
                 record.args()
             )
         }),
-        LogFormat::Json => builder.format(|buf, record| {
+        LogFormat::Json => builder.format(move |buf, record| {
             let mut line = serde_json::Map::new();
             line.insert("time".into(), buf.timestamp_millis().to_string().into());
             line.insert("level".into(), record.level().as_str().into());
@@ -38,11 +44,39 @@ pub(crate) fn init(format: LogFormat) {
             let mut fields = JsonFields(&mut line);
             // A visitor that only inserts cannot fail.
             let _ = record.key_values().visit(&mut fields);
-            writeln!(buf, "{}", serde_json::Value::Object(line))
+            writeln!(
+                buf,
+                "{}{}",
+                priority(record.level()),
+                serde_json::Value::Object(line)
+            )
         }),
     };
     // A second initialisation (tests) keeps the first logger, which is fine.
     let _ = builder.try_init();
+}
+
+/// Whether stderr is the stream `JOURNAL_STREAM` names (`<device>:<inode>`, which systemd
+/// sets for a unit whose output goes to the journal): not merely inherited by a child.
+fn stderr_is_the_journal(journal_stream: Option<&str>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some((device, inode)) = journal_stream.and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(stderr) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    device.parse() == Ok(stderr.dev()) && inode.parse() == Ok(stderr.ino())
+}
+
+/// The sd-daemon(3) prefix of a line at `level`.
+fn sd_priority(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Error => "<3>",
+        log::Level::Warn => "<4>",
+        log::Level::Info => "<6>",
+        log::Level::Debug | log::Level::Trace => "<7>",
+    }
 }
 
 /// Copies a record's key-values into the JSON object, numbers as numbers.

@@ -281,19 +281,22 @@ fn examples() -> Roff {
     roff.control("SH", ["EXAMPLES"]);
     example(
         &mut roff,
-        "The cron entry (/etc/cron.d/asgard-stats, one line there), settings in an \
-         environment file; crontab.example in the source adds mail on failures:",
+        "The cron entry (/etc/cron.d/asgard-stats, one line there), on a host laid out as \
+         the Debian package lays it out (settings in /etc/default/asgard-stats, secrets in \
+         /etc/asgard-stats/); crontab.example adds mail on failures:",
         &[
-            "* * * * * asgard  set -a; . /etc/asgard-stats/env; set +a;",
-            "    asgard-stats collect 2>>/var/log/asgard-stats/collect.log",
+            "* * * * * asgard-stats  set -a; . /etc/default/asgard-stats; set +a;",
+            "    /usr/bin/asgard-stats collect 2>>/var/log/asgard-stats/collect.log",
         ],
     );
     example(
         &mut roff,
-        "After installing, or when passes fail: can a pass run?",
+        "After installing, or when passes fail: can a pass run, with its settings and \
+         broker password?",
         &[
-            "set -a; . /etc/asgard-stats/env; set +a",
-            "asgard-stats check",
+            "sudo -u asgard-stats sh -c 'set -a; . /etc/default/asgard-stats;",
+            "  STATS_COLLECTOR_RABBITMQ_PWD_FILE=/etc/asgard-stats/rabbitmq-password;",
+            "  exec /usr/bin/asgard-stats check'",
         ],
     );
     example(

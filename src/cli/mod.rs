@@ -5,6 +5,7 @@
 pub(crate) mod errors;
 pub(crate) mod logging;
 pub(crate) mod man;
+pub(crate) mod unknown_env;
 
 use crate::output::OutputFormat;
 use clap::builder::PossibleValue;
@@ -278,21 +279,22 @@ pub(crate) struct Settings {
     )]
     pub(crate) redis_pool_min: u32,
 
-    /// Redis connections open at most.
+    /// Redis connections open at most [default: --workers, so that no worker waits for
+    /// a connection].
     #[arg(
         long,
         value_name = "N",
         env = "STATS_COLLECTOR_REDIS_POOL_MAX",
-        default_value_t = 10,
         global = true
     )]
-    pub(crate) redis_pool_max: u32,
+    pub(crate) redis_pool_max: Option<u32>,
 
     /// Prefix of every Redis key this program writes, each with a TTL: an agent's readings
     /// are <PREFIX>agent/<agent id>/<address>, a pass's write-ahead
     /// <PREFIX>wal/<agent id>/<address>, the layout marker <PREFIX>layout/by-address/since,
-    /// the pass lock <PREFIX>lock (<PREFIX>lock:K-of-N with --shard); the previous
-    /// releases' keys are still read after an upgrade.
+    /// the pass lock <PREFIX>lock (<PREFIX>lock:K-of-N with --shard), where the next pass
+    /// starts its agents <PREFIX>turn; the previous releases' keys are still read after an
+    /// upgrade.
     #[arg(
         long,
         value_name = "PREFIX",
@@ -388,7 +390,7 @@ pub(crate) struct Settings {
 
     /// Exchange the documents are published to; "" is the default exchange, which routes
     /// a key to the queue of that name. A named exchange must exist when a pass starts
-    /// (checked), unless --declare-exchange.
+    /// (it is checked), or be declared by it: see --declare-exchange.
     #[arg(
         long,
         value_name = "NAME",
@@ -445,6 +447,13 @@ pub(crate) struct Settings {
     /// documents without them.
     #[arg(long, env = "STATS_COLLECTOR_PUBLISH_INCOMPLETE", value_parser = clap::builder::BoolishValueParser::new(), global = true)]
     pub(crate) publish_incomplete: bool,
+
+    /// The exit code of a partial pass (some agents or documents failed, the rest was
+    /// delivered): 3, or 0 for a scheduler that counts every other code as a failure (a
+    /// Kubernetes Job, Nomad, Metronome). The summary, the logs and the metrics still
+    /// say 3.
+    #[arg(long, value_name = "0|3", env = "STATS_COLLECTOR_PARTIAL_EXIT_CODE", default_value = "3", value_parser = ["0", "3"], global = true)]
+    pub(crate) partial_exit_code: String,
 
     /// Log line format on stderr; the level comes from RUST_LOG (default info). The last
     /// line of a pass is its summary.
@@ -514,6 +523,60 @@ where
     Ok((cli, matches))
 }
 
+/// The settings of a command line clap refused, as far as they parse: each value clap
+/// could not read (from a flag or its variable) is dropped and clap asked again, so the
+/// settings that did parse (the metrics file, say) can still be used, the dropped ones at
+/// their defaults. None when the refusal names no setting (an unknown subcommand, say).
+pub(crate) fn settings_despite_errors(args: &[std::ffi::OsString]) -> Option<Settings> {
+    use clap::error::{ContextKind, ContextValue};
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut args = args.to_vec();
+    // Each round drops one setting, and there are fewer than this many.
+    for _ in 0..64 {
+        let error = match command.clone().try_get_matches_from(&args) {
+            Ok(matches) => {
+                return <Settings as clap::FromArgMatches>::from_arg_matches(&matches).ok()
+            }
+            Err(error) => error,
+        };
+        let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+            return None;
+        };
+        let long = arg
+            .split_whitespace()
+            .next()?
+            .strip_prefix("--")?
+            .to_string();
+        let id = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()))?
+            .get_id()
+            .clone();
+        args = without_flag(&args, &long);
+        command = command.mut_arg(id, |a| a.env(None));
+    }
+    None
+}
+
+/// `args` without the flag `--long` and its value (`--long VALUE` or `--long=VALUE`).
+fn without_flag(args: &[std::ffi::OsString], long: &str) -> Vec<std::ffi::OsString> {
+    let flag = format!("--{long}");
+    let mut kept = Vec::with_capacity(args.len());
+    let mut skip_value = false;
+    for arg in args {
+        let text = arg.to_string_lossy();
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        if text == flag {
+            skip_value = true;
+        } else if !text.starts_with(&format!("{flag}=")) {
+            kept.push(arg.clone());
+        }
+    }
+    kept
+}
+
 /// [`parse_keeping_matches`] without the matches.
 #[cfg(test)]
 pub(crate) fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
@@ -534,4 +597,31 @@ fn on_command_line(matches: &clap::ArgMatches, id: &str) -> bool {
     here || matches
         .subcommand()
         .is_some_and(|(_, sub)| on_command_line(sub, id))
+}
+
+#[cfg(test)]
+mod settings_despite_errors_tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> Option<Settings> {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        settings_despite_errors(&args)
+    }
+
+    #[test]
+    fn the_settings_that_parse_survive_those_that_do_not() {
+        let kept = settings(&[
+            "asgard-stats",
+            "--deadline",
+            "abc",
+            "--workers=x",
+            "--metrics-file",
+            "/tmp/m.prom",
+            "collect",
+        ])
+        .expect("settings");
+        assert_eq!(kept.metrics_file, Some("/tmp/m.prom".into()));
+        assert_eq!((kept.deadline, kept.workers), (50.0, 32), "defaults");
+        assert!(settings(&["asgard-stats", "colect"]).is_none());
+    }
 }

@@ -44,7 +44,7 @@ pub(super) fn masters(
             .as_deref()
             .filter(|ip| !ip.is_empty())
         {
-            urls.push(format!("http://{ip}:5050"));
+            urls.push(master_ip_url(ip.trim())?);
         }
     }
     if urls.is_empty() {
@@ -67,12 +67,58 @@ fn master_url(url: String) -> Result<String, ConfigError> {
                 "master URL {shown} must start with http:// or https://"
             ))
         })?;
-    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+    if rest.is_empty() || rest.contains('/') || rest.contains('@') || !is_host_port(rest) {
         return Err(invalid(format!(
             "master URL {shown} must be scheme://host[:port], without path or credentials"
         )));
     }
     Ok(url)
+}
+
+/// `STATS_COLLECTOR_MESOS_MASTER_IP`, the Python collector's one master: an address
+/// without a port (Mesos's 5050 is added), an IPv6 one bracketed in the URL.
+fn master_ip_url(ip: &str) -> Result<String, ConfigError> {
+    if ip.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(format!("http://[{ip}]:5050"));
+    }
+    let bracketed_v6 = ip.starts_with('[') && ip.ends_with(']') && is_host_port(ip);
+    if bracketed_v6 {
+        return Ok(format!("http://{ip}:5050"));
+    }
+    if ip.contains(':') || !is_host_port(ip) {
+        return Err(invalid(format!(
+            "STATS_COLLECTOR_MESOS_MASTER_IP must be an address without port or scheme \
+             (port 5050 is added), not {:?}; a master at another port goes in \
+             HOLLOWMAN_MESOS_ADDRESS as http://host:port",
+            redact::url(ip)
+        )));
+    }
+    Ok(format!("http://{ip}:5050"))
+}
+
+/// `host[:port]`: a name or IPv4 address, or an IPv6 address in brackets, then at most
+/// one port of digits within 1 to 65535.
+fn is_host_port(authority: &str) -> bool {
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((v6, port)) => (v6.parse::<std::net::Ipv6Addr>().is_ok(), port),
+            None => return false,
+        },
+        None => {
+            let (host, port) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
+            let name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
+            (!host.is_empty() && host.bytes().all(name), port)
+        }
+    };
+    let port_ok = match port.strip_prefix(':') {
+        None => port.is_empty(),
+        Some(digits) => {
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && digits.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+    };
+    host_ok && port_ok
 }
 
 pub(super) fn credentials(settings: &Settings) -> Result<Option<Credentials>, ConfigError> {

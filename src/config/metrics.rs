@@ -5,8 +5,58 @@ use super::error::{invalid, invalid_value, ConfigError};
 use super::masters::Credentials;
 use super::redact;
 use super::secret::Secret;
+use super::shard::{shard, Shard};
 use crate::cli::Settings;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a pass's metrics go and what they need besides its summary: the part of the
+/// configuration the metrics file and the push read, so that a pass whose other settings
+/// are wrong (exit 2) still reports its exit there.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MetricsDestination {
+    pub(crate) metrics_file: Option<PathBuf>,
+    pub(crate) pushgateway: Option<PushgatewaySettings>,
+    pub(crate) shard: Option<Shard>,
+    /// The pass's deadline, a gauge of the metrics.
+    pub(crate) deadline: Duration,
+    /// The push's timeouts: the connect and request timeouts of HTTP.
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+}
+
+impl MetricsDestination {
+    /// What can be read of the destination from settings that did not all validate: the
+    /// metrics file when it names one, the Pushgateway when it, the shard (its group) and
+    /// the timeouts (its requests') are valid. A deadline that is not shows as 0.
+    pub(crate) fn best_effort(settings: &Settings) -> MetricsDestination {
+        let seconds = |value: f64| {
+            Duration::try_from_secs_f64(value)
+                .ok()
+                .filter(|d| !d.is_zero())
+        };
+        let shard = shard(settings);
+        let timeouts = seconds(settings.connect_timeout).zip(seconds(settings.request_timeout));
+        let pushgateway = match (&shard, timeouts) {
+            (Ok(_), Some(_)) => pushgateway(settings).ok().flatten(),
+            _ => None,
+        };
+        let (connect_timeout, request_timeout) = timeouts.unwrap_or_default();
+        MetricsDestination {
+            metrics_file: metrics_file(settings).ok().flatten(),
+            pushgateway,
+            shard: shard.ok().flatten(),
+            deadline: seconds(settings.deadline).unwrap_or_default(),
+            connect_timeout,
+            request_timeout,
+        }
+    }
+
+    /// Whether the metrics go anywhere.
+    pub(crate) fn is_some(&self) -> bool {
+        self.metrics_file.is_some() || self.pushgateway.is_some()
+    }
+}
 
 /// A Prometheus Pushgateway: where, and the basic credentials its URL held.
 #[derive(Clone, Debug)]

@@ -26,11 +26,11 @@ mod validated;
 pub(crate) use broker::{BrokerAddress, BrokerSettings};
 pub(crate) use error::ConfigError;
 pub(crate) use masters::HttpSettings;
-pub(crate) use metrics::PushgatewaySettings;
+pub(crate) use metrics::{MetricsDestination, PushgatewaySettings};
 pub(crate) use redis::RedisSettings;
 pub(crate) use routing_key::{KeyField, RoutingKey};
 pub(crate) use secret::Secret;
-pub(crate) use sentinel::{Login, SentinelSettings};
+pub(crate) use sentinel::{RedisLogin, SentinelSettings};
 pub(crate) use shard::{fnv1a, Shard};
 pub(crate) use validated::{declare_queue, dry_run_interval, Config};
 

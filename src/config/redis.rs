@@ -28,7 +28,11 @@ pub(crate) struct RedisSettings {
     pub(crate) timeout: Duration,
 }
 
-pub(super) fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSettings, ConfigError> {
+pub(super) fn redis(
+    settings: &Settings,
+    timeout: Duration,
+    workers: usize,
+) -> Result<RedisSettings, ConfigError> {
     let url = SecretSetting {
         value_name: "STATS_COLLECTOR_REDIS_URL (--redis-url)",
         file_name: "STATS_COLLECTOR_REDIS_URL_FILE (--redis-url-file)",
@@ -51,7 +55,12 @@ pub(super) fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSetti
     } else {
         None
     };
-    if settings.redis_pool_max == 0 || settings.redis_pool_min > settings.redis_pool_max {
+    // One connection per worker unless told otherwise: a worker that waits for a
+    // connection holds its agent's readings and its share of the body budget meanwhile.
+    let pool_max = settings
+        .redis_pool_max
+        .unwrap_or_else(|| u32::try_from(workers).unwrap_or(u32::MAX));
+    if pool_max == 0 || settings.redis_pool_min > pool_max {
         return Err(invalid(
             "Redis pool sizes must satisfy 0 <= STATS_COLLECTOR_REDIS_POOL_MIN <= \
              STATS_COLLECTOR_REDIS_POOL_MAX, and the maximum must be above 0",
@@ -66,7 +75,7 @@ pub(super) fn redis(settings: &Settings, timeout: Duration) -> Result<RedisSetti
         sentinel,
         ca_file: settings.redis_ca_file.clone(),
         pool_min: settings.redis_pool_min,
-        pool_max: settings.redis_pool_max,
+        pool_max,
         key_prefix: settings.key_prefix.clone(),
         state_ttl: Duration::from_secs(settings.state_ttl),
         timeout,

@@ -30,14 +30,14 @@ pub(crate) struct SentinelSettings {
     /// TLS to the sentinels and the master.
     pub(crate) tls: bool,
     /// The master's (and its replicas') login.
-    pub(crate) master_login: Login,
+    pub(crate) master_login: RedisLogin,
     /// The sentinels' own login, if they want one.
-    pub(crate) sentinel_login: Login,
+    pub(crate) sentinel_login: RedisLogin,
 }
 
 /// A Redis user and password; either may be absent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Login {
+pub(crate) struct RedisLogin {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<Secret>,
 }
@@ -80,14 +80,14 @@ pub(crate) fn parse(url: &str) -> Result<SentinelSettings, String> {
             .ok_or("the database after the master's name must be a number")?,
     };
     let master_login = match userinfo {
-        None => Login::default(),
+        None => RedisLogin::default(),
         Some(userinfo) => {
             let (user, password) = match userinfo.split_once(':') {
                 Some((user, password)) => (user, Some(password)),
                 None => (userinfo, None),
             };
             let unreadable = "the user and password cannot be read (percent-encode them)";
-            Login {
+            RedisLogin {
                 username: Some(decode(user).ok_or(unreadable)?).filter(|u| !u.is_empty()),
                 password: password
                     .map(|p| decode(p).map(Secret).ok_or(unreadable))
@@ -95,7 +95,7 @@ pub(crate) fn parse(url: &str) -> Result<SentinelSettings, String> {
             }
         }
     };
-    let mut sentinel_login = Login::default();
+    let mut sentinel_login = RedisLogin::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value =
@@ -175,7 +175,7 @@ mod tests {
         );
         assert_eq!((url.master_name.as_str(), url.db), ("my master", 3));
         assert!(url.tls);
-        let login = |user: Option<&str>, password: Option<&str>| Login {
+        let login = |user: Option<&str>, password: Option<&str>| RedisLogin {
             username: user.map(str::to_string),
             password: password.map(|p| Secret(p.to_string())),
         };
@@ -188,7 +188,7 @@ mod tests {
         assert!(!plain.tls);
         assert_eq!((plain.master_name.as_str(), plain.db), ("mymaster", 0));
         assert_eq!(plain.master_login, login(None, Some("pw")));
-        assert_eq!(plain.sentinel_login, Login::default(), "no login");
+        assert_eq!(plain.sentinel_login, RedisLogin::default(), "no login");
         let user_only = parse("redis+sentinel://app@s1/m/").expect("ok");
         assert_eq!(user_only.master_login, login(Some("app"), None));
     }

@@ -482,3 +482,60 @@ fn an_exchange_and_a_routing_key_template_are_read_and_checked() {
     let error = with(&["--routing-key", "rk", "--exchange", &long]).expect_err("too long");
     assert!(error.to_string().contains("RABBITMQ_EXCHANGE"), "{error}");
 }
+
+#[test]
+fn a_master_address_with_a_port_where_an_ip_is_expected_is_refused_at_configuration() {
+    let with_ip = |ip: &str| config(&["--mesos-master-ip", ip], &[]);
+    let why = with_ip("10.0.0.1:5050").expect_err("refused").to_string();
+    assert!(
+        why.contains("STATS_COLLECTOR_MESOS_MASTER_IP must be an address without port"),
+        "{why}"
+    );
+    for bad in ["http://10.0.0.1", "10.0.0.1/x", "a b"] {
+        assert!(with_ip(bad).is_err(), "{bad}");
+    }
+    for (ip, url) in [
+        ("10.0.0.1", "http://10.0.0.1:5050"),
+        ("master.example", "http://master.example:5050"),
+        ("::1", "http://[::1]:5050"),
+        ("[fd00::1]", "http://[fd00::1]:5050"),
+    ] {
+        assert_eq!(
+            with_ip(ip).map(|c| c.masters).ok(),
+            Some(vec![url.to_string()]),
+            "{ip}"
+        );
+    }
+    for bad in [
+        "http://m:5050:5050",
+        "http://m:x",
+        "http://m:70000",
+        "http://[::1",
+        "http://m:",
+    ] {
+        assert!(config(&["--master", bad], &[]).is_err(), "{bad}");
+    }
+    for good in [
+        "http://m",
+        "https://m:5050",
+        "http://[::1]:5050",
+        "http://10.0.0.1:1",
+    ] {
+        assert!(config(&["--master", good], &[]).is_ok(), "{good}");
+    }
+}
+
+#[test]
+fn the_redis_pool_follows_the_workers_unless_told() {
+    let m = ["--master", "http://m:1"];
+    let pool = |extra: &[&str]| {
+        config(&[&m[..], extra].concat(), &[]).map(|c| (c.workers, c.redis.pool_max))
+    };
+    assert_eq!(pool(&[]).ok(), Some((32, 32)));
+    assert_eq!(pool(&["--workers", "200"]).ok(), Some((200, 200)));
+    assert_eq!(
+        pool(&["--workers", "200", "--redis-pool-max", "12"]).ok(),
+        Some((200, 12))
+    );
+    assert!(pool(&["--redis-pool-max", "0"]).is_err());
+}

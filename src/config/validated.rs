@@ -5,7 +5,7 @@
 use super::broker::{broker, BrokerSettings};
 use super::error::{invalid, invalid_value, ConfigError};
 use super::masters::{credentials, masters, HttpSettings};
-use super::metrics::{metrics_file, pushgateway, PushgatewaySettings};
+use super::metrics::{metrics_file, pushgateway, MetricsDestination, PushgatewaySettings};
 use super::redact;
 use super::redis::{redis, RedisSettings};
 use super::shard::{shard, Shard};
@@ -31,15 +31,34 @@ pub(crate) struct Config {
     pub(crate) pushgateway: Option<PushgatewaySettings>,
     /// Publish documents without cpu_pct or mem_pct too (off: they are held back).
     pub(crate) publish_incomplete: bool,
+    /// Whether a partial pass exits 0 rather than 3, for schedulers
+    /// (`--partial-exit-code 0`).
+    pub(crate) partial_exits_zero: bool,
 }
 
 impl Config {
+    /// Where this pass's metrics go.
+    pub(crate) fn metrics_destination(&self) -> MetricsDestination {
+        MetricsDestination {
+            metrics_file: self.metrics_file.clone(),
+            pushgateway: self.pushgateway.clone(),
+            shard: self.shard,
+            deadline: self.deadline,
+            connect_timeout: self.http.connect_timeout,
+            request_timeout: self.http.request_timeout,
+        }
+    }
+
     /// Validates the parsed settings; `env` looks up environment variables.
     pub(crate) fn from_settings(
         settings: &Settings,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let connect_timeout = seconds("--connect-timeout", settings.connect_timeout)?;
+        let workers = match settings.workers {
+            1..=1024 => settings.workers,
+            _ => return Err(invalid_value("--workers", "must be between 1 and 1024")),
+        };
         Ok(Config {
             masters: masters(settings, &env)?,
             http: HttpSettings {
@@ -54,18 +73,16 @@ impl Config {
                     settings.max_agent_list_bytes,
                 )?,
             },
-            workers: match settings.workers {
-                1..=1024 => settings.workers,
-                _ => return Err(invalid_value("--workers", "must be between 1 and 1024")),
-            },
+            workers,
             deadline: seconds("--deadline", settings.deadline)?,
             shard: shard(settings)?,
-            redis: redis(settings, connect_timeout)?,
+            redis: redis(settings, connect_timeout, workers)?,
             broker: broker(settings, connect_timeout)?,
             include_raw_metrics: settings.include_raw_metrics == "1",
             metrics_file: metrics_file(settings)?,
             pushgateway: pushgateway(settings)?,
             publish_incomplete: settings.publish_incomplete,
+            partial_exits_zero: settings.partial_exit_code == "0",
         })
     }
 

@@ -188,13 +188,13 @@ struct Answered(Listing);
 
 impl<'de> Deserialize<'de> for Answered {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(AnswerVisitor)
+        deserializer.deserialize_map(AgentListVisitor)
     }
 }
 
-struct AnswerVisitor;
+struct AgentListVisitor;
 
-impl<'de> Visitor<'de> for AnswerVisitor {
+impl<'de> Visitor<'de> for AgentListVisitor {
     type Value = Answered;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {

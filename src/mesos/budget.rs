@@ -13,16 +13,16 @@ use std::time::Instant;
 
 /// The budget every fetch of a pass reserves from; clones share it.
 #[derive(Debug, Clone)]
-pub(crate) struct BodyBudget(Arc<Shared>);
+pub(crate) struct BodyBudget(Arc<BudgetState>);
 
 #[derive(Debug)]
-struct Shared {
+struct BudgetState {
     total: u64,
     free: Mutex<u64>,
     freed: Condvar,
 }
 
-impl Shared {
+impl BudgetState {
     /// Poisoning only means a thread panicked between two additions, which stay right.
     fn free(&self) -> MutexGuard<'_, u64> {
         self.free.lock().unwrap_or_else(PoisonError::into_inner)
@@ -36,7 +36,7 @@ impl Shared {
 
 impl BodyBudget {
     pub(crate) fn new(total: u64) -> BodyBudget {
-        BodyBudget(Arc::new(Shared {
+        BodyBudget(Arc::new(BudgetState {
             total,
             free: Mutex::new(total),
             freed: Condvar::new(),
@@ -69,7 +69,7 @@ impl BodyBudget {
 /// Bytes taken from the budget until this is dropped.
 #[derive(Debug)]
 pub(crate) struct Reservation {
-    budget: Arc<Shared>,
+    budget: Arc<BudgetState>,
     bytes: u64,
 }
 

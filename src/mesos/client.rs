@@ -130,8 +130,8 @@ impl MesosClient {
         for _ in 0..=MAX_REDIRECTS {
             let deadline = Instant::now() + self.settings.request_timeout;
             match self.get(&format!("{base}/master/slaves"), deadline)? {
-                Answer::Body(body) => return self.read_agent_list(body, base),
-                Answer::Redirect(location) => {
+                BodyOrRedirect::Body(body) => return self.read_agent_list(body, base),
+                BodyOrRedirect::Redirect(location) => {
                     base = leader_of(&base, &location)?;
                     log::info!("{master} is not leading; following it to {base}");
                 }
@@ -156,8 +156,8 @@ impl MesosClient {
             Scheme::Https => {
                 let url = format!("{scheme}://{}{STATISTICS}", agent.address);
                 match self.get(&url, ends)? {
-                    Answer::Body(body) => AnswerBody::Tls(body),
-                    Answer::Redirect(_) => return Err(FetchError::Status(307)),
+                    BodyOrRedirect::Body(body) => AnswerBody::Tls(body),
+                    BodyOrRedirect::Redirect(_) => return Err(FetchError::Status(307)),
                 }
             }
         };
@@ -237,7 +237,7 @@ impl MesosClient {
             .map_err(list_error)
     }
 
-    fn get(&self, url: &str, deadline: Instant) -> Result<Answer, FetchError> {
+    fn get(&self, url: &str, deadline: Instant) -> Result<BodyOrRedirect, FetchError> {
         let budget = deadline
             .saturating_duration_since(Instant::now())
             .min(self.settings.request_timeout);
@@ -261,9 +261,9 @@ impl MesosClient {
                 .get(header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| FetchError::BadRedirect("no Location header".into()))?;
-            return Ok(Answer::Redirect(location.to_string()));
+            return Ok(BodyOrRedirect::Redirect(location.to_string()));
         }
-        refused(status).map_or_else(|| Ok(Answer::Body(response.into_body())), Err)
+        refused(status).map_or_else(|| Ok(BodyOrRedirect::Body(response.into_body())), Err)
     }
 }
 
@@ -374,7 +374,7 @@ fn resolve(
 }
 
 /// A successful answer's body, still to be read, or where a redirect points.
-enum Answer {
+enum BodyOrRedirect {
     Body(ureq::Body),
     Redirect(String),
 }

@@ -25,6 +25,10 @@ pub(crate) enum FetchError {
     Truncated(String),
     #[error("bad redirect: {0}")]
     BadRedirect(String),
+    /// An answer that is not HTTP as RFC 9112 frames it (a bad head, length or chunk),
+    /// or whose framing passed its bounds: refused, whatever the body held.
+    #[error("{0}")]
+    BadHttp(String),
     #[error("{0}")]
     Connection(String),
 }

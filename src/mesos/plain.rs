@@ -24,6 +24,15 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 /// A chunk-size line or a trailer longer than this is refused.
 const MAX_LINE_BYTES: u64 = 4096;
+/// What a chunked body may spend on its framing (chunk-size lines with their extensions,
+/// the line ends after each chunk, trailers) beyond as many bytes as its data: a body
+/// of sensible chunks spends a few bytes per kilobyte, one that sends trailers or empty
+/// extensions forever is refused here rather than at the request's end.
+const MAX_FRAMING_BYTES: u64 = 64 * 1024;
+/// How many times a head that holds an empty line may still parse as incomplete before
+/// it is refused (httparse skips empty lines before the status line, which the search
+/// for the head's end already skipped).
+const MAX_HEAD_PARSES: usize = 4;
 /// How far a read may end past the request's end before the socket's timeout is set
 /// again: setting it before every read would be a system call per read.
 const DEADLINE_SLACK: Duration = Duration::from_millis(10);
@@ -64,8 +73,11 @@ pub(crate) fn get(
 ) -> Result<Answer, FetchError> {
     let stream = connect(addresses, connect_timeout, ends)?;
     stream.set_nodelay(true).map_err(FetchError::from_io)?;
-    // A request of a few hundred bytes fits the empty send buffer of a new connection:
-    // this write never blocks, so it needs no timeout.
+    // A request of a few hundred bytes fits the empty send buffer of a new connection, but
+    // a peer that never reads must not hold the write past the request's end either.
+    stream
+        .set_write_timeout(Some(left_until(ends)?))
+        .map_err(FetchError::from_io)?;
     (&stream)
         .write_all(request.to_bytes().as_slice())
         .map_err(FetchError::from_io)?;
@@ -129,19 +141,40 @@ impl Answer {
             ..
         } = self;
         let early = early.get(body_from..).unwrap_or_default();
-        match framing {
-            Framing::Length(length) if length > limit => Err(FetchError::TooLarge(limit)),
-            Framing::Length(length) => read_exactly(early, &mut socket, length, into),
-            Framing::UntilClose => {
-                let mut body = early.chain(&mut socket).take(limit.saturating_add(1));
-                body.read_to_end(into).map_err(FetchError::from_io)?;
-                within(limit, into)
-            }
-            Framing::Chunked => {
-                read_chunks(&mut BufReader::new(early.chain(&mut socket)), limit, into)
-            }
-        }
+        read_framed_body(framing, early, &mut socket, limit, into)
     }
+}
+
+/// Reads a body framed as `framing`, whose first bytes `early` came with the head, from
+/// `socket`, up to `limit` bytes, onto the end of `into`.
+fn read_framed_body(
+    framing: Framing,
+    early: &[u8],
+    socket: &mut impl Read,
+    limit: u64,
+    into: &mut Vec<u8>,
+) -> Result<(), FetchError> {
+    match framing {
+        Framing::Length(length) if length > limit => Err(FetchError::TooLarge(limit)),
+        Framing::Length(length) => read_exactly(early, socket, length, into),
+        Framing::UntilClose => {
+            let mut body = early.chain(socket).take(limit.saturating_add(1));
+            body.read_to_end(into).map_err(FetchError::from_io)?;
+            within(limit, into)
+        }
+        Framing::Chunked => read_chunks(&mut BufReader::new(early.chain(socket)), limit, into),
+    }
+}
+
+/// A whole answer read from `bytes` as from an agent's socket: its status and body, or
+/// why it is refused. What the fuzz target and the unit tests drive.
+#[cfg(test)]
+pub(crate) fn read_answer(mut bytes: &[u8], limit: u64) -> Result<(u16, Vec<u8>), FetchError> {
+    let (status, framing, early, body_from) = read_head(&mut bytes)?;
+    let mut body = Vec::new();
+    let early = early.get(body_from..).unwrap_or_default();
+    read_framed_body(framing, early, &mut bytes, limit, &mut body)?;
+    Ok((status, body))
 }
 
 fn connect(
@@ -169,41 +202,79 @@ pub(crate) fn left_until(ends: Instant) -> Result<Duration, FetchError> {
 
 /// Reads the head: the status and how the body is framed, and the buffer it was read
 /// into with the offset where the body starts. Interim (1xx) answers are skipped.
-fn read_head(socket: &mut TimedSocket) -> Result<(u16, Framing, Vec<u8>, usize), FetchError> {
+///
+/// The head is parsed only once an empty line (its end) has arrived, searched for in the
+/// bytes each read adds: a head sent a byte at a time costs a search of each byte, not a
+/// parse of all that came before.
+fn read_head(socket: &mut impl Read) -> Result<(u16, Framing, Vec<u8>, usize), FetchError> {
     let mut buffer = vec![0; HEAD_BUFFER_BYTES];
     let mut start = 0;
     let mut filled = 0;
+    let mut searched = 0;
+    let mut parses = 0;
     loop {
+        // Empty lines before the status line are no head's end (httparse skips them).
+        while start < filled && matches!(buffer.get(start), Some(b'\r' | b'\n')) {
+            start += 1;
+        }
+        searched = searched.max(start);
+        let Some(end) = head_end(&buffer[..filled], start, searched) else {
+            searched = filled;
+            filled += read_more(socket, &mut buffer, filled)?;
+            continue;
+        };
+        parses += 1;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut head = httparse::Response::new(&mut headers);
         let parsed = head.parse(buffer.get(start..filled).unwrap_or_default());
-        match parsed.map_err(|e| FetchError::Connection(format!("not an HTTP answer: {e}")))? {
+        match parsed.map_err(|e| FetchError::BadHttp(format!("not an HTTP answer: {e}")))? {
             httparse::Status::Complete(used) => {
                 let status = head.code.unwrap_or_default();
                 start += used;
+                searched = start;
                 if !(100..200).contains(&status) {
                     let framing = framing_of(status, head.headers)?;
                     buffer.truncate(filled);
                     return Ok((status, framing, buffer, start));
                 }
             }
+            httparse::Status::Partial if parses < MAX_HEAD_PARSES => searched = end,
             httparse::Status::Partial => {
-                filled += read_more(socket, &mut buffer, filled)?;
+                return Err(FetchError::BadHttp(
+                    "not an HTTP answer: a head that does not end".into(),
+                ))
             }
         }
     }
 }
 
+/// Where the first empty line at or after `from` (and after the head's `start`) ends in
+/// `bytes`: a line feed right after a line feed, or after a line feed and a carriage
+/// return. Looks back at most two bytes before `from`, so each byte is searched once.
+fn head_end(bytes: &[u8], start: usize, from: usize) -> Option<usize> {
+    let from = from.max(start + 1);
+    (from..bytes.len()).find_map(|i| {
+        let before = |back: usize| {
+            i.checked_sub(back)
+                .filter(|&j| j >= start)
+                .map(|j| bytes[j])
+        };
+        let ends = bytes[i] == b'\n'
+            && (before(1) == Some(b'\n') || (before(1) == Some(b'\r') && before(2) == Some(b'\n')));
+        ends.then_some(i + 1)
+    })
+}
+
 /// Reads more of a head into `buffer` after its first `filled` bytes, growing it up to
 /// `MAX_HEAD_BYTES`; the connection's end is an answer cut short.
 fn read_more(
-    socket: &mut TimedSocket,
+    socket: &mut impl Read,
     buffer: &mut Vec<u8>,
     filled: usize,
 ) -> Result<usize, FetchError> {
     if filled == buffer.len() {
         if buffer.len() >= MAX_HEAD_BYTES {
-            return Err(FetchError::Connection(format!(
+            return Err(FetchError::BadHttp(format!(
                 "an answer's head longer than {MAX_HEAD_BYTES} bytes"
             )));
         }
@@ -242,32 +313,42 @@ fn framing_of(status: u16, headers: &[httparse::Header]) -> Result<Framing, Fetc
     if !codings.is_empty() {
         return match codings.as_slice() {
             [only] if only == "chunked" => Ok(Framing::Chunked),
-            _ => Err(FetchError::Connection(format!(
+            _ => Err(FetchError::BadHttp(format!(
                 "an answer in a transfer coding not asked for: {}",
                 codings.join(", ")
             ))),
         };
     }
     // Repeated, a length must be the same each time.
-    let lengths: Vec<Option<u64>> = named("content-length")
-        .map(|v| v.trim().parse().ok())
-        .collect();
+    let lengths: Vec<Option<u64>> = named("content-length").map(|v| decimal(v.trim())).collect();
     match lengths.split_first() {
         None => Ok(Framing::UntilClose),
         Some((&Some(length), rest)) if rest.iter().all(|&other| other == Some(length)) => {
             Ok(Framing::Length(length))
         }
-        Some(_) => Err(FetchError::Connection(
+        Some(_) => Err(FetchError::BadHttp(
             "an answer with an unusable Content-Length".into(),
         )),
     }
+}
+
+/// Digits only (RFC 9110's `1*DIGIT`, not Rust's `+7`), within a u64.
+fn decimal(text: &str) -> Option<u64> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| text.parse().ok()).flatten()
+}
+
+/// Hexadecimal digits only (RFC 9112's chunk-size, `1*HEXDIG`), within a u64.
+fn hexadecimal(text: &str) -> Option<u64> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit());
+    digits.then(|| u64::from_str_radix(text, 16).ok()).flatten()
 }
 
 /// Reads a body of `length` bytes: what came with the head, then the rest straight from
 /// the socket into `into`, which is made room for once.
 fn read_exactly(
     early: &[u8],
-    socket: &mut TimedSocket,
+    socket: &mut impl Read,
     length: u64,
     into: &mut Vec<u8>,
 ) -> Result<(), FetchError> {
@@ -283,18 +364,32 @@ fn read_exactly(
     Ok(())
 }
 
-/// Reads a chunked body onto `into`, and the trailers after it.
+/// Reads a chunked body onto `into`, and the trailers after it. Its framing (size lines,
+/// extensions, line ends, trailers) may take [`MAX_FRAMING_BYTES`] more than its data.
 fn read_chunks(body: &mut impl BufRead, limit: u64, into: &mut Vec<u8>) -> Result<(), FetchError> {
-    loop {
+    let mut framing = 0u64;
+    let mut line = |body: &mut dyn BufRead, data: u64| -> Result<Vec<u8>, FetchError> {
         let line = read_line(body)?;
-        let size = line.split(|&b| b == b';').next().unwrap_or_default();
+        framing += line.len() as u64 + 2;
+        if framing > data.saturating_add(MAX_FRAMING_BYTES) {
+            return Err(FetchError::BadHttp(format!(
+                "a chunked answer whose framing (chunk lines, trailers) passed {MAX_FRAMING_BYTES} bytes more than its data"
+            )));
+        }
+        Ok(line)
+    };
+    let start = into.len() as u64;
+    loop {
+        let data = into.len() as u64 - start;
+        let size_line = line(body, data)?;
+        let size = size_line.split(|&b| b == b';').next().unwrap_or_default();
         let size = std::str::from_utf8(size)
             .ok()
-            .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
-            .ok_or_else(|| FetchError::Connection("a bad chunk size".into()))?;
+            .and_then(|s| hexadecimal(s.trim_matches([' ', '\t'])))
+            .ok_or_else(|| FetchError::BadHttp("a bad chunk size".into()))?;
         if size == 0 {
             // Trailers, if any, up to the empty line that ends the answer.
-            while !read_line(body)?.is_empty() {}
+            while !line(body, data)?.is_empty() {}
             return Ok(());
         }
         if (into.len() as u64).saturating_add(size) > limit {
@@ -305,17 +400,16 @@ fn read_chunks(body: &mut impl BufRead, limit: u64, into: &mut Vec<u8>) -> Resul
             .take(size)
             .read_to_end(into)
             .map_err(FetchError::from_io)?;
-        if (read as u64) < size || !read_line(body)?.is_empty() {
+        if (read as u64) < size || !line(body, data + size)?.is_empty() {
             return Err(FetchError::Truncated("a chunk cut short".into()));
         }
     }
 }
 
 /// One line without its line end; a line that does not end is cut short.
-fn read_line(body: &mut impl BufRead) -> Result<Vec<u8>, FetchError> {
+fn read_line(body: &mut dyn BufRead) -> Result<Vec<u8>, FetchError> {
     let mut line = Vec::new();
-    body.by_ref()
-        .take(MAX_LINE_BYTES)
+    Read::take(&mut *body, MAX_LINE_BYTES)
         .read_until(b'\n', &mut line)
         .map_err(FetchError::from_io)?;
     if line.pop() != Some(b'\n') {
@@ -411,7 +505,7 @@ mod tests {
             assert!(
                 matches!(
                     framing(&format!("{ok}{bad}\r\n")),
-                    Err(FetchError::Connection(_))
+                    Err(FetchError::BadHttp(_))
                 ),
                 "{bad}"
             );
@@ -443,9 +537,110 @@ mod tests {
                 "{cut}"
             );
         }
+        assert!(matches!(chunks("zz\r\n", 100), Err(FetchError::BadHttp(_))));
+    }
+
+    /// Reads from its parts one read each: a head sent a byte at a time, say.
+    struct Parts<'a>(std::collections::VecDeque<&'a [u8]>);
+
+    impl Read for Parts<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some(part) = self.0.pop_front() else {
+                return Ok(0);
+            };
+            let n = part.len().min(buf.len());
+            buf[..n].copy_from_slice(&part[..n]);
+            if n < part.len() {
+                self.0.push_front(&part[n..]);
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn lengths_and_chunk_sizes_are_digits_only() {
+        let ok = "HTTP/1.1 200 OK\r\n";
+        for bad in ["+7", "-7", " ", "0x7", "7 7", "18446744073709551616"] {
+            assert!(
+                matches!(
+                    framing(&format!("{ok}Content-Length: {bad}\r\n\r\n")),
+                    Err(FetchError::BadHttp(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            framing(&format!("{ok}Content-Length: 18446744073709551615\r\n\r\n")).ok(),
+            Some(Framing::Length(u64::MAX))
+        );
+        for bad in ["+5", "-5", "0x5", "10000000000000000", "", " ;x"] {
+            let body = format!("{bad}\r\nhello\r\n0\r\n\r\n");
+            assert!(
+                matches!(chunks(&body, 100), Err(FetchError::BadHttp(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            chunks("5 ;a=b\r\nhello\r\n0\r\n\r\n", 100).ok().as_deref(),
+            Some(&b"kepthello"[..]),
+            "whitespace before an extension"
+        );
+    }
+
+    #[test]
+    fn chunk_lines_and_trailers_are_bounded_together() {
+        let trailers = "X-Trailer: x\r\n".repeat(10_000);
+        let endless = format!("2\r\n[]\r\n0\r\n{trailers}\r\n");
         assert!(matches!(
-            chunks("zz\r\n", 100),
-            Err(FetchError::Connection(_))
+            chunks(&endless, 1 << 20),
+            Err(FetchError::BadHttp(_))
+        ));
+        let extensions = format!("1;{}\r\nx\r\n", "e".repeat(4000)).repeat(20);
+        let body = format!("{extensions}0\r\n\r\n");
+        assert!(matches!(
+            chunks(&body, 1 << 20),
+            Err(FetchError::BadHttp(_))
+        ));
+        // Small chunks of a real body stay within: their framing is below their data
+        // plus the allowance.
+        let small = format!("{}0\r\n\r\n", "10\r\n0123456789abcdef\r\n".repeat(4000));
+        assert_eq!(
+            chunks(&small, 1 << 20).map(|b| b.len()).ok(),
+            Some(4 + 64_000)
+        );
+    }
+
+    #[test]
+    fn a_head_a_byte_at_a_time_or_after_empty_lines_is_read() {
+        let answer =
+            b"\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]";
+        let bytes: Vec<&[u8]> = answer.chunks(1).collect();
+        let (status, framing, early, from) = read_head(&mut Parts(bytes.into())).expect("a head");
+        assert_eq!((status, framing), (200, Framing::Length(2)));
+        assert!(
+            b"[]".starts_with(&early[from..]),
+            "the body's start, if any"
+        );
+        assert_eq!(read_answer(answer, 10).ok(), Some((200, b"[]".to_vec())));
+        let bare = b"HTTP/1.1 200 OK\nContent-Length: 2\n\n[]";
+        assert_eq!(read_answer(bare, 10).ok(), Some((200, b"[]".to_vec())));
+    }
+
+    #[test]
+    fn a_head_past_its_bound_or_without_end_is_refused() {
+        let long = format!("HTTP/1.1 200 OK\r\nX-Pad: {}\r\n\r\n[]", "a".repeat(70_000));
+        assert!(matches!(
+            read_answer(long.as_bytes(), 10),
+            Err(FetchError::BadHttp(_))
+        ));
+        let newlines = "\n".repeat(70_000);
+        assert!(matches!(
+            read_answer(newlines.as_bytes(), 10),
+            Err(FetchError::BadHttp(_) | FetchError::Truncated(_))
+        ));
+        assert!(matches!(
+            read_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", 10),
+            Err(FetchError::Truncated(_))
         ));
     }
 
@@ -551,7 +746,7 @@ mod tests {
         let garbage = "\x16\x03\x01 no HTTP here\r\n\r\n";
         assert!(matches!(
             fetch(&[garbage], 100, second, Duration::ZERO),
-            Err(FetchError::Connection(_))
+            Err(FetchError::BadHttp(_))
         ));
         let status = "HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno";
         assert_eq!(

@@ -41,7 +41,7 @@ struct Line {
 
 /// What was found; a pass needs every one of the four.
 #[derive(Debug, Default)]
-struct Report {
+struct CheckReport {
     lines: Vec<Line>,
     leader: bool,
     redis: bool,
@@ -58,7 +58,7 @@ struct Report {
     pushgateway_unreachable: bool,
 }
 
-impl Report {
+impl CheckReport {
     fn push(&mut self, part: &'static str, status: Status, detail: impl Into<String>) {
         self.lines.push(Line {
             part,
@@ -155,7 +155,7 @@ impl Report {
 }
 
 pub(crate) fn run(config: &Config) -> i32 {
-    let mut report = Report::default();
+    let mut report = CheckReport::default();
     check_masters(config, &mut report);
     check_redis(config, &mut report);
     check_broker(config, &mut report);
@@ -167,7 +167,7 @@ pub(crate) fn run(config: &Config) -> i32 {
 
 /// Each master on its own, so the operator sees every one that is down, and which master
 /// leads (a standby's redirect is followed).
-fn check_masters(config: &Config, report: &mut Report) {
+fn check_masters(config: &Config, report: &mut CheckReport) {
     let client = match MesosClient::new(&config.http) {
         Ok(client) => client,
         Err(e) => {
@@ -208,7 +208,7 @@ fn check_masters(config: &Config, report: &mut Report) {
 
 /// PING, the server version and who holds the pass lock (of this shard, with --shard);
 /// with Sentinel, the sentinel that answered and the master it named.
-fn check_redis(config: &Config, report: &mut Report) {
+fn check_redis(config: &Config, report: &mut CheckReport) {
     let store = match StateStore::new(&config.redis) {
         Ok(store) => store,
         Err(e) => {
@@ -252,7 +252,7 @@ fn check_redis(config: &Config, report: &mut Report) {
 /// documents go, as seen at the first broker that answered: the queue the default
 /// exchange routes a static key to, or the exchange (whether it exists, and the key a
 /// document gets; its bindings are not visible over AMQP).
-fn check_broker(config: &Config, report: &mut Report) {
+fn check_broker(config: &Config, report: &mut CheckReport) {
     let broker = match config.require_broker() {
         Ok(broker) => broker,
         Err(e) => {
@@ -291,7 +291,7 @@ fn check_broker(config: &Config, report: &mut Report) {
 }
 
 /// The line saying where the documents go.
-fn report_route(broker: &BrokerSettings, route: Option<Route>, report: &mut Report) {
+fn report_route(broker: &BrokerSettings, route: Option<Route>, report: &mut CheckReport) {
     let key = &broker.routing_key;
     let routing_key = format!("routing key {:?}", key.setting);
     // What a document's key looks like, when it names fields.
@@ -352,7 +352,7 @@ fn report_route(broker: &BrokerSettings, route: Option<Route>, report: &mut Repo
 
 /// Whether a pass could write its metrics file, by writing and removing the temporary
 /// file it would use; no line without `--metrics-file`.
-fn check_metrics_file(config: &Config, report: &mut Report) {
+fn check_metrics_file(config: &Config, report: &mut CheckReport) {
     let Some(path) = &config.metrics_file else {
         return;
     };
@@ -374,7 +374,7 @@ fn check_metrics_file(config: &Config, report: &mut Report) {
 }
 
 /// Whether the Pushgateway answers as ready; no line without `--pushgateway`.
-fn check_pushgateway(config: &Config, report: &mut Report) {
+fn check_pushgateway(config: &Config, report: &mut CheckReport) {
     let Some(gateway) = &config.pushgateway else {
         return;
     };
@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn the_verdict_needs_all_four_parts_and_columns_align() {
-        let mut report = Report::default();
+        let mut report = CheckReport::default();
         report.push("master", Status::Ok, "http://m1: leading");
         report.push("redis", Status::Fail, "connection refused");
         report.push("queue", Status::Skipped, "not checked");

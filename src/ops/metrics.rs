@@ -13,7 +13,7 @@
 //! states, outcomes and reasons, never agents or tasks, plus `shard="K/N"` with `--shard`
 //! so the shards' files can sit side by side.
 
-use crate::config::{Config, Shard};
+use crate::config::{MetricsDestination, Shard};
 use crate::exit;
 use crate::pass::reason::Reason;
 use crate::pass::tally::Summary;
@@ -216,7 +216,7 @@ fn delivered(code: i32) -> bool {
 impl<'a> Pass<'a> {
     /// The metrics of a pass that just ended; `previous` is the last success of the file
     /// it replaces, if any.
-    fn new(summary: &'a Summary, config: &Config, previous: Option<f64>) -> Pass<'a> {
+    fn new(summary: &'a Summary, to: &MetricsDestination, previous: Option<f64>) -> Pass<'a> {
         let ended = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -227,8 +227,8 @@ impl<'a> Pass<'a> {
         };
         Pass {
             summary,
-            deadline: config.deadline,
-            shard: config.shard,
+            deadline: to.deadline,
+            shard: to.shard,
             ended,
             last_success,
         }
@@ -304,13 +304,13 @@ pub(crate) struct Rendered {
 
 /// The metrics of this pass; with a metrics file, its last success is read back from the
 /// file this pass replaces.
-pub(crate) fn render(summary: &Summary, config: &Config) -> Rendered {
-    let previous = config
+pub(crate) fn render(summary: &Summary, to: &MetricsDestination) -> Rendered {
+    let previous = to
         .metrics_file
         .as_deref()
         .and_then(|path| std::fs::read_to_string(path).ok())
         .and_then(|text| last_success(&text));
-    let pass = Pass::new(summary, config, previous);
+    let pass = Pass::new(summary, to, previous);
     let without_last_success = (pass.last_success == 0.0)
         .then(|| pass.render_families(|family| family.name != LAST_SUCCESS));
     Rendered {

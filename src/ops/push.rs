@@ -11,7 +11,7 @@
 //! fails, and it never changes the pass's exit code, documents or stored state. User info
 //! in the URL goes as basic authentication; the URL is only ever shown redacted.
 
-use crate::config::{Config, PushgatewaySettings, Shard};
+use crate::config::{Config, MetricsDestination, PushgatewaySettings, Shard};
 use crate::mesos::basic_authorization;
 use crate::ops::metrics::Rendered;
 use base64::Engine;
@@ -26,14 +26,14 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const REASON_BYTES: u64 = 300;
 
 /// Pushes a pass's metrics; a failure is logged (once) and goes no further.
-pub(crate) fn push(config: &Config, metrics: &Rendered) {
-    let Some(gateway) = &config.pushgateway else {
+pub(crate) fn push(to: &MetricsDestination, metrics: &Rendered) {
+    let Some(gateway) = &to.pushgateway else {
         return;
     };
-    let url = group_url(gateway, config.shard);
+    let url = group_url(gateway, to.shard);
     // Without a known last success, POST leaves the one pushed before in the group,
     // where PUT would replace the whole group.
-    let agent = agent(config);
+    let agent = agent(to.connect_timeout, to.request_timeout);
     let (request, text) = match &metrics.without_last_success {
         Some(text) => (agent.post(&url), text),
         None => (agent.put(&url), &metrics.text),
@@ -55,7 +55,8 @@ pub(crate) fn push(config: &Config, metrics: &Rendered) {
 /// Whether the Pushgateway answers as ready (`GET <url>/-/ready`), for `check`; why not
 /// when it does not.
 pub(crate) fn probe(config: &Config, gateway: &PushgatewaySettings) -> Result<(), String> {
-    let request = agent(config).get(format!("{}/-/ready", gateway.url));
+    let request = agent(config.http.connect_timeout, config.http.request_timeout)
+        .get(format!("{}/-/ready", gateway.url));
     authorized(request, gateway)
         .call()
         .map_err(reason)
@@ -88,9 +89,8 @@ fn group_url(gateway: &PushgatewaySettings, shard: Option<Shard>) -> String {
 
 /// A client for one request: every timeout bounded by the connect and request timeouts,
 /// no proxy from the environment, no redirect followed (it would drop the credentials).
-fn agent(config: &Config) -> ureq::Agent {
-    let connect = Some(config.http.connect_timeout);
-    let request = Some(config.http.request_timeout);
+fn agent(connect: Duration, request: Duration) -> ureq::Agent {
+    let (connect, request) = (Some(connect), Some(request));
     ureq::Agent::config_builder()
         .timeout_global(request)
         .timeout_per_call(request)

@@ -5,7 +5,7 @@
 
 use crate::mesos::budget::Reservation;
 use crate::mesos::Agent;
-use crate::pass::outbox::{self, Previous, Report};
+use crate::pass::outbox::{self, AgentOutbox, Previous};
 use crate::pass::reason::Reason;
 use crate::pass::shared::Shared;
 use crate::pass::stop::StopReason;
@@ -25,17 +25,25 @@ pub(crate) enum Round {
     Again,
 }
 
+/// How a run of the workers went.
+pub(crate) struct WorkersRan {
+    /// Every job was handled.
+    pub(crate) all_done: bool,
+    /// Jobs started, in the order given: the rest never were.
+    pub(crate) started: usize,
+}
+
 /// Runs `work` on every job (one agent each) on the pool until done, the deadline, or a
-/// stop; true when every job was handled. Agents not started or not finished by the
-/// deadline are counted as abandoned; after a stop, those never started as not started
-/// and those not finished within the grace as abandoned.
+/// stop. Agents not started or not finished by the deadline are counted as abandoned;
+/// after a stop, those never started as not started and those not finished within the
+/// grace as abandoned.
 pub(crate) fn run_workers<J: Send + Sync + 'static>(
     shared: &Arc<Shared>,
     agents: Arc<Vec<J>>,
     limits: Limits,
     round: Round,
     work: fn(&Shared, &Worker, &J),
-) -> bool {
+) -> WorkersRan {
     let total = agents.len();
     let report = workers::run(shared, agents, limits, shared.deadline, &shared.stop, work);
     if report.most_threads > limits.workers {
@@ -52,7 +60,7 @@ pub(crate) fn run_workers<J: Send + Sync + 'static>(
             limits.max_stalled
         );
     }
-    match report.ended {
+    let all_done = match report.ended {
         Ended::AllDone => true,
         Ended::Abandoned { left, at_deadline } => {
             if at_deadline {
@@ -84,6 +92,10 @@ pub(crate) fn run_workers<J: Send + Sync + 'static>(
             }
             false
         }
+    };
+    WorkersRan {
+        all_done,
+        started: report.started,
     }
 }
 
@@ -297,7 +309,7 @@ pub(crate) fn collect_agent(shared: &Shared, worker: &Worker, agent: &Agent) {
             return;
         }
     };
-    let mut report = Report::new(shared, agent, &readings, &previous, now);
+    let mut report = AgentOutbox::new(shared, agent, &readings, &previous, now);
     let outgoing = std::mem::take(&mut report.outgoing);
     let attempted = outgoing.len();
     let results = shared.publisher.publish_batch(outgoing);

@@ -21,7 +21,7 @@
 use crate::broker::{Batch, DeliveryError};
 use crate::mesos::Agent;
 use crate::pass::shared::{goes_out, push_document, Shared};
-use crate::state::layout::{AgentState, Encoder, StoredTask};
+use crate::state::layout::{AgentState, AgentValueEncoder, StoredTask};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
 use std::collections::HashMap;
@@ -69,7 +69,7 @@ enum Source {
 }
 
 /// One agent's tasks this pass: their chains and the documents to publish, in order.
-pub(crate) struct Report<'a> {
+pub(crate) struct AgentOutbox<'a> {
     chains: Vec<Chain<'a>>,
     steps: Vec<Step<'a>>,
     pub(crate) outgoing: Batch,
@@ -77,7 +77,7 @@ pub(crate) struct Report<'a> {
     pub(crate) unusable: Vec<&'a Reading>,
 }
 
-impl<'a> Report<'a> {
+impl<'a> AgentOutbox<'a> {
     /// Walks every task's chain: the tasks of this pass's answer, then the stored ones it
     /// no longer lists (their pending documents still go out) until their entry is older
     /// than the TTL.
@@ -87,8 +87,8 @@ impl<'a> Report<'a> {
         readings: &'a [Reading],
         previous: &'a Previous,
         now: u64,
-    ) -> Report<'a> {
-        let mut report = Report {
+    ) -> AgentOutbox<'a> {
+        let mut report = AgentOutbox {
             chains: Vec::with_capacity(readings.len()),
             steps: Vec::with_capacity(readings.len()),
             outgoing: Batch::with_capacity(readings.len()),
@@ -216,7 +216,7 @@ impl<'a> Report<'a> {
         now: u64,
         raw: bool,
     ) -> Option<Vec<u8>> {
-        let mut encoder = Encoder::new(host, self.chains.len(), raw);
+        let mut encoder = AgentValueEncoder::new(host, self.chains.len(), raw);
         let mut any = false;
         for chain in &self.chains {
             let steps = &self.steps[chain.steps.clone()];
@@ -308,7 +308,7 @@ fn host_or<'a>(stored: &'a str, agent: &'a str) -> &'a str {
 
 /// This pass's readings as a write-ahead: whole, as a document's `now` needs them.
 pub(crate) fn write_ahead(host: &str, readings: &[Reading], now: u64, raw: bool) -> Vec<u8> {
-    let mut encoder = Encoder::new(host, readings.len(), raw);
+    let mut encoder = AgentValueEncoder::new(host, readings.len(), raw);
     for reading in readings {
         encoder.task(reading, true, now, &[]);
     }

@@ -96,7 +96,9 @@ impl From<&FetchError> for Reason {
             FetchError::Status(_) | FetchError::NoLeader => Reason::HttpStatus,
             FetchError::TooLarge(_) | FetchError::ListTooLarge(_) => Reason::TooLarge,
             FetchError::Truncated(_) => Reason::Truncated,
-            FetchError::BadRedirect(_) | FetchError::UnreadableList(_) => Reason::BadAnswer,
+            FetchError::BadRedirect(_) | FetchError::UnreadableList(_) | FetchError::BadHttp(_) => {
+                Reason::BadAnswer
+            }
             FetchError::Connection(_) => Reason::Connection,
         }
     }

@@ -322,33 +322,11 @@ impl Summary {
             .iter()
             .map(|(k, (n, _))| (*k, *n))
             .collect();
-        log::info!(
-            agents_listed = self.agents_listed,
-            agents_answered = self.agents_answered,
-            agents_failed = self.agents_failed(),
-            agents_abandoned = self.agents_abandoned,
-            agents_not_started = self.agents_not_started,
-            // Empty when the pass ran to its end.
-            stopped_by = self
-                .stopped
-                .map(|reason| reason.to_string())
-                .unwrap_or_default(),
-            agents_unusable = self.agents_unusable,
-            tasks_seen = self.tasks_seen,
-            published = self.published,
-            resent = self.resent,
-            outbox_full = self.outbox_full,
-            first_sightings = self.first_sightings,
-            resets = self.resets,
-            not_newer = self.not_newer,
-            incomplete = self.incomplete,
-            skipped_entries = self.skipped_entries,
-            malformed_fields = self.malformed_fields,
-            bad_state = self.bad_state,
-            deliveries_failed = self.deliveries_failed(),
-            unstored = self.unstored,
-            duration_secs = self.duration.as_secs_f64(),
-            exit_code = self.exit_code();
+        let level = exit::log_level(self.exit_code());
+        if !log::log_enabled!(level) {
+            return;
+        }
+        let message = format!(
             "pass done: agents listed={} answered={} failed={}{} abandoned={} not_started={}{} \
              unusable={}; tasks seen={} {}={} resent={} outbox_full={} first_sightings={} resets={} not_newer={} \
              incomplete={} skipped_entries={} \
@@ -380,8 +358,93 @@ impl Summary {
             failures(&delivery),
             self.unstored,
             self.duration.as_secs_f64(),
-            self.exit_code(),
+            self.exit_code()
         );
+        let fields = self.fields(&delivery);
+        log::logger().log(
+            &log::Record::builder()
+                .level(level)
+                .target(module_path!())
+                .args(format_args!("{message}"))
+                .key_values(&fields)
+                .build(),
+        );
+    }
+}
+
+impl Summary {
+    /// The summary line's fields (`--log-format json`): every count, and one field per
+    /// reason of failed agents (`agents_failed_<reason>`) and of failed deliveries
+    /// (`deliveries_failed_<reason>`), so a log pipeline reads them without parsing the
+    /// message.
+    fn fields(&self, delivery: &BTreeMap<Reason, u64>) -> Vec<(String, SummaryField)> {
+        let stopped_by = self.stopped.map(|reason| reason.to_string());
+        let counts: [(&str, u64); 19] = [
+            ("agents_listed", self.agents_listed),
+            ("agents_answered", self.agents_answered),
+            ("agents_failed", self.agents_failed()),
+            ("agents_abandoned", self.agents_abandoned),
+            ("agents_not_started", self.agents_not_started),
+            ("agents_unusable", self.agents_unusable),
+            ("tasks_seen", self.tasks_seen),
+            ("published", self.published),
+            ("resent", self.resent),
+            ("outbox_full", self.outbox_full),
+            ("first_sightings", self.first_sightings),
+            ("resets", self.resets),
+            ("not_newer", self.not_newer),
+            ("incomplete", self.incomplete),
+            ("skipped_entries", self.skipped_entries),
+            ("malformed_fields", self.malformed_fields),
+            ("bad_state", self.bad_state),
+            ("deliveries_failed", self.deliveries_failed()),
+            ("unstored", self.unstored),
+        ];
+        let mut fields: Vec<(String, SummaryField)> = counts
+            .into_iter()
+            .map(|(name, n)| (name.to_string(), SummaryField::Count(n)))
+            .collect();
+        let by_reason = |kind: &str, map: &BTreeMap<Reason, u64>| -> Vec<(String, SummaryField)> {
+            map.iter()
+                .map(|(reason, n)| {
+                    let name = format!("{kind}_{}", reason.as_str().replace('-', "_"));
+                    (name, SummaryField::Count(*n))
+                })
+                .collect()
+        };
+        fields.extend(by_reason("agents_failed", &self.agent_failures));
+        fields.extend(by_reason("deliveries_failed", delivery));
+        // Empty when the pass ran to its end.
+        fields.push((
+            "stopped_by".to_string(),
+            SummaryField::Text(stopped_by.unwrap_or_default()),
+        ));
+        fields.push((
+            "duration_secs".to_string(),
+            SummaryField::Seconds(self.duration.as_secs_f64()),
+        ));
+        fields.push((
+            "exit_code".to_string(),
+            SummaryField::Count(u64::try_from(self.exit_code()).unwrap_or_default()),
+        ));
+        fields
+    }
+}
+
+/// A field of the summary line, owned so the line's fields can be built at run time.
+enum SummaryField {
+    Count(u64),
+    Seconds(f64),
+    Text(String),
+}
+
+impl log::kv::ToValue for SummaryField {
+    fn to_value(&self) -> log::kv::Value<'_> {
+        match self {
+            SummaryField::Count(n) => log::kv::Value::from(*n),
+            SummaryField::Seconds(x) => log::kv::Value::from(*x),
+            SummaryField::Text(text) => log::kv::Value::from(text.as_str()),
+        }
     }
 }
 

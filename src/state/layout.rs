@@ -24,7 +24,8 @@
 //! reading*`, a reading being `flags(u8) timestamp(f64 LE) [field]*`, the fields present
 //! as the flags say, in [`Field`] order.
 
-use super::{push_bulk, HeldStores, StateError, StateStore, StoreOwner};
+use super::pipelining::{push_bulk, HeldStores, StoreOwner};
+use super::store::{StateError, StateStore};
 use crate::stats::reading::{Reading, Sample};
 
 /// How many replies a store gets: one for the value, one for the write-ahead's delete.
@@ -79,19 +80,19 @@ pub(crate) struct AgentState {
 }
 
 /// Writes an agent's value, one task at a time.
-pub(crate) struct Encoder {
+pub(crate) struct AgentValueEncoder {
     out: Vec<u8>,
     raw: bool,
 }
 
-impl Encoder {
+impl AgentValueEncoder {
     /// A value for the agent at `host`; `raw` keeps each reading's raw entry (raw metrics).
-    pub(crate) fn new(host: &str, tasks: usize, raw: bool) -> Encoder {
+    pub(crate) fn new(host: &str, tasks: usize, raw: bool) -> AgentValueEncoder {
         let per_task = if raw { 768 } else { 128 };
         let mut out = Vec::with_capacity(16 + host.len() + tasks * per_task);
         out.extend_from_slice(VERSION_TAG);
         push_str(&mut out, host);
-        Encoder { out, raw }
+        AgentValueEncoder { out, raw }
     }
 
     /// Adds a task: `base` keeps only what a `before` needs, unless `full` (a write-ahead,
@@ -431,7 +432,7 @@ impl StateStore {
         };
         read(&mut conn.redis).map_err(|e| {
             conn.note_failure(&e);
-            self.error(format!("load: {}", super::describe(&e)))
+            self.error(format!("load: {}", super::store::describe(&e)))
         })
     }
 
@@ -548,7 +549,7 @@ mod tests {
         let base = reading(FULL);
         let pending = reading(r#"{"timestamp":1541084217.5,"cpus_user_time_secs":96349}"#);
         for raw in [false, true] {
-            let mut encoder = Encoder::new("h:5051", 1, raw);
+            let mut encoder = AgentValueEncoder::new("h:5051", 1, raw);
             encoder.task(&base, false, 1_764_000_000, &[&pending, &base]);
             let state = decode(&encoder.finish()).expect("decodes");
             assert_eq!(state.host, "h:5051");
@@ -574,7 +575,7 @@ mod tests {
 
     #[test]
     fn a_base_stays_small() {
-        let mut encoder = Encoder::new("h:5051", 1, false);
+        let mut encoder = AgentValueEncoder::new("h:5051", 1, false);
         encoder.task(&reading(FULL), false, 1_764_000_000, &[]);
         // Tag, host, id, stored-at, flags, timestamp, three counters, pending count.
         assert_eq!(encoder.finish().len(), 3 + 7 + 6 + 5 + 1 + 8 + 24 + 1);
@@ -582,7 +583,7 @@ mod tests {
 
     #[test]
     fn anything_else_is_no_state_and_never_a_panic() {
-        let mut encoder = Encoder::new("h", 2, true);
+        let mut encoder = AgentValueEncoder::new("h", 2, true);
         encoder.task(&reading(FULL), true, 7, &[&reading(FULL)]);
         let whole = encoder.finish();
         for cut in 0..whole.len() {

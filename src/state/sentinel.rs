@@ -11,7 +11,7 @@
 //! hides which sentinel answered, which `check` prints. The URL is read by
 //! `config/sentinel.rs`.
 
-use crate::config::{Login, SentinelSettings};
+use crate::config::{RedisLogin, SentinelSettings};
 use redis::{ConnectionAddr, ConnectionInfo, ErrorKind, RedisConnectionInfo, RedisError};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use std::time::Duration;
 const NO_MASTER: &str = "no sentinel named a usable master";
 
 /// The crate's form of a login.
-fn redis_login(login: &Login, db: i64) -> RedisConnectionInfo {
+fn redis_login(login: &RedisLogin, db: i64) -> RedisConnectionInfo {
     let mut info = RedisConnectionInfo::default().set_db(db);
     if let Some(username) = &login.username {
         info = info.set_username(username);
@@ -58,7 +58,7 @@ impl MasterFinder {
         login: &RedisConnectionInfo,
     ) -> redis::RedisResult<redis::Client> {
         let info = self.address(host, port, login)?;
-        super::client(info, self.settings.tls, self.root_cert.as_deref())
+        super::connector::client(info, self.settings.tls, self.root_cert.as_deref())
     }
 
     /// How to reach the node at `host:port` with this login, TLS as configured.
@@ -92,7 +92,7 @@ impl MasterFinder {
         timeout: Duration,
     ) -> redis::RedisResult<Option<(String, u16)>> {
         let client = self.client(host, port, &self.sentinel_login)?;
-        let mut conn = super::open(&client, timeout)?;
+        let mut conn = super::connector::open(&client, timeout)?;
         redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(&self.settings.master_name)
@@ -107,7 +107,7 @@ impl MasterFinder {
         timeout: Duration,
     ) -> redis::RedisResult<Option<redis::Connection>> {
         let client = self.client(host, port, &self.master_login)?;
-        let mut conn = super::open(&client, timeout)?;
+        let mut conn = super::connector::open(&client, timeout)?;
         match redis::cmd("ROLE").query::<redis::Value>(&mut conn) {
             Ok(redis::Value::Array(role)) => Ok(matches!(
                 role.first(),
@@ -144,7 +144,10 @@ impl MasterFinder {
                     continue;
                 }
                 Err(e) => {
-                    reasons.push(format!("sentinel {sentinel}: {}", super::describe(&e)));
+                    reasons.push(format!(
+                        "sentinel {sentinel}: {}",
+                        super::store::describe(&e)
+                    ));
                     continue;
                 }
             };
@@ -157,7 +160,7 @@ impl MasterFinder {
                 )),
                 Err(e) => reasons.push(format!(
                     "sentinel {sentinel} names {master}: {}",
-                    super::describe(&e)
+                    super::store::describe(&e)
                 )),
             }
         }
