@@ -1,15 +1,19 @@
 //! The broker floor: the fastest one AMQP connection can get N persistent, confirmed
-//! messages of a given size into one queue of the broker, for `scripts/bench`.
+//! messages of a given size into the broker's queues, for `scripts/bench`: one queue
+//! behind the default exchange, or the queues bound to an exchange (`--exchange`, with
+//! `--key-per-message` for a consistent-hash exchange), so each topology has its floor.
 //!
 //! A collecting pass can never deliver its documents faster than this, so the benchmark
 //! compares the pass's wall time with this floor (the target is `wall <= 1.3 x floor`).
 //! The example publishes the way the collector does: one connection and one channel,
 //! publisher confirms on, exchange `""` with the routing key, `mandatory`, properties
-//! `content_type: application/json`, `delivery_mode: 2` and a unique `message_id`, in
+//! `content_type: application/json`, `delivery_mode: 2` and a unique `message_id`
+//! (with `--exchange`, to that exchange; with `--key-per-message`, each message under a
+//! routing key of its own, as `{taskname}` gives each task's documents), in
 //! batches (one per agent in the collector) of which up to `--in-flight` (the collector's
 //! worker count) wait for their confirms at once. It does none of the collector's other
 //! work (no Mesos, no Redis, no JSON encoding per document), and declares nothing: the
-//! queue named like the routing key must exist.
+//! queue named like the routing key, or the exchange and its queues, must exist.
 //!
 //! The length of the message ids matters: RabbitMQ (3.10, Erlang 25) takes about 25% more
 //! CPU per message once the encoded properties exceed 64 bytes (Erlang's limit for
@@ -20,7 +24,7 @@
 //! ```text
 //! cargo run --release --example broker_floor -- --host 127.0.0.1:5673 \
 //!     --routing-key bench --docs 50000 --size 600 [--batch 50] [--in-flight 32] \
-//!     [--message-id-len 64]
+//!     [--message-id-len 64] [--exchange NAME [--key-per-message]]
 //! ```
 //!
 //! prints `floor: docs=N size=BYTES seconds=S docs_per_sec=R`, timed from the first
@@ -37,6 +41,7 @@ mod wire_limits;
 
 use amqp::{Event, Login, Message, Session};
 use clap::Parser;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -51,9 +56,18 @@ struct Args {
     /// collector does for an amqps:// broker.
     #[arg(long, value_name = "FILE")]
     ca_file: Option<std::path::PathBuf>,
-    /// Routing key on the default exchange; the queue of that name must exist.
+    /// Routing key (on the default exchange, the queue of that name must exist); with
+    /// --key-per-message, the start of each message's key.
     #[arg(long)]
     routing_key: String,
+    /// Exchange to publish to ("" is the default exchange); it must exist, with queues
+    /// bound to it.
+    #[arg(long, default_value = "")]
+    exchange: String,
+    /// Each message under a routing key of its own, `<routing-key>.<message id>` (as
+    /// the collector's `{taskname}` keys): what a consistent-hash exchange spreads.
+    #[arg(long)]
+    key_per_message: bool,
     /// Messages to publish.
     #[arg(long)]
     docs: u64,
@@ -192,9 +206,15 @@ fn run(args: &Args) -> Result<f64, String> {
             for _ in 0..count {
                 sent += 1;
                 let id = message_id(run_id, sent, args.message_id_len);
+                let key = if args.key_per_message {
+                    Cow::Owned(format!("{}.{id}", args.routing_key))
+                } else {
+                    Cow::Borrowed(args.routing_key.as_str())
+                };
                 writer
                     .push(&Message {
-                        routing_key: &args.routing_key,
+                        exchange: &args.exchange,
+                        routing_key: &key,
                         message_id: &id,
                         body: &body,
                     })
@@ -235,8 +255,8 @@ fn run(args: &Args) -> Result<f64, String> {
     let _ = writer.close();
     if returned > 0 || nacked > 0 {
         return Err(format!(
-            "{returned} messages returned as unroutable (does queue {:?} exist?), {nacked} nacked",
-            args.routing_key
+            "{returned} messages returned as unroutable (does queue {:?} exist, or a queue bound to exchange {:?}?), {nacked} nacked",
+            args.routing_key, args.exchange
         ));
     }
     Ok(seconds)

@@ -78,6 +78,10 @@ fn run() -> i32 {
                 Ok(interval) => interval,
                 Err(e) => return configuration_error(e),
             };
+            let declare_queue = match config::declare_queue(&args, &config) {
+                Ok(declare) => declare,
+                Err(e) => return configuration_error(e),
+            };
             let mode = if args.dry_run {
                 let terminal = std::io::stdout().is_terminal();
                 let output = args.output.unwrap_or(if terminal {
@@ -87,9 +91,7 @@ fn run() -> i32 {
                 });
                 pass::Mode::DryRun { interval, output }
             } else {
-                pass::Mode::Collect {
-                    declare_queue: args.declare_queue,
-                }
+                pass::Mode::Collect { declare_queue }
             };
             let started = Instant::now();
             let process = set_up_process();

@@ -36,8 +36,9 @@ pub(crate) struct AmqpPublisher {
 }
 
 impl AmqpPublisher {
-    /// Connects, logs in, opens the channel and turns publisher confirms on; `tls` is
-    /// what [`tls_config`] made of the settings.
+    /// Connects, logs in, opens the channel, declares the exchange (or checks that it
+    /// exists) and turns publisher confirms on; `tls` is what [`tls_config`] made of the
+    /// settings.
     pub(crate) fn connect(
         settings: &BrokerSettings,
         tls: Option<&Arc<ClientConfig>>,
@@ -45,9 +46,22 @@ impl AmqpPublisher {
     ) -> Result<AmqpPublisher, NoBroker> {
         let (mut session, address) = open_first(settings, tls)?;
         let error = |message: String| NoBroker(vec![connect_error(settings, address, message)]);
-        if declare_queue {
+        if !settings.exchange.is_empty() {
+            let (name, kind) = (&settings.exchange, &settings.exchange_type);
+            let declared = session.declare_exchange(name, kind, !settings.declare_exchange);
+            declared.map_err(|e| {
+                error(if settings.declare_exchange {
+                    format!("cannot declare exchange {name:?} ({kind}): {e}")
+                } else {
+                    format!("exchange {name:?} cannot be used ({e}): create it, or set STATS_COLLECTOR_RABBITMQ_DECLARE_EXCHANGE")
+                })
+            })?;
+        }
+        // Config refuses --declare-queue unless the key is fixed and the exchange the
+        // default one: the queue the key routes to.
+        if let Some(queue) = settings.routing_key.fixed().filter(|_| declare_queue) {
             session
-                .declare_queue(&settings.routing_key, false)
+                .declare_queue(queue, false)
                 .map_err(|e| error(format!("cannot declare queue: {e}")))?;
         }
         session
@@ -70,7 +84,7 @@ impl AmqpPublisher {
         let jobs = JobSender(inputs);
         let worker = PublisherThread::new(
             writer,
-            settings.routing_key.clone(),
+            settings.exchange.clone(),
             settings.confirm_timeout,
             settings.blocked_timeout,
         );

@@ -17,5 +17,5 @@ mod publisher_thread;
 pub(crate) use amqp_publisher::AmqpPublisher;
 pub(crate) use batch::Batch;
 pub(crate) use connection::{tls_config, NoBroker};
-pub(crate) use probe::probe;
+pub(crate) use probe::{probe, Route};
 pub(crate) use publisher::{DeliveryError, Publisher};

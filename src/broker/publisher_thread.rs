@@ -62,7 +62,8 @@ struct Blocked {
 /// The state of the thread that owns the writing half of the connection.
 pub(super) struct PublisherThread {
     writer: Writer,
-    routing_key: String,
+    /// Where every document goes (each with its own routing key).
+    exchange: String,
     confirm_timeout: Duration,
     blocked_timeout: Duration,
     /// The delivery tag the broker gives the next publish (confirms count from 1).
@@ -81,13 +82,13 @@ pub(super) struct PublisherThread {
 impl PublisherThread {
     pub(super) fn new(
         writer: Writer,
-        routing_key: String,
+        exchange: String,
         confirm_timeout: Duration,
         blocked_timeout: Duration,
     ) -> PublisherThread {
         PublisherThread {
             writer,
-            routing_key,
+            exchange,
             confirm_timeout,
             blocked_timeout,
             next_tag: 1,
@@ -158,7 +159,8 @@ impl PublisherThread {
                 continue;
             };
             let message = Message {
-                routing_key: &self.routing_key,
+                exchange: &self.exchange,
+                routing_key: doc.routing_key,
                 message_id: doc.message_id,
                 body: doc.body,
             };
@@ -382,7 +384,7 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
         let writer = Writer::over(client);
-        let thread = PublisherThread::new(writer, "rk".into(), confirm_timeout, blocked_timeout);
+        let thread = PublisherThread::new(writer, "".into(), confirm_timeout, blocked_timeout);
         (thread, server)
     }
 
@@ -395,7 +397,11 @@ mod tests {
         let (reply, answer) = mpsc::sync_channel(1);
         let mut batch = Batch::default();
         for id in ids {
-            batch.push(|out| out.push_str(id), |out| out.extend_from_slice(b"{}"));
+            batch.push(
+                |out| out.push_str(id),
+                |out| out.push_str("rk"),
+                |out| out.extend_from_slice(b"{}"),
+            );
         }
         thread.publish(Job { batch, reply });
         answer

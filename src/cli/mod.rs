@@ -32,7 +32,8 @@ pub(crate) enum Command {
     /// Check that every master, Redis and the broker can be reached, without collecting.
     ///
     /// Prints one line per part: each master (and which master leads), Redis (version and
-    /// the pass lock), the broker login and the queue receiving the routing key, with
+    /// the pass lock), the broker login and the queue receiving the routing key (or the
+    /// exchange, whether it exists, and the key a document gets), with
     /// --metrics-file whether its folder is writable, and with --pushgateway whether the
     /// Pushgateway is ready. Exits 0 when a pass could run, 69 when it could not, 2 on a
     /// configuration error.
@@ -64,7 +65,8 @@ pub(crate) struct CollectArgs {
     pub(crate) dry_run_interval: f64,
 
     /// Declare a durable queue named after the routing key before publishing (for demos
-    /// and first installs; production queues belong to the consumers).
+    /// and first installs; production queues belong to the consumers). Only with the
+    /// default exchange and a static key.
     #[arg(long)]
     pub(crate) declare_queue: bool,
 }
@@ -374,7 +376,10 @@ pub(crate) struct Settings {
     )]
     pub(crate) rabbitmq_vhost: String,
 
-    /// Routing key of every document; the exchange is always the default one ("").
+    /// Routing key of every document: a static key, or a template naming the document's
+    /// {appname}, {taskname} or {host} (asgard.stats.{appname}); in a field, / becomes .
+    /// and . becomes _; {{ and }} are braces. A key over 255 bytes is fitted (a digest at
+    /// its end), never cut. With the default exchange, the name of the queue.
     #[arg(
         long,
         value_name = "KEY",
@@ -382,6 +387,35 @@ pub(crate) struct Settings {
         global = true
     )]
     pub(crate) routing_key: Option<String>,
+
+    /// Exchange the documents are published to; "" is the default exchange, which routes
+    /// a key to the queue of that name. A named exchange must exist when a pass starts
+    /// (checked), unless the pass declares it (--declare-exchange).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "STATS_COLLECTOR_RABBITMQ_EXCHANGE",
+        default_value = "",
+        global = true
+    )]
+    pub(crate) exchange: String,
+
+    /// Type of the exchange --declare-exchange declares: direct, fanout, topic, headers,
+    /// x-consistent-hash (RabbitMQ's plugin), or any type the broker knows.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        env = "STATS_COLLECTOR_RABBITMQ_EXCHANGE_TYPE",
+        default_value = "topic",
+        global = true
+    )]
+    pub(crate) exchange_type: String,
+
+    /// Declare the exchange (durable, of --exchange-type) at the start of each pass,
+    /// instead of only checking that it exists. The queues and their bindings are the
+    /// consumers'.
+    #[arg(long, env = "STATS_COLLECTOR_RABBITMQ_DECLARE_EXCHANGE", value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub(crate) declare_exchange: bool,
 
     /// Seconds to wait for the broker to confirm a batch of documents.
     #[arg(

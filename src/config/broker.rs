@@ -1,8 +1,10 @@
-//! The broker settings: the list of brokers (plain or `amqps://`), the login, and the
-//! vhost and routing key, refused when AMQP could not carry them.
+//! The broker settings: the list of brokers (plain or `amqps://`), the login, the vhost,
+//! the exchange and the routing key (`routing_key.rs`), refused when AMQP could not carry
+//! them.
 
 use super::error::{invalid, ConfigError};
 use super::redact;
+use super::routing_key::RoutingKey;
 use super::secret::{Secret, SecretSetting};
 use super::validated::seconds;
 use crate::cli::Settings;
@@ -20,7 +22,15 @@ pub(crate) struct BrokerSettings {
     pub(crate) user: String,
     pub(crate) password: Secret,
     pub(crate) vhost: String,
-    pub(crate) routing_key: String,
+    /// Where documents are published; `""`, the default exchange, routes a key to the
+    /// queue of that name.
+    pub(crate) exchange: String,
+    /// The exchange's type, for `--declare-exchange`.
+    pub(crate) exchange_type: String,
+    /// Declare the exchange (durable, of `exchange_type`) at the start of a pass, rather
+    /// than only check that it exists.
+    pub(crate) declare_exchange: bool,
+    pub(crate) routing_key: RoutingKey,
     pub(crate) connect_timeout: Duration,
     pub(crate) confirm_timeout: Duration,
     pub(crate) blocked_timeout: Duration,
@@ -64,7 +74,27 @@ pub(super) fn broker(
         .clone()
         .filter(|rk| !rk.is_empty())
         .ok_or_else(|| invalid("STATS_COLLECTOR_RABBITMQ_RK (--routing-key) is required"))?;
-    let routing_key = short_string("STATS_COLLECTOR_RABBITMQ_RK (--routing-key)", routing_key)?;
+    let routing_key =
+        RoutingKey::parse("STATS_COLLECTOR_RABBITMQ_RK (--routing-key)", &routing_key)?;
+    let exchange = short_string(
+        "STATS_COLLECTOR_RABBITMQ_EXCHANGE (--exchange)",
+        settings.exchange.clone(),
+    )?;
+    let exchange_type = short_string(
+        "STATS_COLLECTOR_RABBITMQ_EXCHANGE_TYPE (--exchange-type)",
+        settings.exchange_type.clone(),
+    )?;
+    if exchange_type.is_empty() {
+        return Err(invalid(
+            "STATS_COLLECTOR_RABBITMQ_EXCHANGE_TYPE (--exchange-type) is empty",
+        ));
+    }
+    if exchange.is_empty() && settings.declare_exchange {
+        return Err(invalid(
+            "STATS_COLLECTOR_RABBITMQ_DECLARE_EXCHANGE (--declare-exchange) needs an exchange \
+             (STATS_COLLECTOR_RABBITMQ_EXCHANGE): the default exchange cannot be declared",
+        ));
+    }
     let vhost = short_string(
         "STATS_COLLECTOR_RABBITMQ_VHOST (--rabbitmq-vhost)",
         settings.rabbitmq_vhost.clone(),
@@ -85,6 +115,9 @@ pub(super) fn broker(
         .read()?
         .unwrap_or_else(|| Secret("guest".into())),
         vhost,
+        exchange,
+        exchange_type,
+        declare_exchange: settings.declare_exchange,
         routing_key,
         connect_timeout,
         confirm_timeout: seconds("--confirm-timeout", settings.confirm_timeout)?,

@@ -139,7 +139,8 @@ fn values_amqp_cannot_carry_are_rejected() {
     };
     let longest = "k".repeat(255);
     let broker = with(&longest, "/").expect("255 bytes fit");
-    assert_eq!(broker.require_broker().expect("set").routing_key, longest);
+    let key = &broker.require_broker().expect("set").routing_key;
+    assert_eq!(key.fixed(), Some(longest.as_str()));
     let error = with(&"k".repeat(256), "/").expect_err("256 bytes do not");
     assert!(error.to_string().contains("256 bytes"), "{error}");
     // 130 two-byte characters: 260 bytes, though only 130 characters.
@@ -497,4 +498,44 @@ fn the_redis_pool_follows_the_workers_unless_told() {
         Some((200, 12))
     );
     assert!(pool(&["--redis-pool-max", "0"]).is_err());
+}
+
+#[test]
+fn an_exchange_and_a_routing_key_template_are_read_and_checked() {
+    let with = |extra: &[&str]| {
+        let args = ["--master", "http://m:1", "--rabbitmq-host", "mq"];
+        config(&[&args[..], extra].concat(), &[])
+    };
+    let plain = with(&["--routing-key", "rk"]).expect("valid");
+    let broker = plain.require_broker().expect("set");
+    assert_eq!(broker.exchange, "", "the default exchange, as before");
+    assert_eq!(broker.exchange_type, "topic");
+    assert!(!broker.declare_exchange);
+    assert_eq!(broker.routing_key.fixed(), Some("rk"));
+
+    let args = [
+        "--routing-key",
+        "asgard.stats.{appname}",
+        "--exchange",
+        "stats",
+        "--exchange-type",
+        "x-consistent-hash",
+        "--declare-exchange",
+    ];
+    let named = with(&args).expect("valid");
+    let broker = named.require_broker().expect("set");
+    assert_eq!(broker.exchange, "stats");
+    assert_eq!(broker.exchange_type, "x-consistent-hash");
+    assert!(broker.declare_exchange);
+    assert_eq!(broker.routing_key.fixed(), None);
+    assert_eq!(broker.routing_key.setting, "asgard.stats.{appname}");
+
+    let error = with(&["--routing-key", "asgard.{app}"]).expect_err("unknown field");
+    assert!(error.to_string().contains("RABBITMQ_RK"), "{error}");
+    assert!(error.to_string().contains("{app}"), "{error}");
+    let error = with(&["--routing-key", "rk", "--declare-exchange"]).expect_err("no exchange");
+    assert!(error.to_string().contains("DECLARE_EXCHANGE"), "{error}");
+    let long = "x".repeat(256);
+    let error = with(&["--routing-key", "rk", "--exchange", &long]).expect_err("too long");
+    assert!(error.to_string().contains("RABBITMQ_EXCHANGE"), "{error}");
 }

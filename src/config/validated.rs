@@ -148,6 +148,29 @@ pub(crate) fn dry_run_interval(args: &CollectArgs) -> Result<Duration, ConfigErr
     seconds("--dry-run-interval", args.dry_run_interval)
 }
 
+/// `--declare-queue`: the queue the default exchange routes a static key to. With an
+/// exchange, or a key naming fields (a queue per document), the operator binds the
+/// queues: asking to declare one is a configuration error, not a guess.
+pub(crate) fn declare_queue(args: &CollectArgs, config: &Config) -> Result<bool, ConfigError> {
+    let Some(broker) = config.broker.as_ref().filter(|_| args.declare_queue) else {
+        return Ok(false);
+    };
+    if !broker.exchange.is_empty() {
+        return Err(invalid_value(
+            "--declare-queue",
+            "declares the queue the default exchange routes the routing key to; with an \
+             exchange (STATS_COLLECTOR_RABBITMQ_EXCHANGE) the queues are bound by the operator",
+        ));
+    }
+    if broker.routing_key.fixed().is_none() {
+        return Err(invalid_value(
+            "--declare-queue",
+            "needs a routing key without fields: with fields each document names its own queue",
+        ));
+    }
+    Ok(true)
+}
+
 pub(super) fn positive(flag: &'static str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 {
         return Err(invalid_value(flag, "must be above 0"));

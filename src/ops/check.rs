@@ -1,12 +1,13 @@
 //! `asgard-stats check`: reaches every part a pass needs (each master, Redis, the broker
-//! and the queue behind the routing key) without collecting anything, and prints one
+//! and the queue behind the routing key, or the exchange) without collecting anything, and prints one
 //! aligned line per part with `ok` or `FAIL` and the reason, then a verdict line. With
 //! `--metrics-file`, a line says whether its folder is writable; with `--pushgateway`,
 //! whether the Pushgateway answers. It exits 0 only if a pass could run (and write and
 //! push its metrics), 69 if it could not, and 2 when the configuration itself is unusable
 //! (a CA file that cannot be read, no broker configured).
 
-use crate::config::Config;
+use crate::broker::Route;
+use crate::config::{BrokerSettings, Config};
 use crate::exit;
 use crate::mesos::MesosClient;
 use crate::state::StateStore;
@@ -45,7 +46,10 @@ struct CheckReport {
     leader: bool,
     redis: bool,
     broker_login: bool,
+    /// The documents have somewhere to go: the routing key's queue, or the exchange.
     queue: bool,
+    /// The documents go to a named exchange (what `queue` is about).
+    exchange: bool,
     /// The configuration cannot work whatever the servers do (exit 2).
     config_error: bool,
     /// `--metrics-file` is set and its folder cannot be written.
@@ -69,7 +73,14 @@ impl CheckReport {
             (self.leader, "no master leads"),
             (self.redis, "Redis does not answer"),
             (self.broker_login, "no broker login"),
-            (self.queue, "no queue receives the routing key"),
+            (
+                self.queue,
+                if self.exchange {
+                    "the exchange cannot be used"
+                } else {
+                    "no queue receives the routing key"
+                },
+            ),
         ];
         needs
             .iter()
@@ -237,8 +248,10 @@ fn check_redis(config: &Config, report: &mut CheckReport) {
 }
 
 /// The login (host, vhost, user, password) at every broker of the list, one line each
-/// (with the TLS version and certificate subject for `amqps://`), then the queue the
-/// default exchange routes the routing key to, as seen at the first broker that answered.
+/// (with the TLS version and certificate subject for `amqps://`), then where the
+/// documents go, as seen at the first broker that answered: the queue the default
+/// exchange routes a static key to, or the exchange (whether it exists, and the key a
+/// document gets; its bindings are not visible over AMQP).
 fn check_broker(config: &Config, report: &mut CheckReport) {
     let broker = match config.require_broker() {
         Ok(broker) => broker,
@@ -256,8 +269,7 @@ fn check_broker(config: &Config, report: &mut CheckReport) {
             return;
         }
     };
-    let routing_key = format!("routing key {:?}", broker.routing_key);
-    let mut queue = None;
+    let mut route = None;
     for address in &broker.hosts {
         match crate::broker::probe(broker, address, tls.as_ref()) {
             Ok(probed) => {
@@ -270,30 +282,72 @@ fn check_broker(config: &Config, report: &mut CheckReport) {
                     detail.push_str(&format!("; {}, certificate {}", peer.version, peer.subject));
                 }
                 report.push("broker", Status::Ok, detail);
-                queue.get_or_insert(probed.queue);
+                route.get_or_insert(probed.route);
             }
             Err(e) => report.push("broker", Status::Fail, e.detail()),
         }
     }
-    match queue {
-        Some(Ok(queue)) => {
+    report_route(broker, route, report);
+}
+
+/// The line saying where the documents go.
+fn report_route(broker: &BrokerSettings, route: Option<Route>, report: &mut CheckReport) {
+    let key = &broker.routing_key;
+    let routing_key = format!("routing key {:?}", key.setting);
+    // What a document's key looks like, when it names fields.
+    let example = match key.fixed() {
+        Some(_) => String::new(),
+        None => format!(" (one key per document, e.g. {:?})", key.example()),
+    };
+    let exchange = &broker.exchange;
+    report.exchange = !exchange.is_empty();
+    let (part, status, detail) = match route {
+        Some(Route::Queue(Ok(queue))) => {
             report.queue = true;
             let detail = format!(
                 "{routing_key}: queue {:?} holds {} messages for {} consumers",
-                broker.routing_key, queue.messages, queue.consumers
+                key.setting, queue.messages, queue.consumers
             );
-            report.push("queue", Status::Ok, detail);
+            ("queue", Status::Ok, detail)
         }
-        Some(Err(why)) => {
-            let detail = format!("{routing_key}: no queue receives it ({why})");
-            report.push("queue", Status::Fail, detail);
-        }
-        None => report.push(
+        Some(Route::Queue(Err(why))) => (
             "queue",
-            Status::Skipped,
-            format!("{routing_key}: not checked without a broker login"),
+            Status::Fail,
+            format!("{routing_key}: no queue receives it ({why})"),
         ),
-    }
+        Some(Route::QueuePerKey) => {
+            report.queue = true;
+            let detail = format!(
+                "{routing_key}{example}: the default exchange routes each document to the queue its key names; none checked"
+            );
+            ("queue", Status::Ok, detail)
+        }
+        Some(Route::Exchange(found)) => {
+            let unseen = "its bindings are not visible over AMQP: a document no queue takes comes back and is sent again by the next pass";
+            let (status, what) = match (found, broker.declare_exchange) {
+                (Ok(()), _) => (Status::Ok, "exists".to_string()),
+                (Err(why), true) => (
+                    Status::Ok,
+                    format!("does not exist yet ({why}); a pass declares it ({}, durable)", broker.exchange_type),
+                ),
+                (Err(why), false) => (
+                    Status::Fail,
+                    format!("cannot be used ({why}); create it, or set STATS_COLLECTOR_RABBITMQ_DECLARE_EXCHANGE"),
+                ),
+            };
+            report.queue = status == Status::Ok;
+            let detail = format!(
+                "{exchange:?} {what}; documents go to it under {routing_key}{example}; {unseen}"
+            );
+            ("exchange", status, detail)
+        }
+        None => {
+            let part = if report.exchange { "exchange" } else { "queue" };
+            let detail = format!("{routing_key}: not checked without a broker login");
+            (part, Status::Skipped, detail)
+        }
+    };
+    report.push(part, status, detail);
 }
 
 /// Whether a pass could write its metrics file, by writing and removing the temporary

@@ -95,7 +95,7 @@ fn reread_agent(shared: &Shared, worker: &Worker, earlier: &Reread) {
             if !goes_out(shared, &mut doc) {
                 continue;
             }
-            push_document(&mut batch, &doc);
+            push_document(shared, &mut batch, &doc);
         }
     }
     let delivered = shared

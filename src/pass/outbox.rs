@@ -165,7 +165,7 @@ impl<'a> AgentOutbox<'a> {
                         // Stored without a document: the next one computes from it.
                         None
                     } else {
-                        push_document(&mut self.outgoing, &doc);
+                        push_document(shared, &mut self.outgoing, &doc);
                         if !new {
                             shared.tally.resent();
                         }

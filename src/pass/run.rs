@@ -147,6 +147,7 @@ fn collect(
         tally: Arc::clone(&tally),
         include_raw_metrics: config.include_raw_metrics,
         publish_incomplete: config.publish_incomplete,
+        routing_key: config.broker.as_ref().map(|b| b.routing_key.clone()),
         store: matches!(mode, Mode::Collect { .. }),
         state_ttl: config.redis.state_ttl,
         legacy_reads,

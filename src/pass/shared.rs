@@ -4,6 +4,7 @@
 //! that the outbox, which `agent.rs` calls, needs nothing of it.
 
 use crate::broker::{Batch, Publisher};
+use crate::config::{KeyField, RoutingKey};
 use crate::mesos::{Agent, MesosClient, Scheme};
 use crate::pass::stop::Stop;
 use crate::pass::tally::Tally;
@@ -22,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) tally: Arc<Tally>,
     pub(crate) include_raw_metrics: bool,
     pub(crate) publish_incomplete: bool,
+    /// Each document's routing key (None in a dry run without a broker: no key).
+    pub(crate) routing_key: Option<RoutingKey>,
     /// False in a dry run: nothing is written to Redis.
     pub(crate) store: bool,
     /// How long a task's stored entry outlives its last write.
@@ -52,7 +55,20 @@ pub(crate) fn goes_out(shared: &Shared, doc: &mut Document) -> bool {
     doc.incomplete
 }
 
-/// Adds a document to the batch the broker takes: its message id and its JSON.
-pub(crate) fn push_document(batch: &mut Batch, doc: &Document) {
-    batch.push(|id| doc.write_message_id(id), |body| doc.write_json(body));
+/// Adds a document to the batch the broker takes: its message id, its routing key (a
+/// pure function of the document, so one sent again goes the same way) and its JSON.
+pub(crate) fn push_document(shared: &Shared, batch: &mut Batch, doc: &Document) {
+    batch.push(
+        |id| doc.write_message_id(id),
+        |key| {
+            if let Some(template) = &shared.routing_key {
+                template.write(key, |field| match field {
+                    KeyField::AppName => &doc.appname,
+                    KeyField::TaskName => doc.taskname,
+                    KeyField::Host => doc.host,
+                });
+            }
+        },
+        |body| doc.write_json(body),
+    );
 }

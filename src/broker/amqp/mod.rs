@@ -1,6 +1,6 @@
 //! The AMQP 0-9-1 wire protocol, only as much as a publisher needs: the connection
-//! handshake (PLAIN login, virtual host), one channel with publisher confirms, queue
-//! declaration, encoding `basic.publish` and decoding what the broker sends back (acks,
+//! handshake (PLAIN login, virtual host), one channel with publisher confirms, exchange
+//! and queue declaration, encoding `basic.publish` and decoding what the broker sends back (acks,
 //! nacks, returns, `connection.blocked`/`unblocked`, closes), over the plain or TLS
 //! halves of `transport`.
 //!
@@ -11,7 +11,7 @@
 //! everything else a pass does. Here a whole batch of messages is encoded into one buffer
 //! and written with one system call.
 //!
-//! `session`: the handshake, the queue and the confirms, over `transport`; then the
+//! `session`: the handshake, the exchange, the queue and the confirms, over `transport`; then the
 //! connection split into a `writer` (messages encoded into one buffer) and a `reader`
 //! (frames into events); `codec`: frames read and written, short strings refused over
 //! their limit; `ids`: the methods' numbers.

@@ -176,15 +176,16 @@ proptest! {
 
     #[test]
     fn a_published_message_round_trips_or_is_refused_whole(
+        exchange in text(),
         routing_key in text(),
         message_id in text(),
         body in vec(any::<u8>(), 0..5000),
         frame_max in frame_max(),
     ) {
         let mut wire = b"earlier".to_vec();
-        let message = Message { routing_key: &routing_key, message_id: &message_id, body: &body };
+        let message = Message { exchange: &exchange, routing_key: &routing_key, message_id: &message_id, body: &body };
         let encoded = encode_message(&mut wire, &message, frame_max);
-        let fits = routing_key.len() <= SHORT_STR_MAX && message_id.len() <= SHORT_STR_MAX;
+        let fits = [&exchange, &routing_key, &message_id].iter().all(|s| s.len() <= SHORT_STR_MAX);
         prop_assert_eq!(encoded.is_ok(), fits);
         let mut rest = &wire[b"earlier".len()..];
         if !fits {
@@ -196,7 +197,7 @@ proptest! {
         prop_assert_eq!(id, ids::BASIC_PUBLISH);
         let mut a = Args::new(args);
         prop_assert_eq!(a.short().expect("ticket"), 0);
-        prop_assert_eq!(a.short_str().expect("exchange"), "");
+        prop_assert_eq!(a.short_str().expect("exchange"), exchange);
         prop_assert_eq!(a.short_str().expect("routing key"), routing_key);
         prop_assert_eq!(a.octet().expect("bits"), 1);
         let header = read_frame(&mut rest, usize::MAX).expect("header frame");
@@ -216,6 +217,8 @@ proptest! {
     fn the_handshake_and_channel_methods_round_trip_or_are_refused(
         vhost in text(),
         queue in text(),
+        exchange in text(),
+        kind in text(),
         passive in any::<bool>(),
         response in vec(any::<u8>(), 0..600),
         frame_max in any::<u32>(),
@@ -255,6 +258,23 @@ proptest! {
             let mut a = Args::new(&args);
             prop_assert_eq!(a.short().expect("ticket"), 0);
             prop_assert_eq!(a.short_str().expect("queue"), queue);
+            prop_assert_eq!(a.octet().expect("bits"), u8::from(passive) | 0b10);
+            prop_assert_eq!(a.long().expect("empty table"), 0);
+        } else {
+            prop_assert!(wire.is_empty());
+        }
+
+        wire.clear();
+        let declared = Encoder::method(&mut wire, CHANNEL, ids::EXCHANGE_DECLARE, |m| {
+            exchange_declare_arguments(m, &exchange, &kind, passive)
+        });
+        prop_assert_eq!(declared.is_ok(), exchange.len() <= SHORT_STR_MAX && kind.len() <= SHORT_STR_MAX);
+        if declared.is_ok() {
+            let args = method_args(&wire, ids::EXCHANGE_DECLARE);
+            let mut a = Args::new(&args);
+            prop_assert_eq!(a.short().expect("ticket"), 0);
+            prop_assert_eq!(a.short_str().expect("exchange"), exchange);
+            prop_assert_eq!(a.short_str().expect("type"), kind);
             prop_assert_eq!(a.octet().expect("bits"), u8::from(passive) | 0b10);
             prop_assert_eq!(a.long().expect("empty table"), 0);
         } else {

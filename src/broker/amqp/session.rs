@@ -1,5 +1,5 @@
 //! The connection's set-up: the PLAIN login, the virtual host, channel [`CHANNEL`] with
-//! publisher confirms and queue declaration, bounded by the link's deadline; then the
+//! publisher confirms, exchange and queue declaration, bounded by the link's deadline; then the
 //! split into a [`Writer`] and a [`Reader`].
 
 use super::codec::{
@@ -133,6 +133,21 @@ impl Session {
         })
     }
 
+    /// Declares a durable exchange of type `kind` or, `passive`, only checks that it
+    /// exists (a missing one is a `ChannelClosed` with the broker's 404, and so is one of
+    /// another type when not passive: 406).
+    pub(crate) fn declare_exchange(
+        &mut self,
+        name: &str,
+        kind: &str,
+        passive: bool,
+    ) -> Result<(), AmqpError> {
+        self.send_method(CHANNEL, ids::EXCHANGE_DECLARE, |m| {
+            exchange_declare_arguments(m, name, kind, passive)
+        })?;
+        self.expect(CHANNEL, ids::EXCHANGE_DECLARE_OK).map(drop)
+    }
+
     /// Turns publisher confirms on: from now on the broker acks every message.
     pub(crate) fn enable_confirms(&mut self) -> Result<(), AmqpError> {
         self.send_method(CHANNEL, ids::CONFIRM_SELECT, |m| m.octet(0))?;
@@ -256,6 +271,15 @@ pub(super) fn declare_arguments(m: &mut Encoder, name: &str, passive: bool) {
     m.short(0);
     m.short_str(name);
     // passive, durable, exclusive, auto-delete, no-wait
+    m.octet(u8::from(passive) | 0b10);
+    m.empty_table();
+}
+
+pub(super) fn exchange_declare_arguments(m: &mut Encoder, name: &str, kind: &str, passive: bool) {
+    m.short(0);
+    m.short_str(name);
+    m.short_str(kind);
+    // passive, durable, auto-delete, internal, no-wait
     m.octet(u8::from(passive) | 0b10);
     m.empty_table();
 }

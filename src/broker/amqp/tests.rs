@@ -29,6 +29,7 @@ fn a_published_message_is_method_header_and_body_frames() {
     let body = vec![b'x'; 100];
     writer
         .push(&Message {
+            exchange: "stats",
             routing_key: "rk",
             message_id: "task@1.5",
             body: &body,
@@ -42,7 +43,7 @@ fn a_published_message_is_method_header_and_body_frames() {
     assert_eq!(id, ids::BASIC_PUBLISH);
     let mut a = Args::new(args);
     assert_eq!(a.short().expect("ticket"), 0);
-    assert_eq!(a.short_str().expect("exchange"), "");
+    assert_eq!(a.short_str().expect("exchange"), "stats");
     assert_eq!(a.short_str().expect("routing key"), "rk");
     assert_eq!(a.octet().expect("bits"), 1, "mandatory");
     let header = parse_header(&frames[1].payload).expect("header");
@@ -55,6 +56,42 @@ fn a_published_message_is_method_header_and_body_frames() {
     );
     assert_eq!(frames[2].payload.len() + frames[3].payload.len(), 100);
     assert!(frames[2].payload.len() <= 64 - FRAME_OVERHEAD);
+}
+
+#[test]
+fn an_exchange_is_declared_durable_or_only_looked_up() {
+    for (passive, bits) in [(false, 0b10), (true, 0b11)] {
+        let mut wire = Vec::new();
+        Encoder::method(&mut wire, CHANNEL, ids::EXCHANGE_DECLARE, |m| {
+            exchange_declare_arguments(m, "stats", "x-consistent-hash", passive)
+        })
+        .expect("encodes");
+        let frames = frames(&wire);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].channel, CHANNEL);
+        let (id, args) = split_method(&frames[0].payload).expect("method");
+        assert_eq!(id, (40, 10), "exchange.declare");
+        let mut a = Args::new(args);
+        assert_eq!(a.short().expect("ticket"), 0);
+        assert_eq!(a.short_str().expect("exchange"), "stats");
+        assert_eq!(a.short_str().expect("type"), "x-consistent-hash");
+        // passive (bit 0) only when looking up; always durable (bit 1); never
+        // auto-delete, internal or no-wait (a declare-ok is awaited).
+        assert_eq!(a.octet().expect("bits"), bits);
+        assert_eq!(a.long().expect("arguments"), 0, "an empty table");
+        assert!(a.octet().is_err(), "nothing after the arguments");
+    }
+    assert_eq!(ids::EXCHANGE_DECLARE_OK, (40, 11));
+    let mut wire = Vec::new();
+    let long = "x".repeat(256);
+    let refused = Encoder::method(&mut wire, CHANNEL, ids::EXCHANGE_DECLARE, |m| {
+        exchange_declare_arguments(m, &long, "topic", false)
+    });
+    assert!(
+        refused.is_err(),
+        "a name over 255 bytes is refused, not cut"
+    );
+    assert!(wire.is_empty());
 }
 
 /// A basic.return of an unroutable message to "rk", without its content yet.

@@ -31,7 +31,7 @@ pub(super) fn encode_message(
 fn encode_frames(out: &mut Vec<u8>, message: &Message, frame_max: usize) -> Result<(), AmqpError> {
     Encoder::method(out, CHANNEL, ids::BASIC_PUBLISH, |m| {
         m.short(0);
-        m.short_str("");
+        m.short_str(message.exchange);
         m.short_str(message.routing_key);
         // mandatory, not immediate
         m.octet(0b01);
@@ -61,6 +61,8 @@ pub(crate) struct Writer {
 
 /// What a published message carries besides its body.
 pub(crate) struct Message<'a> {
+    /// `""`, the default exchange, or the name of one.
+    pub(crate) exchange: &'a str,
     pub(crate) routing_key: &'a str,
     pub(crate) message_id: &'a str,
     pub(crate) body: &'a [u8],
