@@ -444,46 +444,6 @@ fn a_pushgateway_url_loses_its_user_info_to_basic_credentials() {
 }
 
 #[test]
-fn an_exchange_and_a_routing_key_template_are_read_and_checked() {
-    let with = |extra: &[&str]| {
-        let args = ["--master", "http://m:1", "--rabbitmq-host", "mq"];
-        config(&[&args[..], extra].concat(), &[])
-    };
-    let plain = with(&["--routing-key", "rk"]).expect("valid");
-    let broker = plain.require_broker().expect("set");
-    assert_eq!(broker.exchange, "", "the default exchange, as before");
-    assert_eq!(broker.exchange_type, "topic");
-    assert!(!broker.declare_exchange);
-    assert_eq!(broker.routing_key.fixed(), Some("rk"));
-
-    let args = [
-        "--routing-key",
-        "asgard.stats.{appname}",
-        "--exchange",
-        "stats",
-        "--exchange-type",
-        "x-consistent-hash",
-        "--declare-exchange",
-    ];
-    let named = with(&args).expect("valid");
-    let broker = named.require_broker().expect("set");
-    assert_eq!(broker.exchange, "stats");
-    assert_eq!(broker.exchange_type, "x-consistent-hash");
-    assert!(broker.declare_exchange);
-    assert_eq!(broker.routing_key.fixed(), None);
-    assert_eq!(broker.routing_key.setting, "asgard.stats.{appname}");
-
-    let error = with(&["--routing-key", "asgard.{app}"]).expect_err("unknown field");
-    assert!(error.to_string().contains("RABBITMQ_RK"), "{error}");
-    assert!(error.to_string().contains("{app}"), "{error}");
-    let error = with(&["--routing-key", "rk", "--declare-exchange"]).expect_err("no exchange");
-    assert!(error.to_string().contains("DECLARE_EXCHANGE"), "{error}");
-    let long = "x".repeat(256);
-    let error = with(&["--routing-key", "rk", "--exchange", &long]).expect_err("too long");
-    assert!(error.to_string().contains("RABBITMQ_EXCHANGE"), "{error}");
-}
-
-#[test]
 fn a_master_address_with_a_port_where_an_ip_is_expected_is_refused_at_configuration() {
     let with_ip = |ip: &str| config(&["--mesos-master-ip", ip], &[]);
     let why = with_ip("10.0.0.1:5050").expect_err("refused").to_string();
@@ -538,4 +498,44 @@ fn the_redis_pool_follows_the_workers_unless_told() {
         Some((200, 12))
     );
     assert!(pool(&["--redis-pool-max", "0"]).is_err());
+}
+
+#[test]
+fn an_exchange_and_a_routing_key_template_are_read_and_checked() {
+    let with = |extra: &[&str]| {
+        let args = ["--master", "http://m:1", "--rabbitmq-host", "mq"];
+        config(&[&args[..], extra].concat(), &[])
+    };
+    let plain = with(&["--routing-key", "rk"]).expect("valid");
+    let broker = plain.require_broker().expect("set");
+    assert_eq!(broker.exchange, "", "the default exchange, as before");
+    assert_eq!(broker.exchange_type, "topic");
+    assert!(!broker.declare_exchange);
+    assert_eq!(broker.routing_key.fixed(), Some("rk"));
+
+    let args = [
+        "--routing-key",
+        "asgard.stats.{appname}",
+        "--exchange",
+        "stats",
+        "--exchange-type",
+        "x-consistent-hash",
+        "--declare-exchange",
+    ];
+    let named = with(&args).expect("valid");
+    let broker = named.require_broker().expect("set");
+    assert_eq!(broker.exchange, "stats");
+    assert_eq!(broker.exchange_type, "x-consistent-hash");
+    assert!(broker.declare_exchange);
+    assert_eq!(broker.routing_key.fixed(), None);
+    assert_eq!(broker.routing_key.setting, "asgard.stats.{appname}");
+
+    let error = with(&["--routing-key", "asgard.{app}"]).expect_err("unknown field");
+    assert!(error.to_string().contains("RABBITMQ_RK"), "{error}");
+    assert!(error.to_string().contains("{app}"), "{error}");
+    let error = with(&["--routing-key", "rk", "--declare-exchange"]).expect_err("no exchange");
+    assert!(error.to_string().contains("DECLARE_EXCHANGE"), "{error}");
+    let long = "x".repeat(256);
+    let error = with(&["--routing-key", "rk", "--exchange", &long]).expect_err("too long");
+    assert!(error.to_string().contains("RABBITMQ_EXCHANGE"), "{error}");
 }

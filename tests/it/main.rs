@@ -25,12 +25,12 @@ mod broker_limits;
 mod collect;
 // Confirms, returns, a broker or Redis failing before or during a pass, the pass lock.
 mod delivery;
+// Any exchange and a routing key per document: topic, consistent-hash, none that routes.
+mod exchange;
 // What operators install, checked with the real tools (needs `scripts/package`'s outputs).
 mod deploy;
 // The repository about itself: cited `docs/` pages exist, `rust-version` matches the lock.
 mod docs;
-// Past one queue: any exchange, a routing key per document, a consistent-hash exchange.
-mod exchange;
 // Smoke tests of `common` itself.
 mod harness;
 // Agents answering broken or hostile HTTP: each refused by a bound, with its reason.
