@@ -167,8 +167,8 @@ fn read_framed_body(
 }
 
 /// A whole answer read from `bytes` as from an agent's socket: its status and body, or
-/// why it is refused. What the fuzz target and the unit tests drive.
-#[cfg(test)]
+/// why it is refused. What the fuzz target (`fuzz/`) and the unit tests drive.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn read_answer(mut bytes: &[u8], limit: u64) -> Result<(u16, Vec<u8>), FetchError> {
     let (status, framing, early, body_from) = read_head(&mut bytes)?;
     let mut body = Vec::new();
@@ -230,6 +230,13 @@ fn read_head(socket: &mut impl Read) -> Result<(u16, Framing, Vec<u8>, usize), F
         match parsed.map_err(|e| FetchError::BadHttp(format!("not an HTTP answer: {e}")))? {
             httparse::Status::Complete(used) => {
                 let status = head.code.unwrap_or_default();
+                // httparse takes any three digits; "020" is no HTTP status (found by
+                // fuzzing).
+                if !(100..600).contains(&status) {
+                    return Err(FetchError::BadHttp(format!(
+                        "not an HTTP answer: status {status:03}"
+                    )));
+                }
                 start += used;
                 searched = start;
                 if !(100..200).contains(&status) {
@@ -624,6 +631,18 @@ mod tests {
         assert_eq!(read_answer(answer, 10).ok(), Some((200, b"[]".to_vec())));
         let bare = b"HTTP/1.1 200 OK\nContent-Length: 2\n\n[]";
         assert_eq!(read_answer(bare, 10).ok(), Some((200, b"[]".to_vec())));
+    }
+
+    #[test]
+    fn a_status_outside_100_to_599_is_no_http_answer() {
+        // Found by fuzzing (fuzz/artifacts, agent_http_answer): httparse reads "020".
+        let bytes = b"HTTP/1.0 020 OK\nContent-Length: 1\n\n[]";
+        assert!(matches!(
+            read_answer(bytes, 10),
+            Err(FetchError::BadHttp(_))
+        ));
+        let last = b"HTTP/1.1 599 Odd\r\nContent-Length: 2\r\n\r\nno";
+        assert_eq!(read_answer(last, 10).ok(), Some((599, b"no".to_vec())));
     }
 
     #[test]

@@ -133,11 +133,13 @@ fn a_body_that_is_not_utf8_throughout_reads_as_before() {
     body.extend_from_slice(br#"","statistics":{"timestamp":2}},"#);
     body.extend_from_slice(good);
     body.push(b']');
-    let kept = parse_answer(&body, Entries::Kept);
+    let kept = parse_answer(&body, Entries::Kept).expect("read without its raw entries");
     let dropped = parse_answer(&body, Entries::Dropped).expect("bytes in an unused string");
     assert_eq!(dropped.readings.len(), 2);
-    // Raw metrics keep entries as text, which such an entry is not.
-    assert!(matches!(kept, Err(AnswerError::NotJson(_))), "{kept:?}");
+    // Raw metrics keep entries as text, which such a body is not: the readings are read
+    // as without raw metrics, none with its raw entry.
+    assert_same(&kept, &dropped);
+    assert!(kept.readings.iter().all(|r| r.entry.is_empty()));
     let mut bad_id = b"[".to_vec();
     bad_id.extend_from_slice(br#"{"executor_id":"a"#);
     bad_id.push(0xff);
@@ -230,4 +232,38 @@ fn numbers_of_every_json_form_are_read() {
     assert_eq!(s.mem_rss_bytes, Some(4096));
     assert_eq!(s.mem_limit_bytes, None, "1e300 bytes is past u64");
     assert_eq!(a.readings[0].malformed_fields, vec!["mem_limit_bytes"]);
+}
+
+/// Found by fuzzing (fuzz/, agent_statistics): one byte that is not UTF-8 in an entry's
+/// string made the whole answer unreadable with raw metrics kept, and not without them.
+/// Now both read the same readings; only the raw entries are left out.
+#[test]
+fn an_answer_that_is_not_utf8_throughout_reads_the_same_with_or_without_raw_entries() {
+    let mut body = br#"[{"executor_id":"a.1","executor_name":"x"#.to_vec();
+    body.extend_from_slice(&[0x81, 0x81]);
+    body.extend_from_slice(br#"","statistics":{"timestamp":1.5,"cpus_user_time_secs":2.0}}]"#);
+    let kept = parse_answer(&body, Entries::Kept).expect("read, not refused");
+    let dropped = parse_answer(&body, Entries::Dropped).expect("read");
+    assert_same(&kept, &dropped);
+    assert_eq!(kept.readings.len(), 1);
+    assert!(
+        kept.readings[0].entry.is_empty(),
+        "no raw entry from bytes that are not text"
+    );
+}
+
+/// Found by fuzzing (fuzz/, agent_statistics): an entry that is a number past f64's range
+/// made the whole answer unreadable without raw metrics, and only that entry with them.
+/// Now both skip that entry alone.
+#[test]
+fn a_number_past_f64_s_range_is_one_skipped_entry_in_both_modes() {
+    let body = br#"[2e616,{"executor_id":"a.1","statistics":{"timestamp":1.5}}]"#;
+    let kept = parse_answer(body, Entries::Kept).expect("read");
+    let dropped = parse_answer(body, Entries::Dropped).expect("read, not refused");
+    assert_same(&kept, &dropped);
+    assert_eq!((dropped.skipped, dropped.readings.len()), (1, 1));
+    assert!(
+        dropped.readings[0].entry.is_empty(),
+        "no raw entry without raw metrics"
+    );
 }
