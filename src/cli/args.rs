@@ -80,3 +80,10 @@ impl ValueEnum for OutputFormat {
         })
     }
 }
+
+/// Every flag of the program: the top command's and each subcommand's.
+pub(crate) fn every_argument(command: &clap::Command) -> impl Iterator<Item = &clap::Arg> {
+    command
+        .get_arguments()
+        .chain(command.get_subcommands().flat_map(|c| c.get_arguments()))
+}

@@ -5,7 +5,7 @@
 //! log format is read here straight off the arguments and the environment, and the
 //! source of a value straight off the arguments.
 
-use crate::cli::{Cli, LogFormat};
+use crate::cli::{every_argument, Cli, LogFormat};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
@@ -109,9 +109,7 @@ pub(crate) fn describe_parse_error(error: &clap::Error, args: &[OsString]) -> St
 fn env_of(flag: &str) -> Option<String> {
     let long = flag.strip_prefix("--")?;
     let command = Cli::command();
-    let mut args = command
-        .get_arguments()
-        .chain(command.get_subcommands().flat_map(|c| c.get_arguments()));
+    let mut args = every_argument(&command);
     args.find(|a| a.get_long() == Some(long))
         .and_then(|a| a.get_env())
         .map(|env| env.to_string_lossy().into_owned())
@@ -122,9 +120,7 @@ fn env_of(flag: &str) -> Option<String> {
 pub(crate) fn setting_name(matches: &ArgMatches, flag: &str) -> String {
     let long = flag.trim_start_matches('-');
     let command = Cli::command();
-    let id = command
-        .get_arguments()
-        .chain(command.get_subcommands().flat_map(|c| c.get_arguments()))
+    let id = every_argument(&command)
         .find(|a| a.get_long() == Some(long))
         .map(|a| a.get_id().as_str().to_string());
     let Some(id) = id else {

@@ -15,7 +15,7 @@ mod parse;
 mod settings;
 pub(crate) mod unknown_env;
 
-pub(crate) use args::{Cli, CollectArgs, Command};
+pub(crate) use args::{every_argument, Cli, CollectArgs, Command};
 #[cfg(test)]
 pub(crate) use parse::parse_from;
 pub(crate) use parse::{parse_keeping_matches, settings_despite_errors};

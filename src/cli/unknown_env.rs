@@ -4,7 +4,7 @@
 //! and the pass fall back to a default. Each is named with the nearest known name, never
 //! with its value (it may be a secret).
 
-use crate::cli::Cli;
+use crate::cli::{every_argument, Cli};
 use clap::CommandFactory;
 
 /// The prefixes of the variables this program reads; a variable with one of them that
@@ -42,9 +42,7 @@ pub(crate) fn unknown_variable_warnings(names: impl IntoIterator<Item = String>)
 /// subcommand's, and the first master's.
 fn known_variables() -> Vec<String> {
     let command = Cli::command();
-    let mut known: Vec<String> = command
-        .get_arguments()
-        .chain(command.get_subcommands().flat_map(|c| c.get_arguments()))
+    let mut known: Vec<String> = every_argument(&command)
         .filter_map(|arg| arg.get_env())
         .map(|env| env.to_string_lossy().into_owned())
         .collect();

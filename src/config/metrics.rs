@@ -6,6 +6,7 @@ use super::masters::Credentials;
 use super::redact;
 use super::secret::Secret;
 use super::shard::{shard, Shard};
+use super::validated::seconds;
 use crate::cli::Settings;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,13 +31,11 @@ impl MetricsDestination {
     /// metrics file when it names one, the Pushgateway when it, the shard (its group) and
     /// the timeouts (its requests') are valid. A deadline that is not shows as 0.
     pub(crate) fn best_effort(settings: &Settings) -> MetricsDestination {
-        let seconds = |value: f64| {
-            Duration::try_from_secs_f64(value)
-                .ok()
-                .filter(|d| !d.is_zero())
-        };
+        // Read as the configuration reads them; one it would refuse is no setting here.
+        let seconds = |flag, value| seconds(flag, value).ok();
         let shard = shard(settings);
-        let timeouts = seconds(settings.connect_timeout).zip(seconds(settings.request_timeout));
+        let timeouts = seconds("--connect-timeout", settings.connect_timeout)
+            .zip(seconds("--request-timeout", settings.request_timeout));
         let pushgateway = match (&shard, timeouts) {
             (Ok(_), Some(_)) => pushgateway(settings).ok().flatten(),
             _ => None,
@@ -46,7 +45,7 @@ impl MetricsDestination {
             metrics_file: metrics_file(settings).ok().flatten(),
             pushgateway,
             shard: shard.ok().flatten(),
-            deadline: seconds(settings.deadline).unwrap_or_default(),
+            deadline: seconds("--deadline", settings.deadline).unwrap_or_default(),
             connect_timeout,
             request_timeout,
         }

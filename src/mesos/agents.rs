@@ -38,33 +38,24 @@ pub(crate) struct RepeatedEntries {
 /// The agents once each, in the list's order: an entry naming an agent id at an address
 /// an earlier entry named is the same agent, fetched and counted once. The same id at
 /// another address is another entry, kept (docs/state.md keys state by both).
-pub(crate) fn without_repeats(mut agents: Vec<Agent>) -> (Vec<Agent>, RepeatedEntries) {
+pub(crate) fn without_repeats(agents: Vec<Agent>) -> (Vec<Agent>, RepeatedEntries) {
     let mut seen = std::collections::HashSet::with_capacity(agents.len());
-    let keep: Vec<bool> = agents
+    let first_seen: Vec<bool> = agents
         .iter()
         .map(|a| seen.insert((a.id.as_str(), a.address.as_str())))
         .collect();
     drop(seen);
+    let mut kept = Vec::with_capacity(agents.len());
     let mut repeated = RepeatedEntries::default();
-    let mut position = 0;
-    agents.retain_mut(|agent| {
-        let kept = keep.get(position).copied().unwrap_or(true);
-        position += 1;
-        if !kept {
+    for (agent, first) in agents.into_iter().zip(first_seen) {
+        if first {
+            kept.push(agent);
+        } else {
             repeated.count += 1;
-            if repeated.first.is_none() {
-                repeated.first = Some(std::mem::replace(
-                    agent,
-                    Agent {
-                        id: String::new(),
-                        address: String::new(),
-                    },
-                ));
-            }
+            repeated.first.get_or_insert(agent);
         }
-        kept
-    });
-    (agents, repeated)
+    }
+    (kept, repeated)
 }
 
 /// The agents of the leading master, and which master answered.

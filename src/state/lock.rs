@@ -15,12 +15,16 @@ return 0"#;
 impl StateStore {
     /// The lock key of a pass (or of one shard's passes).
     pub(crate) fn lock_key(&self, shard: Option<Shard>) -> String {
+        self.pass_key("lock", shard)
+    }
+
+    /// `<prefix><name>`, or with a shard `<prefix><name>:K-of-N`: a key of the passes of
+    /// the whole cluster or of one shard (the lock, where the next pass starts).
+    pub(super) fn pass_key(&self, name: &str, shard: Option<Shard>) -> String {
+        let prefix = &self.settings.key_prefix;
         match shard {
-            None => format!("{}lock", self.settings.key_prefix),
-            Some(s) => format!(
-                "{}lock:{}-of-{}",
-                self.settings.key_prefix, s.index, s.count
-            ),
+            None => format!("{prefix}{name}"),
+            Some(s) => format!("{prefix}{name}:{}-of-{}", s.index, s.count),
         }
     }
 

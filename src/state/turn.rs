@@ -7,11 +7,7 @@ use crate::config::Shard;
 
 impl StateStore {
     fn turn_key(&self, shard: Option<Shard>) -> String {
-        let prefix = &self.settings.key_prefix;
-        match shard {
-            None => format!("{prefix}turn"),
-            Some(s) => format!("{prefix}turn:{}-of-{}", s.index, s.count),
-        }
+        self.pass_key("turn", shard)
     }
 
     /// The position the next pass starts at, if a pass left one.

@@ -108,6 +108,7 @@ pub(crate) enum Entries {
 /// Reads an agent's whole answer: a JSON array of executor entries, read entry by entry
 /// from the body, so only the readings are kept.
 pub(crate) fn parse_answer(body: &[u8], entries: Entries) -> Result<ParsedAnswer, AnswerError> {
+    let text = std::str::from_utf8(body).ok();
     let parse = |entries: Entries| {
         let visitor = ExecutorsVisitor {
             expected_readings: body.len() / SMALL_ENTRY_BYTES,
@@ -116,13 +117,13 @@ pub(crate) fn parse_answer(body: &[u8], entries: Entries) -> Result<ParsedAnswer
         // A body that is UTF-8 throughout (any real one) is checked once, in one fast scan,
         // instead of string by string as each key is read (about 1.5 million keys a pass
         // at 1000 x 50); any other is read as bytes, string by string.
-        match std::str::from_utf8(body) {
-            Ok(text) => read_answer(serde_json::Deserializer::from_str(text), visitor),
+        match text {
+            Some(text) => read_answer(serde_json::Deserializer::from_str(text), visitor),
             // Not UTF-8 throughout (a broken agent; found by fuzzing): read without the
             // raw entries, which are text: the readings are those of a pass without raw
             // metrics, rather than the whole answer refused for one byte; that agent's
             // documents then carry no `stats`.
-            Err(_) => read_answer(
+            None => read_answer(
                 serde_json::Deserializer::from_slice(body),
                 ExecutorsVisitor {
                     entries: Entries::Dropped,
@@ -136,13 +137,12 @@ pub(crate) fn parse_answer(body: &[u8], entries: Entries) -> Result<ParsedAnswer
         // number past f64's range, found by fuzzing) with the whole answer: read again
         // keeping each entry whole, which skips that entry alone, and drop the entries.
         // Only a broken answer pays for the second scan.
-        (Err(_), Entries::Dropped) if std::str::from_utf8(body).is_ok() => parse(Entries::Kept)
-            .map(|mut answer| {
-                for reading in &mut answer.readings {
-                    reading.entry = Box::default();
-                }
-                answer
-            }),
+        (Err(_), Entries::Dropped) if text.is_some() => parse(Entries::Kept).map(|mut answer| {
+            for reading in &mut answer.readings {
+                reading.entry = Box::default();
+            }
+            answer
+        }),
         (read, _) => read,
     };
     read.map_err(|err| {

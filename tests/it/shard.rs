@@ -36,24 +36,6 @@ fn collect_shard(world: &World, k: u64) -> Run {
         .run()
 }
 
-/// The number after `name=` in the summary line.
-fn summary_count(run: &Run, name: &str) -> u64 {
-    let line = run
-        .stderr
-        .lines()
-        .rfind(|l| l.contains("pass done:"))
-        .unwrap_or_else(|| panic!("no summary line: {run}"));
-    let after = line
-        .split_once(&format!(" {name}="))
-        .unwrap_or_else(|| panic!("no {name}= in {line}"))
-        .1;
-    after
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{name}= is not a count in {line}"))
-}
-
 #[test]
 fn shards_together_publish_every_task_once_from_disjoint_agents() {
     let world = World::start(fresh_spec(12, 3));
@@ -77,11 +59,11 @@ fn shards_together_publish_every_task_once_from_disjoint_agents() {
         let run = collect_shard(&world, k);
         run.assert_success();
         assert_eq!(
-            summary_count(&run, "listed"),
+            run.summary_count("listed"),
             expected[&k].len() as u64,
             "shard {k} lists only its agents: {run}"
         );
-        assert_eq!(summary_count(&run, "published"), 0, "{run}");
+        assert_eq!(run.summary_count("published"), 0, "{run}");
     }
     assert!(
         world.messages().is_empty(),
@@ -100,7 +82,7 @@ fn shards_together_publish_every_task_once_from_disjoint_agents() {
         run.assert_success();
         let messages = world.messages();
         assert_eq!(
-            summary_count(&run, "published"),
+            run.summary_count("published"),
             messages.len() as u64,
             "{run}"
         );
@@ -177,7 +159,7 @@ fn each_shard_has_its_own_lock() {
     let beside = collect_shard(&world, other);
     beside.assert_success();
     assert_eq!(
-        summary_count(&beside, "listed"),
+        beside.summary_count("listed"),
         expected[&other].len() as u64,
         "{beside}"
     );
@@ -256,7 +238,7 @@ fn a_shard_index_of_a_count_is_the_agents_and_lock_of_the_shard_one_above() {
         let run = collect_indexed(&world, index);
         run.assert_success();
         assert_eq!(
-            summary_count(&run, "listed"),
+            run.summary_count("listed"),
             expected[&(index + 1)].len() as u64,
             "index {index}: {run}"
         );

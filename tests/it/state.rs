@@ -453,19 +453,6 @@ fn entry_key(world: &World, id: &str, address: &str) -> String {
     format!("{}agent/{id}/{address}", world.prefix)
 }
 
-/// A count of the summary line (`pass done: … field=N …`).
-fn summary_count(run: &Run, field: &str) -> u64 {
-    let line = run
-        .stderr
-        .lines()
-        .rfind(|l| l.contains("pass done:"))
-        .unwrap_or_else(|| panic!("no summary: {run}"));
-    line.split([' ', ';'])
-        .find_map(|word| word.strip_prefix(&format!("{field}=")))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{field} in the summary: {run}"))
-}
-
 #[test]
 fn an_agent_id_at_two_addresses_is_two_states_and_at_one_address_one_agent() {
     let mut spec = fresh_spec(3, 3);
@@ -491,14 +478,14 @@ fn an_agent_id_at_two_addresses_is_two_states_and_at_one_address_one_agent() {
             world.next_pass()
         };
         run.assert_success();
-        assert_eq!(summary_count(&run, "listed"), 3, "{run}");
-        assert_eq!(summary_count(&run, "answered"), 3, "{run}");
+        assert_eq!(run.summary_count("listed"), 3, "{run}");
+        assert_eq!(run.summary_count("answered"), 3, "{run}");
         assert_eq!(
             run.stderr.matches("repeat an agent listed before").count(),
             1,
             "the repeat is logged once per pass: {run}"
         );
-        let published = summary_count(&run, "published");
+        let published = run.summary_count("published");
         assert_eq!(published, if pass == 0 { 0 } else { 9 }, "{run}");
         let messages = world.messages();
         assert_eq!(messages.len() as u64, published, "{run}");
@@ -557,7 +544,7 @@ fn an_agent_id_at_two_addresses_with_the_same_executor_ids_gets_documents_for_ea
     for _ in 0..2 {
         let run = world.next_pass();
         run.assert_success();
-        assert_eq!(summary_count(&run, "published"), 6, "{run}");
+        assert_eq!(run.summary_count("published"), 6, "{run}");
         let messages = world.messages();
         assert_eq!(messages.len(), 6, "{run}");
         for m in &messages {
@@ -648,7 +635,7 @@ fn a_broker_outage_longer_than_the_state_ttl_loses_no_interval() {
     world.wait_for_new_samples();
     let run = pass().run();
     run.assert_success();
-    assert_eq!(summary_count(&run, "published"), 6, "{run}");
+    assert_eq!(run.summary_count("published"), 6, "{run}");
     let delivered = world.stored_timestamps();
     drop(world.messages());
     // Four passes over more than the TTL with the broker unreachable: its port refuses
@@ -667,8 +654,8 @@ fn a_broker_outage_longer_than_the_state_ttl_loses_no_interval() {
     assert!(outage.elapsed() > Duration::from_secs(8));
     let run = pass().run();
     run.assert_success();
-    assert_eq!(summary_count(&run, "first_sightings"), 0, "{run}");
-    assert_eq!(summary_count(&run, "published"), 6, "{run}");
+    assert_eq!(run.summary_count("first_sightings"), 0, "{run}");
+    assert_eq!(run.summary_count("published"), 6, "{run}");
     let messages = world.messages();
     let ends = world.stored_timestamps();
     let tiling = assert_intervals_tile(&messages, &delivered, Some(&ends));
@@ -715,7 +702,7 @@ fn a_broker_blocked_longer_than_the_state_ttl_loses_no_interval() {
     broker.set_memory_alarm(false);
     let run = pass();
     run.assert_success();
-    assert_eq!(summary_count(&run, "first_sightings"), 0, "{run}");
+    assert_eq!(run.summary_count("first_sightings"), 0, "{run}");
     let messages = world.messages();
     let ends = world.stored_timestamps();
     let tiling = assert_intervals_tile(&messages, &delivered, Some(&ends));
@@ -779,12 +766,8 @@ fn the_first_pass_reads_the_last_release_layout_by_agent_id_for_its_own_address(
     }
     let run = world.collect();
     run.assert_success();
-    assert_eq!(
-        summary_count(&run, "first_sightings"),
-        2,
-        "agent 1's: {run}"
-    );
-    assert_eq!(summary_count(&run, "published"), 4, "{run}");
+    assert_eq!(run.summary_count("first_sightings"), 2, "agent 1's: {run}");
+    assert_eq!(run.summary_count("published"), 4, "{run}");
     let mut periods: Vec<(String, f64, f64)> = world
         .messages()
         .iter()

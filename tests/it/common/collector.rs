@@ -26,6 +26,26 @@ impl Run {
         self.status == Some(0)
     }
 
+    /// The number after ` name=` in the summary line (`pass done: … name=N …`), in
+    /// either log format's text.
+    #[track_caller]
+    pub fn summary_count(&self, name: &str) -> u64 {
+        let line = self
+            .stderr
+            .lines()
+            .rfind(|l| l.contains("pass done:"))
+            .unwrap_or_else(|| panic!("no summary line: {self}"));
+        let after = line
+            .split_once(&format!(" {name}="))
+            .unwrap_or_else(|| panic!("no {name}= in {line}"))
+            .1;
+        after
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name}= is not a count in {line}"))
+    }
+
     /// The summary of a run logged with `--log-format json`: its last stderr line, which
     /// must be the summary (`pass done: ...`).
     #[track_caller]
