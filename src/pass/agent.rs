@@ -10,8 +10,9 @@ use crate::pass::reason::Reason;
 use crate::pass::shared::Shared;
 use crate::pass::stop::StopReason;
 use crate::pass::workers::{self, Ended, Limits, Worker};
-use crate::state::layout::{AgentState, EntryKey, LoadRequest};
-use crate::state::{layout, StateError, StoreOwner};
+use crate::state::layout::{EntryKey, LoadRequest};
+use crate::state::value_codec::{self, AgentState};
+use crate::state::{StateError, StoreOwner};
 use crate::stats::reading::{parse_answer, parse_entry, Entries, Reading};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -236,7 +237,7 @@ fn previous_state(
         shared.tally.bad_state();
     };
     let decode = |bytes: Vec<u8>, what: &str| {
-        let decoded = layout::decode(&bytes);
+        let decoded = value_codec::decode(&bytes);
         if decoded.is_none() {
             unreadable(what);
         }
@@ -250,11 +251,11 @@ fn previous_state(
     let state = loaded
         .agent
         .and_then(|bytes| decode(bytes, "its stored state"))
-        .or_else(|| this_address(by_id_value.and_then(|b| layout::decode(&b))));
+        .or_else(|| this_address(by_id_value.and_then(|b| value_codec::decode(&b))));
     let unfinished = loaded
         .unfinished
         .and_then(|bytes| decode(bytes, "the write-ahead of an unfinished pass"))
-        .or_else(|| this_address(by_id_unfinished.and_then(|b| layout::decode(&b))));
+        .or_else(|| this_address(by_id_unfinished.and_then(|b| value_codec::decode(&b))));
     Ok(Previous {
         state: state.unwrap_or_default(),
         unfinished,

@@ -21,7 +21,7 @@
 use crate::broker::{Batch, DeliveryError};
 use crate::mesos::Agent;
 use crate::pass::shared::{goes_out, push_document, Shared};
-use crate::state::layout::{AgentState, AgentValueEncoder, StoredTask};
+use crate::state::value_codec::{AgentState, AgentValueEncoder, StoredTask};
 use crate::stats::document::{compute, Outcome};
 use crate::stats::reading::Reading;
 use std::collections::HashMap;

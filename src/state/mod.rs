@@ -7,8 +7,9 @@
 //!
 //! One file per role: `store` (the pool, a command, errors in words), `pipelining` (stores
 //! held by a connection and sent with its next command), `lock` (the pass lock),
-//! `connector` (how the pool opens a connection), `sentinel`, `layout`, `turn` (where the
-//! next pass starts in its agents' order).
+//! `connector` (how the pool opens a connection), `sentinel`, `layout` (the keys and their
+//! round trips), `value_codec` (an entry's value, bytes), `turn` (where the next pass
+//! starts in its agents' order).
 
 mod connector;
 pub(crate) mod layout;
@@ -17,6 +18,7 @@ mod pipelining;
 mod sentinel;
 mod store;
 mod turn;
+pub(crate) mod value_codec;
 
 pub(crate) use lock::{LockError, PassLock};
 pub(crate) use pipelining::StoreOwner;
