@@ -1,7 +1,9 @@
 //! `asgard-stats`: collects per-task CPU and memory usage from an Apache Mesos cluster
-//! and publishes one JSON document per task to RabbitMQ. `main` only parses the command
-//! line, sets up the process once (signals, allocator, open-files limit), runs the
-//! subcommand and maps its result to an exit code; see ARCHITECTURE.md.
+//! and publishes one JSON document per task to RabbitMQ. The crate root holds the module
+//! tree and [`run`], which parses the command line, sets up the process once (signals,
+//! allocator, open-files limit), runs the subcommand and maps its result to an exit code;
+//! see ARCHITECTURE.md. It is a library only so that the fuzz targets (`fuzz/`) reach the
+//! parsers through `fuzzing`, built with `--cfg fuzzing` alone; `main.rs` calls [`run`].
 
 mod broker;
 mod cli;
@@ -16,6 +18,9 @@ mod state;
 mod stats;
 mod wire_limits;
 
+#[cfg(fuzzing)]
+pub mod fuzzing;
+
 use cli::Command;
 use config::{Config, ConfigError};
 use output::OutputFormat;
@@ -24,11 +29,8 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::time::Instant;
 
-fn main() {
-    std::process::exit(run());
-}
-
-fn run() -> i32 {
+/// The whole of the `asgard-stats` command: its exit code.
+pub fn run() -> i32 {
     let args: Vec<OsString> = std::env::args_os().collect();
     let env = |name: &str| std::env::var(name).ok();
     let (cli, matches) = match cli::parse_keeping_matches(&args) {

@@ -16,7 +16,7 @@ mod settings;
 pub(crate) mod unknown_env;
 
 pub(crate) use args::{every_argument, Cli, CollectArgs, Command};
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 pub(crate) use parse::parse_from;
 pub(crate) use parse::{parse_keeping_matches, settings_despite_errors};
 pub(crate) use settings::{LogFormat, Settings};

@@ -85,7 +85,7 @@ fn without_flag(args: &[std::ffi::OsString], long: &str) -> Vec<std::ffi::OsStri
 }
 
 /// [`parse_keeping_matches`] without the matches.
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 pub(crate) fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
 where
     I: IntoIterator<Item = T>,

@@ -13,7 +13,7 @@ pub(crate) enum LogFormat {
 }
 
 /// Settings shared by every subcommand.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct Settings {
     /// Mesos master URL (http://IP:PORT), repeatable, tried in order. Without it:
     /// HOLLOWMAN_MESOS_ADDRESS, then HOLLOWMAN_MESOS_ADDRESS_0, _1, ... up to the first

@@ -11,3 +11,9 @@ mod plain;
 pub(crate) use agents::{of_shard, without_repeats, Agent, Unusable};
 pub(crate) use client::{basic_authorization, MesosClient, NoMaster, Scheme};
 pub(crate) use fetch_error::FetchError;
+
+// What the fuzz targets (`src/fuzzing/`) read outside input with.
+#[cfg(fuzzing)]
+pub(crate) use agents::parse_agent_list;
+#[cfg(fuzzing)]
+pub(crate) use plain::read_answer;

@@ -166,14 +166,14 @@ fn read_framed_body(
     }
 }
 
-/// A whole answer read from `bytes` as from an agent's socket: its status and body, or
-/// why it is refused. What the fuzz target (`fuzz/`) and the unit tests drive.
+/// A whole answer read from `socket` as from an agent's: its status and body, or why it
+/// is refused. What the fuzz target (`fuzz/`) and the unit tests drive.
 #[cfg(any(test, fuzzing))]
-pub(crate) fn read_answer(mut bytes: &[u8], limit: u64) -> Result<(u16, Vec<u8>), FetchError> {
-    let (status, framing, early, body_from) = read_head(&mut bytes)?;
+pub(crate) fn read_answer(mut socket: impl Read, limit: u64) -> Result<(u16, Vec<u8>), FetchError> {
+    let (status, framing, early, body_from) = read_head(&mut socket)?;
     let mut body = Vec::new();
     let early = early.get(body_from..).unwrap_or_default();
-    read_framed_body(framing, early, &mut bytes, limit, &mut body)?;
+    read_framed_body(framing, early, &mut socket, limit, &mut body)?;
     Ok((status, body))
 }
 
@@ -628,9 +628,12 @@ mod tests {
             b"[]".starts_with(&early[from..]),
             "the body's start, if any"
         );
-        assert_eq!(read_answer(answer, 10).ok(), Some((200, b"[]".to_vec())));
+        assert_eq!(
+            read_answer(&answer[..], 10).ok(),
+            Some((200, b"[]".to_vec()))
+        );
         let bare = b"HTTP/1.1 200 OK\nContent-Length: 2\n\n[]";
-        assert_eq!(read_answer(bare, 10).ok(), Some((200, b"[]".to_vec())));
+        assert_eq!(read_answer(&bare[..], 10).ok(), Some((200, b"[]".to_vec())));
     }
 
     #[test]
@@ -638,11 +641,11 @@ mod tests {
         // Found by fuzzing (fuzz/artifacts, agent_http_answer): httparse reads "020".
         let bytes = b"HTTP/1.0 020 OK\nContent-Length: 1\n\n[]";
         assert!(matches!(
-            read_answer(bytes, 10),
+            read_answer(&bytes[..], 10),
             Err(FetchError::BadHttp(_))
         ));
         let last = b"HTTP/1.1 599 Odd\r\nContent-Length: 2\r\n\r\nno";
-        assert_eq!(read_answer(last, 10).ok(), Some((599, b"no".to_vec())));
+        assert_eq!(read_answer(&last[..], 10).ok(), Some((599, b"no".to_vec())));
     }
 
     #[test]
@@ -658,7 +661,7 @@ mod tests {
             Err(FetchError::BadHttp(_) | FetchError::Truncated(_))
         ));
         assert!(matches!(
-            read_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", 10),
+            read_answer(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"[..], 10),
             Err(FetchError::Truncated(_))
         ));
     }

@@ -7,15 +7,17 @@
 //!
 //! One file per role: `store` (the pool, a command, errors in words), `pipelining` (stores
 //! held by a connection and sent with its next command), `lock` (the pass lock),
-//! `connector` (how the pool opens a connection), `sentinel`, `layout` (the keys and their
-//! round trips), `value_codec` (an entry's value, bytes), `turn` (where the next pass
-//! starts in its agents' order).
+//! `connector` (how the pool opens a connection), `sentinel` (the master the sentinels
+//! name) and `sentinel_reply` (their replies read), `layout` (the keys and their round
+//! trips), `value_codec` (an entry's value in bytes), `turn` (where the next pass starts in
+//! its agents' order).
 
 mod connector;
 pub(crate) mod layout;
 mod lock;
 mod pipelining;
 mod sentinel;
+pub(crate) mod sentinel_reply;
 mod store;
 mod turn;
 pub(crate) mod value_codec;

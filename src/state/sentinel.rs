@@ -11,6 +11,7 @@
 //! hides which sentinel answered, which `check` prints. The URL is read by
 //! `config/sentinel.rs`.
 
+use super::sentinel_reply::{named_master, says_master};
 use crate::config::{RedisLogin, SentinelSettings};
 use redis::{ConnectionAddr, ConnectionInfo, ErrorKind, RedisConnectionInfo, RedisError};
 use std::sync::Mutex;
@@ -93,10 +94,13 @@ impl MasterFinder {
     ) -> redis::RedisResult<Option<(String, u16)>> {
         let client = self.client(host, port, &self.sentinel_login)?;
         let mut conn = super::connector::open(&client, timeout)?;
-        redis::cmd("SENTINEL")
+        let reply: redis::Value = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(&self.settings.master_name)
-            .query(&mut conn)
+            .query(&mut conn)?;
+        named_master(&reply).map_err(|why| {
+            RedisError::from((ErrorKind::UnexpectedReturnType, "unreadable reply", why))
+        })
     }
 
     /// Connects to a node the sentinels named; Ok(None) when it says it is no master.
@@ -109,12 +113,7 @@ impl MasterFinder {
         let client = self.client(host, port, &self.master_login)?;
         let mut conn = super::connector::open(&client, timeout)?;
         match redis::cmd("ROLE").query::<redis::Value>(&mut conn) {
-            Ok(redis::Value::Array(role)) => Ok(matches!(
-                role.first(),
-                Some(redis::Value::BulkString(word)) if word == b"master"
-            )
-            .then_some(conn)),
-            Ok(_) => Ok(None),
+            Ok(role) => Ok(says_master(&role).then_some(conn)),
             // A user whose ACL denies ROLE: the sentinel's word stands, and a replica
             // would still refuse every write (READONLY).
             Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoPerm) => {

@@ -52,7 +52,7 @@ fn unit_test_files(files: &[PathBuf]) -> Vec<PathBuf> {
         let text = std::fs::read_to_string(file).expect("a source file is readable");
         let folder = if file
             .file_name()
-            .is_some_and(|n| n == "mod.rs" || n == "main.rs")
+            .is_some_and(|n| n == "mod.rs" || n == "lib.rs")
         {
             file.parent().expect("in src").to_path_buf()
         } else {
@@ -270,17 +270,17 @@ fn ops_never_runs_a_pass() {
 }
 
 #[test]
-fn only_cli_and_main_know_clap() {
+fn only_cli_and_the_crate_root_know_clap() {
     let knowing: Vec<String> = sources()
         .iter()
-        .filter(|s| !(s.path.starts_with("cli/") || s.path == "main.rs"))
+        .filter(|s| !(s.path.starts_with("cli/") || s.path == "lib.rs"))
         .filter(|s| s.code.contains("clap"))
         .map(|s| s.path.clone())
         .collect();
     assert_eq!(knowing, Vec::<String>::new());
 }
 
-/// The file that holds the process-wide calls, each a function `main` calls once.
+/// The file that holds the process-wide calls, each a function `run` (lib.rs) calls once.
 const PROCESS_WIDE: [(&str, &str); 3] = [
     ("process.rs", "on_signals("),
     ("process.rs", "give_large_buffers_back("),
@@ -291,7 +291,7 @@ const PROCESS_WIDE: [(&str, &str); 3] = [
 const SIGNAL_NUMBERS: (&str, &str) = ("pass/stop.rs", "signal_hook::consts::");
 
 #[test]
-fn only_main_touches_process_wide_settings() {
+fn only_the_crate_root_touches_process_wide_settings() {
     let holders: Vec<&str> = PROCESS_WIDE.iter().map(|(file, _)| *file).collect();
     let elsewhere: Vec<String> = sources()
         .iter()
@@ -318,7 +318,7 @@ fn only_main_touches_process_wide_settings() {
             .filter(|s| s.path != file && s.code.contains(call))
             .map(|s| s.path.clone())
             .collect();
-        assert_eq!(callers, ["main.rs"], "{call} is called from main only");
+        assert_eq!(callers, ["lib.rs"], "{call} is called from `run` only");
     }
 }
 
@@ -507,4 +507,45 @@ fn unit_tests_in_files_of_their_own_are_left_out() {
             "{unit_tests} is read"
         );
     }
+}
+
+/// Every fuzz target of `fuzz/` is one call through `asgard_stats::fuzzing`, and every
+/// function there has its target: no source included by path, nothing else `pub`.
+#[test]
+fn fuzz_targets_call_only_the_fuzzing_door() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let door = std::fs::read_to_string(root.join("src/fuzzing/mod.rs")).expect("the door");
+    let mut doors: Vec<String> = door
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub use ")?.split("::").nth(1))
+        .map(|name| name.trim_end_matches(';').to_string())
+        .collect();
+    doors.sort();
+    let mut targets = Vec::new();
+    for entry in std::fs::read_dir(root.join("fuzz/fuzz_targets")).expect("fuzz targets") {
+        let path = entry.expect("an entry").path();
+        let code = std::fs::read_to_string(&path).expect("a target");
+        let name = path
+            .file_stem()
+            .expect("a name")
+            .to_string_lossy()
+            .to_string();
+        let call = format!("asgard_stats::fuzzing::{name}(bytes)");
+        assert!(
+            code.contains(&call),
+            "{} does not call {call}",
+            path.display()
+        );
+        assert!(
+            !code.contains("#[path"),
+            "{} includes sources by path",
+            path.display()
+        );
+        targets.push(name);
+    }
+    targets.sort();
+    assert_eq!(
+        targets, doors,
+        "a target without its door, or a door without its target"
+    );
 }

@@ -14,7 +14,7 @@
 //! `session`: the handshake, the exchange, the queue and the confirms, over `transport`; then the
 //! connection split into a `writer` (messages encoded into one buffer) and a `reader`
 //! (frames into events); `codec`: frames read and written, short strings refused over
-//! their limit; `ids`: the methods' numbers.
+//! their limit; `ids`: the methods' numbers; `wire_fuzzing`: what the fuzz target checks.
 
 mod codec;
 mod error;
@@ -23,6 +23,9 @@ mod reader;
 mod session;
 pub(crate) mod transport;
 mod writer;
+
+#[cfg(fuzzing)]
+pub(crate) mod wire_fuzzing;
 
 pub(crate) use error::AmqpError;
 pub(crate) use reader::Event;

@@ -63,18 +63,7 @@ impl Session {
             }
             other => other,
         })?;
-        let mechanisms = {
-            let mut args = Args::new(&start);
-            args.octet()?;
-            args.octet()?;
-            args.table()?;
-            String::from_utf8_lossy(args.long_str()?).into_owned()
-        };
-        if !mechanisms.split(' ').any(|m| m == "PLAIN") {
-            return Err(protocol(format!(
-                "the broker offers no PLAIN login ({mechanisms})"
-            )));
-        }
+        offers_plain_login(&start)?;
         let response = format!("\0{}\0{}", login.user, login.password);
         self.send_method(0, ids::CONNECTION_START_OK, |m| {
             start_ok_arguments(m, response.as_bytes())
@@ -91,15 +80,7 @@ impl Session {
             }
             other => other?,
         };
-        let frame_max = {
-            let mut args = Args::new(&tune);
-            args.short()?;
-            args.long()?
-        };
-        let frame_max = match frame_max {
-            0 => 128 * 1024,
-            n => n.clamp(MIN_FRAME_MAX, MAX_FRAME_MAX),
-        };
+        let frame_max = tuned_frame_max(&tune)?;
         self.frame_max = frame_max as usize;
         self.send_method(0, ids::CONNECTION_TUNE_OK, |m| {
             tune_ok_arguments(m, frame_max)
@@ -229,6 +210,32 @@ impl Session {
             }
         }
     }
+}
+
+/// Refuses a `connection.start` (its arguments) that offers no PLAIN login.
+pub(super) fn offers_plain_login(start: &[u8]) -> Result<(), AmqpError> {
+    let mut args = Args::new(start);
+    args.octet()?;
+    args.octet()?;
+    args.table()?;
+    let mechanisms = String::from_utf8_lossy(args.long_str()?);
+    if mechanisms.split(' ').any(|m| m == "PLAIN") {
+        return Ok(());
+    }
+    Err(protocol(format!(
+        "the broker offers no PLAIN login ({mechanisms})"
+    )))
+}
+
+/// The frame size a `connection.tune` (its arguments) allows, within what this client
+/// reads: the broker's 0 (no limit) is 128 KiB.
+pub(super) fn tuned_frame_max(tune: &[u8]) -> Result<u32, AmqpError> {
+    let mut args = Args::new(tune);
+    args.short()?;
+    Ok(match args.long()? {
+        0 => 128 * 1024,
+        n => n.clamp(MIN_FRAME_MAX, MAX_FRAME_MAX),
+    })
 }
 
 fn is_hang_up(e: &io::Error) -> bool {
