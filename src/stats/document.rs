@@ -78,68 +78,15 @@ pub(crate) struct RawStats<'a> {
 }
 
 impl Document<'_> {
-    /// The document as JSON, written field by field in one allocation: byte for byte what
-    /// `serde_json::to_writer` makes of the derived `Serialize` (the `properties` tests
-    /// compare them), without serde's generic machinery, which cost a tenth of a pass's
-    /// CPU (issue 18), appended to `out` (a batch's buffer of bodies). It cannot fail:
-    /// every value it writes has a JSON form.
+    /// The document as JSON, appended to `out` (a batch's buffer of bodies): serde_json's
+    /// writer of the derived `Serialize`, so the contract's names, order and omissions are
+    /// the struct's. A writer by hand measured 0.55 to 0.60 of its time per document, about
+    /// 2 % of a pass's CPU: under what CONTRIBUTING.md asks of code a crate does, so it went
+    /// back (issue 28, BENCHMARKS.md).
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
-        // Keys, numbers and punctuation stay under 768 bytes; strings may double when
-        // escaped, which only costs a regrowth.
-        let raw_len = self
-            .stats
-            .as_ref()
-            .map_or(0, |raw| raw.before.get().len() + raw.now.get().len() + 32);
-        out.reserve(768 + self.host.len() + self.taskname.len() + self.appname.len() + raw_len);
-        out.extend_from_slice(b"{\"timestamp\":");
-        write_f64(out, self.timestamp);
-        out.extend_from_slice(b",\"host\":");
-        write_str(out, self.host);
-        out.extend_from_slice(b",\"taskname\":");
-        write_str(out, self.taskname);
-        out.extend_from_slice(b",\"appname\":");
-        write_str(out, &self.appname);
-        out.extend_from_slice(b",\"period_secs\":");
-        write_f64(out, self.period_secs);
-        let optional_floats: [(&[u8], Option<f64>); 12] = [
-            (b",\"cpu_limit_raw\":", self.cpu_limit_raw),
-            (b",\"cpu_limit\":", self.cpu_limit),
-            (b",\"cpu_usr_secs\":", self.cpu_usr_secs),
-            (b",\"cpu_sys_secs\":", self.cpu_sys_secs),
-            (b",\"cpu_thr_secs\":", self.cpu_thr_secs),
-            (b",\"cpu_usr_host_pct\":", self.cpu_usr_host_pct),
-            (b",\"cpu_sys_host_pct\":", self.cpu_sys_host_pct),
-            (b",\"cpu_host_pct\":", self.cpu_host_pct),
-            (b",\"cpu_usr_pct\":", self.cpu_usr_pct),
-            (b",\"cpu_sys_pct\":", self.cpu_sys_pct),
-            (b",\"cpu_pct\":", self.cpu_pct),
-            (b",\"cpu_thr_pct\":", self.cpu_thr_pct),
-        ];
-        for (key, value) in optional_floats {
-            if let Some(value) = value {
-                out.extend_from_slice(key);
-                write_f64(out, value);
-            }
-        }
-        if let Some(bytes) = self.mem_bytes {
-            out.extend_from_slice(b",\"mem_bytes\":");
-            out.extend_from_slice(itoa::Buffer::new().format(bytes).as_bytes());
-        }
-        if let Some(pct) = self.mem_pct {
-            out.extend_from_slice(b",\"mem_pct\":");
-            write_f64(out, pct);
-        }
-        if let Some(raw) = &self.stats {
-            out.extend_from_slice(b",\"stats\":{\"before\":");
-            out.extend_from_slice(raw.before.get().as_bytes());
-            out.extend_from_slice(b",\"now\":");
-            out.extend_from_slice(raw.now.get().as_bytes());
-            out.push(b'}');
-        }
-        if self.incomplete {
-            out.extend_from_slice(b",\"incomplete\":true");
-        }
-        out.push(b'}');
+        // Cannot fail: a Vec takes every write, and every field has a JSON form (a float
+        // that is not finite is written as null, which `compute` never lets in).
+        let _ = serde_json::to_writer(out, self);
     }
 
     /// Whether the document carries both `cpu_pct` and `mem_pct`. The consumers average
@@ -161,105 +108,6 @@ impl Document<'_> {
         // Writing to a String never fails.
         let _ = write!(id, "{}", self.timestamp);
     }
-}
-
-/// A float as serde_json writes one: the shortest form that reads back (zmij, the
-/// crate serde_json itself calls), `null` for NaN and infinities (which `round5` and
-/// `compute` never let into a document).
-fn write_f64(out: &mut Vec<u8>, value: f64) {
-    if !value.is_finite() {
-        out.extend_from_slice(b"null");
-    } else if !write_five_decimals(out, value) {
-        out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
-    }
-}
-
-/// The fast path of [`write_f64`], for the values `round5` makes (and zero): about four
-/// times cheaper than zmij, with the same text. Writes nothing and returns false unless
-/// `value` is the double nearest to k·10⁻⁵ for an integer 1 ≤ k < 10¹⁵.
-///
-/// Why the text is zmij's: below 10¹⁰ two doubles are at most 2⁻¹⁹ apart, less than
-/// 10⁻⁵, so no other decimal of at most as many digits as k (trailing zeros dropped)
-/// reads back as `value`: k's digits are the shortest, which is what zmij prints, in
-/// plain notation for leading digits from 10⁻⁵ to 10¹⁵ (`0.00001`, `12.5`, `3.0`).
-/// The `properties` tests compare both on such values.
-fn write_five_decimals(out: &mut Vec<u8>, value: f64) -> bool {
-    if value == 0.0 {
-        out.extend_from_slice(if value.is_sign_negative() {
-            b"-0.0"
-        } else {
-            b"0.0"
-        });
-        return true;
-    }
-    let magnitude = value.abs();
-    let scaled = (magnitude * 1e5).round();
-    // k and 1e5 are exact doubles, so the division rounds k·10⁻⁵ once, to its nearest.
-    if !((1.0..1e15).contains(&scaled) && scaled / 1e5 == magnitude) {
-        return false;
-    }
-    // Exact: `scaled` is an integer below 10¹⁵.
-    let units = scaled as u64;
-    if value < 0.0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(itoa::Buffer::new().format(units / 100_000).as_bytes());
-    out.push(b'.');
-    let (mut fraction, mut digits) = (units % 100_000, 5);
-    if fraction == 0 {
-        out.push(b'0');
-        return true;
-    }
-    while fraction % 10 == 0 {
-        fraction /= 10;
-        digits -= 1;
-    }
-    let mut text = [b'0'; 5];
-    for at in (0..digits).rev() {
-        text[at] = b'0' + (fraction % 10) as u8;
-        fraction /= 10;
-    }
-    out.extend_from_slice(&text[..digits]);
-    true
-}
-
-/// A string as serde_json writes one: quoted, with `"`, `\` and the control characters
-/// escaped (`\n` and its kin by letter, the others as `\u00xx`), everything else as is.
-fn write_str(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
-    let bytes = text.as_bytes();
-    let mut plain_from = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
-        let control;
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => {
-                const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
-                control = [
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX_DIGITS[usize::from(byte >> 4)],
-                    HEX_DIGITS[usize::from(byte & 0xf)],
-                ];
-                &control
-            }
-            _ => continue,
-        };
-        // Escaped bytes are ASCII, so the runs between them are whole characters.
-        out.extend_from_slice(&bytes[plain_from..at]);
-        out.extend_from_slice(escape);
-        plain_from = at + 1;
-    }
-    out.extend_from_slice(&bytes[plain_from..]);
-    out.push(b'"');
 }
 
 /// Decides what a task's new reading leads to, and computes its document if any.
