@@ -10,7 +10,7 @@
 use crate::config::redact;
 use crate::config::HttpSettings;
 use crate::mesos::agents::{parse_agent_list, Agent, AgentList};
-use crate::mesos::budget::{BodyBudget, Reservation};
+use crate::mesos::budget::{BodyBudget, NoGrowth, Reservation};
 use crate::mesos::fetch_error::FetchError;
 use crate::mesos::plain;
 use std::fmt;
@@ -184,9 +184,10 @@ impl MesosClient {
         }
     }
 
-    /// Reserves an answer's share of the body budget: its Content-Length, or
-    /// `--max-body-bytes` when the length is unknown (what is not used is given back once
-    /// read). Waits for others to give theirs back, until the request's end at most.
+    /// Reserves an answer's share of the body budget: its Content-Length, or a first step
+    /// ([`plain::FIRST_STEP`]) when the length is unknown, grown as the body is read
+    /// (`read_statistics`). Waits for others to give theirs back, until the request's end
+    /// at most.
     pub(crate) fn reserve(&self, answer: &StatisticsAnswer) -> Result<Reservation, FetchError> {
         let limit = self.settings.max_body_bytes;
         let length = match &answer.body {
@@ -196,8 +197,9 @@ impl MesosClient {
         if length.is_some_and(|length| length > limit) {
             return Err(FetchError::TooLarge(limit));
         }
+        let first_step = plain::FIRST_STEP.min(limit.saturating_add(1));
         self.budget
-            .reserve(length.unwrap_or(limit), answer.ends)
+            .reserve(length.unwrap_or(first_step), answer.ends)
             .ok_or(FetchError::Timeout)
     }
 
@@ -209,18 +211,22 @@ impl MesosClient {
     ) -> Result<Body, FetchError> {
         let limit = self.settings.max_body_bytes;
         let mut bytes = Vec::new();
+        let ends = answer.ends;
+        let mut grow = |bytes: u64| reservation.grow_to(bytes, ends).map_err(no_growth);
         match answer.body {
-            AnswerBody::Plain(body) => body.read_body(limit, &mut bytes)?,
+            AnswerBody::Plain(body) => body.read_body(limit, &mut bytes, &mut grow)?,
             AnswerBody::Tls(mut body) => {
-                // Sized from Content-Length up front: growing a Vec through a 30 KB answer
-                // costs a copy per doubling, for every agent of every pass.
-                let length = body.content_length().unwrap_or(0).min(limit);
-                bytes.reserve_exact(usize::try_from(length).unwrap_or(0));
-                body.with_config()
-                    .limit(limit)
-                    .reader()
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| classify(ureq::Error::from(e)))?;
+                let length = body.content_length();
+                let mut reader = body.with_config().limit(limit).reader();
+                let tls_error = |e| classify(ureq::Error::from(e));
+                if let Some(length) = length {
+                    // Sized from Content-Length up front: growing a Vec through a 30 KB
+                    // answer costs a copy per doubling, for every agent of every pass.
+                    bytes.reserve_exact(usize::try_from(length.min(limit)).unwrap_or(0));
+                    reader.read_to_end(&mut bytes).map_err(tls_error)?;
+                } else {
+                    plain::read_until_close(&mut reader, limit, &mut bytes, &mut grow, tls_error)?;
+                }
             }
         }
         reservation.shrink_to(bytes.capacity() as u64);
@@ -485,6 +491,15 @@ fn list_error(error: serde_json::Error) -> FetchError {
 }
 
 /// Maps ureq's errors to the reasons operators act on.
+/// A body's share of the budget that could not grow: waited for in vain, or held by
+/// answers that all wait to grow (`budget.rs`).
+fn no_growth(why: NoGrowth) -> FetchError {
+    match why {
+        NoGrowth::Timeout => FetchError::Timeout,
+        NoGrowth::HeldByGrowing => FetchError::BudgetHeld,
+    }
+}
+
 fn classify(error: ureq::Error) -> FetchError {
     match error {
         ureq::Error::Timeout(_) => FetchError::Timeout,

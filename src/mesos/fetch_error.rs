@@ -17,6 +17,10 @@ pub(crate) enum FetchError {
     NoLeader,
     #[error("answer larger than {0} bytes")]
     TooLarge(u64),
+    /// An answer without a length could not grow its share of the body budget: every
+    /// other answer holding some waits to grow as well (`budget.rs`).
+    #[error("the body budget is held by answers without a length, each waiting for more (see --body-budget-bytes)")]
+    BudgetHeld,
     #[error("answered an unreadable agent list: {0}")]
     UnreadableList(String),
     #[error("answered an agent list larger than {0} bytes (see --max-agent-list-bytes)")]

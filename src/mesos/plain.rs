@@ -131,8 +131,14 @@ impl Answer {
         }
     }
 
-    /// Reads the whole body, up to `limit` bytes, onto the end of `into`.
-    pub(crate) fn read_body(self, limit: u64, into: &mut Vec<u8>) -> Result<(), FetchError> {
+    /// Reads the whole body, up to `limit` bytes, onto the end of `into`, asking `grow`
+    /// before `into` grows when the body has no length.
+    pub(crate) fn read_body(
+        self,
+        limit: u64,
+        into: &mut Vec<u8>,
+        grow: Grow,
+    ) -> Result<(), FetchError> {
         let Answer {
             framing,
             mut socket,
@@ -141,9 +147,17 @@ impl Answer {
             ..
         } = self;
         let early = early.get(body_from..).unwrap_or_default();
-        read_framed_body(framing, early, &mut socket, limit, into)
+        read_framed_body(framing, early, &mut socket, limit, into, grow)
     }
 }
+
+/// Asked with how many bytes a body's buffer is about to hold, before it grows to them:
+/// the pass grows the answer's share of the body budget (`budget.rs`), or refuses.
+pub(crate) type Grow<'a> = &'a mut dyn FnMut(u64) -> Result<(), FetchError>;
+
+/// The first room made for a body without a length; it doubles from there, each time
+/// once [`Grow`] allows, so such an answer holds about what it has read.
+pub(crate) const FIRST_STEP: u64 = 64 * 1024;
 
 /// Reads a body framed as `framing`, whose first bytes `early` came with the head, from
 /// `socket`, up to `limit` bytes, onto the end of `into`.
@@ -153,17 +167,58 @@ fn read_framed_body(
     socket: &mut impl Read,
     limit: u64,
     into: &mut Vec<u8>,
+    grow: Grow,
 ) -> Result<(), FetchError> {
     match framing {
         Framing::Length(length) if length > limit => Err(FetchError::TooLarge(limit)),
         Framing::Length(length) => read_exactly(early, socket, length, into),
         Framing::UntilClose => {
-            let mut body = early.chain(socket).take(limit.saturating_add(1));
-            body.read_to_end(into).map_err(FetchError::from_io)?;
-            within(limit, into)
+            let mut body = early.chain(socket);
+            read_until_close(&mut body, limit, into, grow, FetchError::from_io)
         }
-        Framing::Chunked => read_chunks(&mut BufReader::new(early.chain(socket)), limit, into),
+        Framing::Chunked => {
+            read_chunks(&mut BufReader::new(early.chain(socket)), limit, into, grow)
+        }
     }
+}
+
+/// Reads a body that ends with its connection, up to `limit` bytes, onto `into`, which
+/// grows only as `grow` allows; a failed read is an error as `read_error` says.
+pub(crate) fn read_until_close(
+    body: &mut impl Read,
+    limit: u64,
+    into: &mut Vec<u8>,
+    grow: Grow,
+    read_error: fn(io::Error) -> FetchError,
+) -> Result<(), FetchError> {
+    loop {
+        make_room(into, 1, limit, grow)?;
+        let room = (into.capacity() - into.len()) as u64;
+        let read = body
+            .by_ref()
+            .take(room)
+            .read_to_end(into)
+            .map_err(read_error)?;
+        within(limit, into)?;
+        if (read as u64) < room {
+            return Ok(());
+        }
+    }
+}
+
+/// Makes room in `into` for `more` bytes: its capacity doubles (from [`FIRST_STEP`], up
+/// to one byte past `limit`, which tells a body too large) once `grow` allows it.
+fn make_room(into: &mut Vec<u8>, more: usize, limit: u64, grow: Grow) -> Result<(), FetchError> {
+    let needed = into.len().saturating_add(more);
+    if needed <= into.capacity() {
+        return Ok(());
+    }
+    let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+    let doubled = into.capacity().saturating_mul(2).max(FIRST_STEP as usize);
+    let room = needed.max(doubled.min(cap));
+    grow(room as u64)?;
+    into.reserve_exact(room - into.len());
+    Ok(())
 }
 
 /// A whole answer read from `socket` as from an agent's: its status and body, or why it
@@ -173,7 +228,15 @@ pub(crate) fn read_answer(mut socket: impl Read, limit: u64) -> Result<(u16, Vec
     let (status, framing, early, body_from) = read_head(&mut socket)?;
     let mut body = Vec::new();
     let early = early.get(body_from..).unwrap_or_default();
-    read_framed_body(framing, early, &mut socket, limit, &mut body)?;
+    let mut any_growth = |_| Ok(());
+    read_framed_body(
+        framing,
+        early,
+        &mut socket,
+        limit,
+        &mut body,
+        &mut any_growth,
+    )?;
     Ok((status, body))
 }
 
@@ -373,7 +436,12 @@ fn read_exactly(
 
 /// Reads a chunked body onto `into`, and the trailers after it. Its framing (size lines,
 /// extensions, line ends, trailers) may take [`MAX_FRAMING_BYTES`] more than its data.
-fn read_chunks(body: &mut impl BufRead, limit: u64, into: &mut Vec<u8>) -> Result<(), FetchError> {
+fn read_chunks(
+    body: &mut impl BufRead,
+    limit: u64,
+    into: &mut Vec<u8>,
+    grow: Grow,
+) -> Result<(), FetchError> {
     let mut framing = 0u64;
     let mut line = |body: &mut dyn BufRead, data: u64| -> Result<Vec<u8>, FetchError> {
         let line = read_line(body)?;
@@ -402,6 +470,8 @@ fn read_chunks(body: &mut impl BufRead, limit: u64, into: &mut Vec<u8>) -> Resul
         if (into.len() as u64).saturating_add(size) > limit {
             return Err(FetchError::TooLarge(limit));
         }
+        // Within `limit`, so it fits a usize.
+        make_room(into, size as usize, limit, grow)?;
         let read = body
             .by_ref()
             .take(size)
@@ -521,8 +591,51 @@ mod tests {
 
     fn chunks(body: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
         let mut into = b"kept".to_vec();
-        read_chunks(&mut body.as_bytes(), limit, &mut into)?;
+        read_chunks(&mut body.as_bytes(), limit, &mut into, &mut |_| Ok(()))?;
         Ok(into)
+    }
+
+    /// What a body without a length asks of `grow` as it is read: 64 KiB, then twice as
+    /// much each time its buffer is full, never past one byte beyond the limit.
+    fn growth(framing: Framing, body: &[u8], limit: u64) -> (Result<usize, FetchError>, Vec<u64>) {
+        let mut asked = Vec::new();
+        let mut into = Vec::new();
+        let mut grow = |bytes| {
+            asked.push(bytes);
+            Ok(())
+        };
+        let read = read_framed_body(framing, b"", &mut &body[..], limit, &mut into, &mut grow);
+        (read.map(|()| into.len()), asked)
+    }
+
+    #[test]
+    fn a_body_without_a_length_holds_what_it_has_read() {
+        let body = vec![b' '; 200_000];
+        let (read, asked) = growth(Framing::UntilClose, &body, 1 << 20);
+        assert_eq!(read.ok(), Some(200_000));
+        assert_eq!(asked, [65_536, 131_072, 262_144]);
+        let (read, asked) = growth(Framing::UntilClose, &body, 150_000);
+        assert!(matches!(read, Err(FetchError::TooLarge(150_000))));
+        assert_eq!(asked, [65_536, 131_072, 150_001]);
+        let chunked = format!("30d40\r\n{}\r\n0\r\n\r\n", " ".repeat(200_000));
+        let (read, asked) = growth(Framing::Chunked, chunked.as_bytes(), 1 << 20);
+        assert_eq!(read.ok(), Some(200_000));
+        assert_eq!(
+            asked,
+            [200_000],
+            "a chunk's size is known before it is read"
+        );
+        let mut into = Vec::new();
+        let refused = read_framed_body(
+            Framing::UntilClose,
+            b"",
+            &mut &body[..],
+            1 << 20,
+            &mut into,
+            &mut |_| Err(FetchError::BudgetHeld),
+        );
+        assert!(matches!(refused, Err(FetchError::BudgetHeld)));
+        assert!(into.capacity() == 0, "nothing allocated without the budget");
     }
 
     #[test]
@@ -724,7 +837,7 @@ mod tests {
         let answer = get(&[address], &request, within, ends)?;
         let status = answer.status;
         let mut body = Vec::new();
-        answer.read_body(limit, &mut body)?;
+        answer.read_body(limit, &mut body, &mut |_| Ok(()))?;
         Ok((status, body))
     }
 

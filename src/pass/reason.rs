@@ -91,7 +91,8 @@ impl From<&FetchError> for Reason {
     fn from(error: &FetchError) -> Reason {
         match error {
             FetchError::Refused => Reason::Refused,
-            FetchError::Timeout => Reason::Timeout,
+            // Waiting for the body budget in vain is a timeout, whatever it waited behind.
+            FetchError::Timeout | FetchError::BudgetHeld => Reason::Timeout,
             FetchError::Unauthorized(_) => Reason::Unauthorized,
             FetchError::Status(_) | FetchError::NoLeader => Reason::HttpStatus,
             FetchError::TooLarge(_) | FetchError::ListTooLarge(_) => Reason::TooLarge,

@@ -115,3 +115,43 @@ fn big_answers_are_read_a_budget_at_a_time() {
     );
     assert!(unbounded > 2 * BUDGET, "{} MiB", unbounded / MIB);
 }
+
+/// An agent sending an answer without a length a byte at a time, for longer than the
+/// request timeout, holds no more of the budget than its answer has taken so far (64 KiB
+/// at first): the other agents are read meanwhile. When such an answer reserved
+/// `--max-body-bytes` (the whole 1 MiB budget here), every other agent waited behind it
+/// until its own request timed out.
+#[test]
+fn an_answer_without_a_length_holds_only_what_it_has_read() {
+    let agents = 4;
+    let world = World::start(fresh_spec(agents, 2));
+    let dribbled = format!("HTTP/1.1 200 OK\r\n\r\n[{}]", " ".repeat(20_000));
+    world.cluster.set_agent_fault(
+        0,
+        AgentFault::Raw {
+            bytes: dribbled.into_bytes(),
+            one_byte_at_a_time: true,
+            endless: Vec::new(),
+        },
+    );
+    // The others answer a second late, so the dribbling answer has its share by then.
+    for agent in 1..agents {
+        world
+            .cluster
+            .set_agent_fault(agent, AgentFault::Slow(Duration::from_secs(1)));
+    }
+    let run = world
+        .collector()
+        .env("STATS_COLLECTOR_BODY_BUDGET_BYTES", MIB.to_string())
+        .env("STATS_REQUEST_TIMEOUT", "4")
+        .arg("collect")
+        .run();
+    assert!(
+        run.stderr.contains(&format!(
+            "agents listed={agents} answered={} failed=1",
+            agents - 1
+        )),
+        "{run}"
+    );
+    assert!(run.stderr.contains("timeout=1"), "{run}");
+}
