@@ -13,6 +13,10 @@ static DEFAULTS: OnceLock<Settings> = OnceLock::new();
 /// every output.
 const PLANTED: &str = "Zq9planted";
 
+/// The secrets given as settings of their own.
+const MESOS_SECRET: &str = "Zq9mesos";
+const BROKER_PASSWORD: &str = "Zq9broker";
+
 /// The lines that hold addresses: masters, master IP, Redis, broker hosts, Pushgateway.
 const ADDRESS_LINES: usize = 5;
 
@@ -54,8 +58,8 @@ pub fn settings_addresses(bytes: &[u8]) {
     settings.shard = next();
     settings.routing_key = next();
     settings.mesos_principal = Some("principal".into());
-    settings.mesos_secret = Some("Zq9mesos".into());
-    settings.rabbitmq_password = Some("Zq9broker".into());
+    settings.mesos_secret = Some(MESOS_SECRET.into());
+    settings.rabbitmq_password = Some(BROKER_PASSWORD.into());
     let said = match Config::from_settings(&settings, |_| None) {
         Ok(config) => format!("{config:?}"),
         Err(e) => {
@@ -64,10 +68,15 @@ pub fn settings_addresses(bytes: &[u8]) {
             said
         }
     };
-    for secret in ["Zq9mesos", "Zq9broker"] {
-        assert!(!said.contains(secret), "a password in {said:?}");
+    // A secret the input itself spells out elsewhere (the fuzzer learns them) may be
+    // shown there: a host or a shard is no secret.
+    for secret in [MESOS_SECRET, BROKER_PASSWORD] {
+        assert!(
+            text.contains(secret) || !said.contains(secret),
+            "a password in {said:?}"
+        );
     }
-    if only_as_passwords(&addresses) {
+    if !text.contains(PLANTED) && only_as_passwords(&addresses) {
         assert!(!said.contains(PLANTED), "a URL's password in {said:?}");
     }
 }
