@@ -6,6 +6,7 @@
 mod agent_http_answer;
 mod agent_statistics;
 mod amqp_frames;
+mod broker_certificate;
 mod master_agent_list;
 mod sentinel_reply;
 mod settings_addresses;
@@ -14,6 +15,7 @@ mod state_value;
 pub use agent_http_answer::agent_http_answer;
 pub use agent_statistics::agent_statistics;
 pub use amqp_frames::amqp_frames;
+pub use broker_certificate::broker_certificate;
 pub use master_agent_list::master_agent_list;
 pub use sentinel_reply::sentinel_reply;
 pub use settings_addresses::settings_addresses;

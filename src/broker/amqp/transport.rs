@@ -352,7 +352,7 @@ fn open_pending(conn: &mut ClientConnection, sealed: &[u8], start: &mut usize) -
 
 /// A certificate subject (DER, without its outer SEQUENCE) in words: the usual
 /// attributes as `CN=…, O=…`, in the certificate's order; others left out.
-fn subject(der: &[u8]) -> String {
+pub(super) fn subject(der: &[u8]) -> String {
     let mut parts = Vec::new();
     let mut names = der;
     while let Some((0x31, set, rest)) = tlv(names) {

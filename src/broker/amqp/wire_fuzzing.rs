@@ -1,13 +1,15 @@
-//! What the fuzz target `amqp_frames` checks (`src/fuzzing/`): any bytes a broker may
-//! send, read as frames the way the publisher's reader reads them and turned into events,
-//! each method's arguments also read as the handshake reads `connection.start` and
-//! `connection.tune`. Built only with `--cfg fuzzing`.
+//! What the fuzz targets `amqp_frames` and `broker_certificate` check (`src/fuzzing/`):
+//! any bytes a broker may send, read as frames the way the publisher's reader reads them
+//! and turned into events, each method's arguments also read as the handshake reads
+//! `connection.start` and `connection.tune`; and any bytes as the subject of the broker's
+//! certificate, which `check` shows. Built only with `--cfg fuzzing`.
 
 use super::codec::{
     read_frame_into, split_method, Encoder, Frame, FRAME_METHOD, MAX_FRAME_MAX, MIN_FRAME_MAX,
 };
 use super::reader::{Decoder, Event};
 use super::session::{offers_plain_login, tuned_frame_max};
+use super::transport::subject;
 use crate::wire_limits::SHORT_STR_MAX;
 
 /// Reads `bytes` frame after frame until they end, a frame is refused, or an event ends
@@ -67,4 +69,28 @@ fn read_as_handshake(payload: &[u8]) {
             "frame size {size}"
         );
     }
+}
+
+/// A certificate's subject in words: never empty, only the attributes it knows by name,
+/// and never longer than the subject's own bytes allow (a byte that is not UTF-8 shows as
+/// one replacement character of 3 bytes).
+pub(crate) fn read_certificate_subject(der: &[u8]) {
+    let shown = subject(der);
+    if shown == "(no subject names)" {
+        return;
+    }
+    for part in shown.split(", ") {
+        let label = part.split('=').next().unwrap_or_default();
+        // A value may itself hold ", ": only the parts that begin a name are checked.
+        if part.contains('=') && ["CN", "C", "L", "ST", "O", "OU"].contains(&label) {
+            continue;
+        }
+        assert!(shown.contains(&format!(", {part}")), "{shown:?}");
+    }
+    assert!(
+        shown.len() <= 3 * der.len() + 32,
+        "{} bytes shown of {}",
+        shown.len(),
+        der.len()
+    );
 }
