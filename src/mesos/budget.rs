@@ -51,6 +51,18 @@ impl BudgetState {
         drop(held);
         self.freed.notify_all();
     }
+
+    /// Waits until bytes are given back or `left` has passed.
+    fn wait<'a>(
+        &self,
+        held: MutexGuard<'a, Holdings>,
+        left: std::time::Duration,
+    ) -> MutexGuard<'a, Holdings> {
+        match self.freed.wait_timeout(held, left) {
+            Ok((held, _)) => held,
+            Err(poisoned) => poisoned.into_inner().0,
+        }
+    }
 }
 
 /// Why a reservation could not grow.
@@ -101,19 +113,6 @@ impl BodyBudget {
 pub(crate) struct Reservation {
     budget: Arc<BudgetState>,
     bytes: u64,
-}
-
-impl BudgetState {
-    fn wait<'a>(
-        &self,
-        held: MutexGuard<'a, Holdings>,
-        left: std::time::Duration,
-    ) -> MutexGuard<'a, Holdings> {
-        match self.freed.wait_timeout(held, left) {
-            Ok((held, _)) => held,
-            Err(poisoned) => poisoned.into_inner().0,
-        }
-    }
 }
 
 impl Reservation {

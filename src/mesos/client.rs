@@ -490,7 +490,6 @@ fn list_error(error: serde_json::Error) -> FetchError {
     }
 }
 
-/// Maps ureq's errors to the reasons operators act on.
 /// A body's share of the budget that could not grow: waited for in vain, or held by
 /// answers that all wait to grow (`budget.rs`).
 fn no_growth(why: NoGrowth) -> FetchError {
@@ -500,6 +499,7 @@ fn no_growth(why: NoGrowth) -> FetchError {
     }
 }
 
+/// Maps ureq's errors to the reasons operators act on.
 fn classify(error: ureq::Error) -> FetchError {
     match error {
         ureq::Error::Timeout(_) => FetchError::Timeout,
